@@ -1,0 +1,59 @@
+"""Adapters turn one source file into Records. A handful of kinds, registered by name."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medi.catalog import SourceSpec
+from medi.errors import MediError, Problem
+from medi.schema import Record
+
+RowOrProblem = Record | Problem
+
+
+@dataclass
+class Adapted:
+    """An adapter's output: rows (or problems, in file order) and facts about the whole source."""
+
+    rows: Iterator[RowOrProblem]
+    meta: dict = field(default_factory=dict)
+
+
+Reader = Callable[[Path, SourceSpec, int], Adapted]
+ADAPTERS: dict[str, Reader] = {}
+
+
+def adapter(kind: str) -> Callable[[Reader], Reader]:
+    """Register a reader under an adapter kind named in source YAML files."""
+
+    def register(reader: Reader) -> Reader:
+        ADAPTERS[kind] = reader
+        return reader
+
+    return register
+
+
+def get_adapter(kind: str, source: str) -> Reader:
+    if kind not in ADAPTERS:
+        raise MediError(f"{source}: unknown adapter {kind!r}; known adapters: {', '.join(sorted(ADAPTERS))}")
+    return ADAPTERS[kind]
+
+
+def row_rng(seed: int, row_id: str) -> random.Random:
+    """A generator fixed by (seed, row id): the same choice on every run, independent of row order."""
+    return random.Random(f"{seed}:{row_id}")
+
+
+def text_problem(file: str, where: str, value: object, field_name: str) -> Problem | None:
+    """A problem when a text field is not a string."""
+    if isinstance(value, str):
+        return None
+    return Problem(file, where, f"{field_name} must be a string, got {type(value).__name__}")
+
+
+from medi.adapters import st_jsonl, superni, table  # noqa: E402  (registers the kinds)
+
+__all__ = ["ADAPTERS", "Adapted", "adapter", "get_adapter", "row_rng", "st_jsonl", "superni", "table"]

@@ -1,0 +1,79 @@
+"""Generic tables (JSONL or Parquet) with a column mapping: ``options: {format, columns: {query, pos, neg}}``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from medi.adapters import Adapted, RowOrProblem, adapter, row_rng
+from medi.adapters.st_jsonl import read_json_lines
+from medi.catalog import SourceSpec
+from medi.errors import MediError, Problem
+from medi.schema import Record
+
+
+@adapter("table")
+def read_table(path: Path, spec: SourceSpec, seed: int) -> Adapted:
+    columns = spec.options.get("columns") or {}
+    if not columns.get("query") or not columns.get("pos"):
+        raise MediError(f"{spec.file}: the table adapter needs options.columns.query and options.columns.pos")
+    fmt = spec.options.get("format") or ("parquet" if path.suffix == ".parquet" else "jsonl")
+    if fmt not in ("jsonl", "parquet"):
+        raise MediError(f"{spec.file}: options.format must be jsonl or parquet, not {fmt!r}")
+    rows = _parquet_rows(path) if fmt == "parquet" else _jsonl_rows(path)
+    return Adapted(rows=_records(rows, columns, spec.name, str(path), seed))
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, object] | Problem]:
+    for item in read_json_lines(path):
+        yield item if isinstance(item, Problem) else (f"L{item[0]}", item[1])
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[str, object]]:
+    import pyarrow.parquet as pq
+
+    index = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            yield f"R{index}", row
+            index += 1
+
+
+def lookup(row: dict, dotted: str) -> object:
+    """``a.b`` looks into nested mappings; a list value gives its first item."""
+    value: object = row
+    for part in dotted.split("."):
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _records(rows, columns: dict, source: str, file: str, seed: int) -> Iterator[RowOrProblem]:
+    for item in rows:
+        if isinstance(item, Problem):
+            yield item
+            continue
+        locator, row = item
+        where = "line " + locator[1:] if locator.startswith("L") else f"row {locator[1:]}"
+        if not isinstance(row, dict):
+            yield Problem(file, where, f"expected an object, got {type(row).__name__}")
+            continue
+        rng = row_rng(seed, f"{source}:{locator}")
+        texts = {side: _text(row, columns.get(side), rng) for side in ("query", "pos", "neg")}
+        if not isinstance(texts["query"], str) or not isinstance(texts["pos"], str):
+            yield Problem(file, where, f"columns {columns.get('query')!r}/{columns.get('pos')!r} must be strings")
+            continue
+        neg = texts["neg"] if isinstance(texts["neg"], str) else None
+        yield Record(row_id=f"{source}:{locator}", query=texts["query"], pos=texts["pos"], neg=neg)
+
+
+def _text(row: dict, column: str | None, rng) -> object:
+    if not column:
+        return None
+    value = lookup(row, column)
+    if isinstance(value, list):
+        return rng.choice(value) if value else None
+    return value

@@ -1,0 +1,283 @@
+"""The pipeline: fetch → adapt → normalize → mine → instruct → shard → manifest, one source at a time.
+
+``build()`` is what ``medi build`` runs; it returns the manifest it wrote.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections import Counter
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import medi
+from medi.adapters import get_adapter
+from medi.catalog import SUPERNI, Catalog, SourceSpec, spec_summary
+from medi.encode import BUNDLED, Encoder, EncoderConfig, default_cache_dir
+from medi.errors import MediError, Problem, SourceError
+from medi.fetch import Fetched, fetch, find_in_mirrors
+from medi.instruct import InstructionBook, attach
+from medi.manifest import library_versions, write_manifest
+from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
+from medi.normalize import NormalizeReport, normalize
+from medi.schema import FORMAT_VERSION, Record, Triple
+from medi.shard import release_table, write_shards
+
+MAX_LISTED_PROBLEMS = 20
+
+
+class BuildOptions(BaseModel):
+    """Everything that decides a release's content (recorded in its manifest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    shard_rows: int = Field(default=100_000, ge=1)
+    on_error: Literal["skip", "fail"] = "skip"
+    max_chars: int = Field(default=8000, ge=1)
+    instructions: Literal["primary", "paraphrase"] = "primary"
+    require_reviewed: bool = False
+    remote: bool = True  # download named sources the data dirs lack
+    encoder: str = BUNDLED
+    device: str = "auto"
+    batch_size: int = 64
+    max_seq_length: int | None = None
+    mining: dict = Field(default_factory=dict)  # MineConfig fields
+
+
+@dataclass
+class SourceResult:
+    """One source's trip through the stages."""
+
+    spec: SourceSpec
+    fetched: Fetched | None = None
+    meta: dict = field(default_factory=dict)
+    rows_read: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    normalize: NormalizeReport = field(default_factory=NormalizeReport)
+    mining: MineReport = field(default_factory=MineReport)
+    instructions: dict = field(default_factory=dict)
+    triples: list[Triple] = field(default_factory=list)
+
+    def dropped(self) -> dict[str, int]:
+        counts = Counter({"malformed_row": len(self.problems)}) if self.problems else Counter()
+        counts.update(self.normalize.dropped)
+        counts.update(self.mining.dropped)
+        return dict(sorted(counts.items()))
+
+    def summary(self) -> dict:
+        return {
+            "adapter": self.spec.adapter,
+            "catalog": spec_summary(self.spec),
+            "input": self.fetched.summary() if self.fetched else None,
+            "task": {k: v for k, v in self.meta.items() if k != "Definition"} or None,
+            "rows_read": self.rows_read,
+            "rows_kept": len(self.triples),
+            "dropped": self.dropped(),
+            "changed": dict(sorted(self.normalize.changed.items())),
+            "problems": [str(p) for p in self.problems[:MAX_LISTED_PROBLEMS]],
+            "mining": self.mining.summary(),
+            "instructions": self.instructions,
+        }
+
+
+def build(
+    sources: str | list[str],
+    out: Path | str,
+    data_dirs: list[Path | str] | None = None,
+    options: BuildOptions | None = None,
+    *,
+    cache_dir: Path | None = None,
+    console: Console | None = None,
+) -> dict:
+    """Build a release of ``sources`` into ``out``; return its manifest."""
+    options = options or BuildOptions()
+    console = console or Console(stderr=True)
+    out = Path(out)
+    started = time.perf_counter()
+    catalog = Catalog.load()
+    specs, source_set = catalog.resolve(sources)
+    dirs = [Path(d) for d in data_dirs or []] or ([source_set.data_dir] if source_set and source_set.data_dir else [])
+    selection = sources if isinstance(sources, str) else ",".join(sources)
+    specs, absent = _present(specs, dirs, selection, catalog)
+    book = InstructionBook.load(catalog.root)
+    if missing := book.missing(specs, options.require_reviewed):
+        raise MediError("sources without usable instructions:\n  " + "\n  ".join(missing))
+    pipeline = Pipeline(catalog, book, options, dirs, cache_dir or default_cache_dir(), console)
+    results, skipped = pipeline.run(specs)
+    manifest = _write_release(out, results, skipped, absent, options, selection, dirs, pipeline)
+    manifest_seconds = time.perf_counter() - started
+    console.print(f"[green]wrote[/] {out} — {manifest['rows']} rows in {manifest_seconds:.1f} s")
+    return manifest
+
+
+def _present(specs, dirs, selection, catalog) -> tuple[list[SourceSpec], list[str]]:
+    """With a data dir and ``all``/families/sets, keep the sources the mirror has; list the others."""
+    explicit = {n.strip() for n in selection.split(",")} & set(catalog.specs)
+    if not dirs:
+        return specs, []
+    present, absent = [], []
+    for spec in specs:
+        has = spec.path or find_in_mirrors(spec, dirs) or spec.name in explicit
+        (present if has else absent).append(spec if has else spec.name)
+    return present, absent
+
+
+class Pipeline:
+    """Runs the per-source stages; holds the encoder (loaded only if some source needs it)."""
+
+    def __init__(self, catalog, book, options: BuildOptions, dirs, cache_dir: Path, console: Console):
+        self.catalog, self.book, self.options, self.dirs = catalog, book, options, dirs
+        self.cache_dir, self.console = cache_dir, console
+        self._encoder: Encoder | None = None
+        self.test_sources = dict(catalog.superni_test_sources)
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            o = self.options
+            config = EncoderConfig(o.encoder, o.device, o.batch_size, o.max_seq_length)
+            self._encoder = Encoder(config, self.cache_dir)
+        return self._encoder
+
+    def run(self, specs: list[SourceSpec]) -> tuple[list[SourceResult], dict[str, dict]]:
+        results, skipped = [], {}
+        with self._progress() as progress:
+            task = progress.add_task("sources", total=len(specs)) if progress else None
+            for spec in specs:
+                if progress:
+                    progress.update(task, description=spec.name)
+                try:
+                    results.append(self.run_source(spec))
+                except SourceError as exc:
+                    if self.options.on_error == "fail":
+                        raise
+                    skipped[spec.name] = {"reason": exc.reason, "message": str(exc)}
+                    self.console.print(f"[yellow]skipped[/] {exc}")
+                if progress:
+                    progress.advance(task)
+        return results, skipped
+
+    def _progress(self):
+        if not self.console.is_terminal:
+            return nullcontext(None)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        return Progress(*columns, console=self.console, transient=True)
+
+    def run_source(self, spec: SourceSpec) -> SourceResult:
+        result = SourceResult(spec)
+        result.fetched = fetch(spec, self.dirs, self.catalog.root, remote=self.options.remote, cache_dir=self.cache_dir)
+        adapted = get_adapter(spec.adapter, spec.name)(result.fetched.path, spec, self.options.seed)
+        result.meta = adapted.meta
+        self._refuse_shared_test_source(spec, adapted.meta)
+        records = normalize(self._rows(adapted.rows, result), result.normalize, self.options.max_chars)
+        result.triples = self._mine(spec, list(records), result.mining)
+        wordings = self.book.for_source(spec, result.meta)
+        attach(result.triples, wordings, self.options.instructions, self.options.seed)
+        result.instructions = wordings.summary()
+        return result
+
+    def _rows(self, rows, result: SourceResult):
+        for item in rows:
+            if isinstance(item, Problem):
+                if self.options.on_error == "fail":
+                    raise MediError(f"{result.spec.name}: {item} (--on-error fail)")
+                result.problems.append(item)
+                continue
+            result.rows_read += 1
+            yield item
+        result.rows_read += len(result.problems)
+
+    def _mine(self, spec: SourceSpec, records: list[Record], report: MineReport) -> list[Triple]:
+        fields = {**self.options.mining, "seed": self.options.seed}
+        if spec.options.get("mining"):
+            fields["mode"] = spec.options["mining"]
+        config = MineConfig(**fields)
+        if spec.adapter == SUPERNI:
+            return mine_task(records, self.encoder, config, report)
+        return mine_pairs(records, self.encoder, config, report, spec.symmetric)
+
+    def _refuse_shared_test_source(self, spec: SourceSpec, meta: dict) -> None:
+        """A Super-NI task outside the train split must not share a Source with any test task."""
+        if spec.adapter != SUPERNI or spec.stem in self.catalog.superni_train_tasks:
+            return
+        own = set(meta.get("Source") or [])
+        for test_task, test_sources in self._all_test_sources().items():
+            if shared := own & set(test_sources):
+                raise SourceError(
+                    spec.name,
+                    "shares_test_source",
+                    f"shares Source {sorted(shared)} with Super-NI test task {test_task}; refused to keep "
+                    "test data out of the release",
+                )
+
+    def _all_test_sources(self) -> dict[str, list[str]]:
+        """Shipped table plus the Source of every test task file found in the data dirs."""
+        import json
+
+        for data_dir in self.dirs:
+            for task in self.catalog.superni_test_tasks - set(self.test_sources):
+                path = data_dir / "super-ni" / "tasks" / f"{task}.json"
+                if path.is_file():
+                    self.test_sources[task] = json.loads(path.read_text(encoding="utf-8")).get("Source") or []
+        return self.test_sources
+
+
+def _write_release(out, results, skipped, absent, options, selection, dirs, pipeline) -> dict:
+    tasks = [(r.spec.name, r.triples) for r in results if r.triples]
+    table = release_table(tasks)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        shards = write_shards(table, staging / "data", options.shard_rows, "MEDI-style release built by medi")
+        for path in (staging / "data").iterdir():
+            path.rename(staging / path.name)
+        (staging / "data").rmdir()
+        manifest = _manifest(results, skipped, absent, options, selection, dirs, pipeline, shards, tasks)
+        write_manifest(staging, manifest)
+        _replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _replace(staging: Path, out: Path) -> None:
+    """Move the finished release into place; an older release at ``out`` is removed only then."""
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _manifest(results, skipped, absent, options, selection, dirs, pipeline, shards, tasks) -> dict:
+    first_row, task_index = 0, []
+    for task_id, (name, triples) in enumerate(tasks):
+        task_index.append({"task_name": name, "task_id": task_id, "first_row": first_row, "rows": len(triples)})
+        first_row += len(triples)
+    encoder = pipeline._encoder
+    return {
+        "format": FORMAT_VERSION,
+        "medi_version": medi.__version__,
+        "selection": selection,
+        "data_dirs": [str(d) for d in dirs],
+        "seed": options.seed,
+        "config": options.model_dump(mode="json"),
+        "mining_defaults": asdict(MineConfig()),
+        "encoder": encoder.identity() if encoder else None,
+        "versions": library_versions(),
+        "rows": first_row,
+        "tasks": task_index,
+        "shards": shards,
+        "sources": {r.spec.name: r.summary() for r in results},
+        "skipped_sources": skipped,
+        "absent_sources": {"count": len(absent), "names": absent},
+    }

@@ -1,0 +1,209 @@
+"""The source catalog: one YAML file per source under ``sources/<family>/``, parsed into SourceSpec."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rapidfuzz import process
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from medi.errors import MediError
+
+SUPERNI = "superni"
+
+
+def project_root() -> Path:
+    """The folder holding ``sources/`` and ``instructions/``: $MEDI_HOME, else the checkout medi runs from."""
+    if home := os.environ.get("MEDI_HOME"):
+        return Path(home)
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "sources").is_dir() else Path.cwd()
+
+
+class Upstream(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["hub", "git"]
+    repo: str
+    path: str
+    revision: str | None = None
+    repo_type: Literal["dataset", "model", "space"] = "dataset"
+
+
+class MediInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    included: bool | None = None
+    cap: int | None = Field(default=None, ge=1)
+
+
+class SourceSpec(BaseModel):
+    """One catalog entry. ``name`` and ``file`` come from the YAML file's path, not its contents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    file: str = ""
+    adapter: str
+    description: str | None = None
+    upstream: Upstream | None = None
+    mirror: str | None = None
+    path: str | None = None  # a local file, relative to the project root (add-source --path)
+    licence: str = "unknown"
+    citation: str | None = None
+    homepage: str | None = None
+    symmetric: bool = False
+    medi: MediInfo = MediInfo()
+    options: dict = Field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def stem(self) -> str:
+        return self.name.split("/", 1)[1]
+
+
+@dataclass
+class SourceSet:
+    name: str
+    sources: list[str]
+    data_dir: Path | None = None
+
+
+@dataclass
+class Catalog:
+    """All sources, named sets, and the Super-NI split policy."""
+
+    root: Path
+    specs: dict[str, SourceSpec]
+    sets: dict[str, SourceSet] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path | None = None) -> Catalog:
+        root = root or project_root()
+        sources_dir = root / "sources"
+        if not sources_dir.is_dir():
+            raise MediError(f"no source catalog at {sources_dir} (set MEDI_HOME to the medi project folder)")
+        specs = {spec.name: spec for spec in _read_specs(sources_dir)}
+        return cls(root=root, specs=specs, sets=_read_sets(sources_dir / "_sets.yaml", root))
+
+    @cached_property
+    def superni_train_tasks(self) -> frozenset[str]:
+        return _read_lines(self.root / "sources" / SUPERNI / "_splits" / "train_tasks.txt")
+
+    @cached_property
+    def superni_test_tasks(self) -> frozenset[str]:
+        return _read_lines(self.root / "sources" / SUPERNI / "_splits" / "test_tasks.txt")
+
+    @cached_property
+    def superni_test_sources(self) -> dict[str, list[str]]:
+        """{test task: its Source values}, as shipped in ``sources/superni/_test_sources.yaml``."""
+        path = self.root / "sources" / SUPERNI / "_test_sources.yaml"
+        return dict(load_yaml(path) or {}) if path.exists() else {}
+
+    def resolve(self, selection: str | list[str]) -> tuple[list[SourceSpec], SourceSet | None]:
+        """Turn ``all``, a set name, a family name or a comma list of source names into specs.
+
+        Test tasks are refused by name; unknown names get the closest catalog names.
+        """
+        names = selection.split(",") if isinstance(selection, str) else list(selection)
+        names = [n.strip() for n in names if n.strip()]
+        if not names:
+            raise MediError("no sources selected: give --sources all, a set, a family or source names")
+        chosen: dict[str, SourceSpec] = {}
+        used_set = None
+        for name in names:
+            for spec in self._expand(name):
+                chosen.setdefault(spec.name, spec)
+            if name in self.sets:
+                used_set = self.sets[name]
+        return list(chosen.values()), used_set
+
+    def _expand(self, name: str) -> list[SourceSpec]:
+        if name == "all":
+            return [s for n, s in sorted(self.specs.items())]
+        if name in self.sets:
+            return [self._one(n) for n in self.sets[name].sources]
+        family = [s for n, s in sorted(self.specs.items()) if s.family == name]
+        return family or [self._one(name)]
+
+    def _one(self, name: str) -> SourceSpec:
+        self.refuse_test_task(name)
+        if name in self.specs:
+            return self.specs[name]
+        choices = [*self.specs, *self.sets, *{s.family for s in self.specs.values()}, "all"]
+        close = [m for m, _, _ in process.extract(name, choices, limit=3, score_cutoff=60)]
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise MediError(f"unknown source {name!r}{hint} (run `medi sources` for the catalog)")
+
+    def refuse_test_task(self, name: str) -> None:
+        task = name.split("/", 1)[-1]
+        if name.startswith(f"{SUPERNI}/") and task in self.superni_test_tasks:
+            raise MediError(
+                f"{name} is a Super-NI test task (sources/superni/_splits/test_tasks.txt); "
+                "test tasks never enter a release"
+            )
+
+
+def _read_specs(sources_dir: Path) -> list[SourceSpec]:
+    specs = []
+    for path in sorted(sources_dir.glob("*/*.yaml")):
+        if path.name.startswith("_") or path.parent.name.startswith("_"):
+            continue
+        specs.append(read_spec(path, sources_dir))
+    return specs
+
+
+def read_spec(path: Path, sources_dir: Path) -> SourceSpec:
+    """Parse one source file; a wrong key or value is an error naming the file and the key."""
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise MediError(f"{path}: expected a mapping of source fields, got {type(data).__name__}")
+    name = f"{path.parent.name}/{path.stem}"
+    try:
+        return SourceSpec(**data, name=name, file=str(path.relative_to(sources_dir.parent)))
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise MediError(f"{path}: {details}") from exc
+
+
+def _read_sets(path: Path, root: Path) -> dict[str, SourceSet]:
+    if not path.exists():
+        return {}
+    sets = {}
+    for name, body in (load_yaml(path) or {}).items():
+        if not isinstance(body, dict) or not isinstance(body.get("sources"), list):
+            raise MediError(f"{path}: set {name!r} needs a `sources:` list")
+        unknown = set(body) - {"sources", "data_dir", "description"}
+        if unknown:
+            raise MediError(f"{path}: set {name!r} has unknown keys {sorted(unknown)}")
+        data_dir = root / body["data_dir"] if body.get("data_dir") else None
+        sets[name] = SourceSet(name=name, sources=list(body["sources"]), data_dir=data_dir)
+    return sets
+
+
+def load_yaml(path: Path):
+    try:
+        return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except YAMLError as exc:
+        raise MediError(f"{path}: invalid YAML: {exc}") from exc
+
+
+def _read_lines(path: Path) -> frozenset[str]:
+    if not path.exists():
+        raise MediError(f"missing split list {path}")
+    return frozenset(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def spec_summary(spec: SourceSpec) -> dict:
+    """The catalog fields a manifest records for a source."""
+    return json.loads(spec.model_dump_json(exclude={"file"}))

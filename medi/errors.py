@@ -1,0 +1,33 @@
+"""Errors medi raises: each names the file (and line or row) and what is wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class MediError(Exception):
+    """A user-facing error; its message is complete and printed as is."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One bad row or file found while reading a source."""
+
+    file: str
+    where: str  # "line 17", "Instances[3]", "" for the whole file
+    message: str
+
+    def __str__(self) -> str:
+        at = f"{self.file}, {self.where}" if self.where else self.file
+        return f"{at}: {self.message}"
+
+
+class SourceError(MediError):
+    """A whole source cannot be read (missing file, broken JSON, refused)."""
+
+    def __init__(self, source: str, reason: str, message: str, path: Path | str | None = None):
+        self.source = source
+        self.reason = reason
+        self.path = str(path) if path is not None else None
+        super().__init__(f"{source}: {message}")

@@ -1,0 +1,316 @@
+"""Mine: turn records into (query, positive, negative) triples.
+
+Super-NI tasks (rows with outputs, no positive) are paired by INSTRUCTOR's rules within the task:
+- classification-like tasks: positive = the most similar input with a shared label, negative = the most
+  similar input with no shared label;
+- generation tasks: positive maximises cos(x_i, x_j) + cos(y_i, y_j), negative maximises
+  cos(x_i, x_j) - cos(y_i, y_j). Both are inner products of concatenated vectors, [x, y]·[x', ±y'], so one
+  exact faiss search answers each.
+
+Pair sources get a hard negative from the source's own texts where a row has none: the most similar
+candidate that is not the query, not its positive, not a near-duplicate of either, and scores below
+(1 - relative_margin) x the positive's score. The window widens (x4) when the filter empties it; a row still
+without a negative gets a random in-source text, flagged ``fallback``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from rapidfuzz import fuzz
+
+from medi.adapters import row_rng
+from medi.normalize import canonical
+from medi.schema import Record, Triple
+from medi.search import Searcher
+
+Accept = Callable[[int, int, float], bool]  # (row, candidate, score) -> usable
+
+
+@dataclass
+class MineConfig:
+    mode: str = "auto"  # auto | classification | generation (a source's options.mining overrides)
+    window: int = 32
+    max_window: int | None = None  # None: widen up to the whole corpus
+    relative_margin: float = 0.05
+    absolute_margin: float | None = None  # when set, used instead of the relative margin
+    near_duplicate: float = 95.0  # rapidfuzz ratio (0-100) on canonical text
+    classification_max_labels: int = 100
+    classification_max_label_share: float = 0.2
+    min_task_rows: int = 3
+    replace_negatives: bool = False
+    index: str = "flat"
+    seed: int = 0
+
+
+@dataclass
+class MineReport:
+    """What mining kept, dropped and how, for one source."""
+
+    mode: str = "pairs"
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    pos_origin: Counter = field(default_factory=Counter)
+    neg_origin: Counter = field(default_factory=Counter)
+    widened: int = 0
+    pos_scores: list[float] = field(default_factory=list)
+    neg_scores: list[float] = field(default_factory=list)
+
+    def add(self, triple: Triple) -> None:
+        self.kept += 1
+        self.pos_origin[triple.pos_origin] += 1
+        self.neg_origin[triple.neg_origin] += 1
+        self.pos_scores.append(triple.pos_score)
+        self.neg_scores.append(triple.neg_score)
+
+    def summary(self) -> dict:
+        pos, neg = np.array(self.pos_scores), np.array(self.neg_scores)
+        return {
+            "mode": self.mode,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "pos_origin": dict(sorted(self.pos_origin.items())),
+            "neg_origin": dict(sorted(self.neg_origin.items())),
+            "fallbacks": self.neg_origin.get("fallback", 0),
+            "rows_needing_wider_window": self.widened,
+            "mean_pos_score": round(float(pos.mean()), 4) if len(pos) else None,
+            "mean_neg_score": round(float(neg.mean()), 4) if len(neg) else None,
+            "share_neg_ge_pos": round(float((neg >= pos).mean()), 4) if len(pos) else None,
+        }
+
+
+class NearDuplicates:
+    """Canonical forms of a list of texts, and a near-duplicate test between two of them."""
+
+    def __init__(self, texts: list[str], threshold: float):
+        self.forms = [canonical(t) for t in texts]
+        self.threshold = threshold
+
+    def same(self, a: int, b: int) -> bool:
+        return self.same_text(self.forms[a], self.forms[b])
+
+    def same_text(self, a: str, b: str) -> bool:
+        if a == b:
+            return True
+        return fuzz.ratio(a, b, score_cutoff=self.threshold) > 0
+
+
+def first_accepted(searcher: Searcher, queries: np.ndarray, accept: Accept, cfg: MineConfig, report: MineReport):
+    """For each query row, the best-ranked candidate that ``accept`` takes: {row: (candidate, score)}.
+
+    Starts with ``cfg.window`` candidates and widens x4 for the rows left without one.
+    """
+    limit = min(searcher.max_k, cfg.max_window or searcher.ntotal)
+    chosen: dict[int, tuple[int, float]] = {}
+    pending = list(range(len(queries)))
+    seen, k = 0, min(cfg.window, limit)
+    while pending:
+        scores, ids = searcher.search(queries[pending], k)
+        left = []
+        for row, row_scores, row_ids in zip(pending, scores, ids, strict=True):
+            hit = _first(row, row_scores[seen:], row_ids[seen:], accept)
+            if hit is None:
+                left.append(row)
+            else:
+                chosen[row] = hit
+        if not left or k >= limit:
+            break
+        report.widened += len(left) if seen == 0 else 0
+        pending, seen, k = left, k, min(k * 4, limit)
+    return chosen
+
+
+def _first(row: int, scores: np.ndarray, ids: np.ndarray, accept: Accept) -> tuple[int, float] | None:
+    for score, cand in zip(scores, ids, strict=True):
+        if cand >= 0 and accept(row, int(cand), float(score)):
+            return int(cand), float(score)
+    return None
+
+
+# --- Super-NI: pairs by the INSTRUCTOR rules -------------------------------------------------------------
+
+
+def task_mode(records: list[Record], cfg: MineConfig) -> str:
+    """``classification`` when the task's outputs form a small label set, else ``generation``.
+
+    Rule: at most ``classification_max_labels`` distinct canonical outputs, and no more than
+    ``classification_max_label_share`` of the row count (trec: 6 labels / 5,376 rows; a QA task: thousands).
+    """
+    if cfg.mode in ("classification", "generation"):
+        return cfg.mode
+    labels = {canonical(o) for r in records for o in r.outputs}
+    small = len(labels) <= cfg.classification_max_labels
+    return (
+        "classification" if small and len(labels) <= cfg.classification_max_label_share * len(records) else "generation"
+    )
+
+
+def mine_task(records: list[Record], encoder, cfg: MineConfig, report: MineReport) -> list[Triple]:
+    """Pair the inputs of one Super-NI task; every row left unpaired is counted by reason."""
+    if len(records) < cfg.min_task_rows:
+        report.mode = "too_few_rows"
+        report.dropped["too_few_rows"] += len(records)
+        return []
+    report.mode = task_mode(records, cfg)
+    inputs = [r.query for r in records]
+    x = encoder.embed(inputs)
+    dups = NearDuplicates(inputs, cfg.near_duplicate)
+    labels = [frozenset(canonical(o) for o in r.outputs) for r in records]
+    if report.mode == "classification":
+        pos_search = neg_search = Searcher(x, index=cfg.index)
+        query_vectors = x
+    else:
+        y = _output_vectors(records, encoder)
+        pos_search = Searcher(np.hstack([x, y]), index=cfg.index)
+        neg_search = Searcher(np.hstack([x, -y]), index=cfg.index)
+        query_vectors = np.hstack([x, y])
+
+    def pos_ok(i: int, j: int, _score: float) -> bool:
+        shares_label = bool(labels[i] & labels[j]) or report.mode == "generation"
+        return j != i and shares_label and not dups.same(i, j)
+
+    positives = first_accepted(pos_search, query_vectors, pos_ok, cfg, report)
+
+    def neg_ok(i: int, j: int, _score: float) -> bool:
+        p = positives[i][0]
+        return not (labels[i] & labels[j]) and not dups.same(i, j) and not dups.same(p, j)
+
+    with_pos = sorted(positives)
+    found = first_accepted(neg_search, query_vectors[with_pos], lambda r, j, s: neg_ok(with_pos[r], j, s), cfg, report)
+    negatives = {with_pos[r]: hit for r, hit in found.items()}
+    return _task_triples(records, x, positives, negatives, neg_ok, cfg, report)
+
+
+def _output_vectors(records: list[Record], encoder) -> np.ndarray:
+    """Each row's output embedding: the mean of its outputs' unit vectors, renormalised."""
+    flat = [o for r in records for o in r.outputs]
+    vectors = encoder.embed(flat)
+    out, start = [], 0
+    for r in records:
+        mean = vectors[start : start + len(r.outputs)].mean(axis=0)
+        out.append(mean / max(np.linalg.norm(mean), 1e-12))
+        start += len(r.outputs)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _task_triples(records, x, positives, negatives, neg_ok, cfg, report) -> list[Triple]:
+    triples = []
+    for i, record in enumerate(records):
+        if i not in positives:
+            report.dropped["no_positive"] += 1
+            continue
+        j = positives[i][0]
+        origin = "mined"
+        if i in negatives:
+            k = negatives[i][0]
+        else:
+            k = _random_candidate(len(records), lambda c, i=i: neg_ok(i, c, 0.0), cfg.seed, record.row_id)
+            origin = "fallback"
+            if k is None:
+                report.dropped["no_negative"] += 1
+                continue
+        triple = Triple(
+            row_id=record.row_id,
+            query=record.query,
+            pos=records[j].query,
+            neg=records[k].query,
+            pos_origin="mined",
+            neg_origin=origin,
+            pos_score=float(x[i] @ x[j]),
+            neg_score=float(x[i] @ x[k]),
+            pos_ref=records[j].row_id,
+            neg_ref=records[k].row_id,
+        )
+        report.add(triple)
+        triples.append(triple)
+    return triples
+
+
+def _random_candidate(size: int, ok: Callable[[int], bool], seed: int, row_id: str) -> int | None:
+    """A random index that ``ok`` accepts, the same on every run for this row."""
+    order = list(range(size))
+    row_rng(seed, row_id + "#fallback").shuffle(order)
+    return next((c for c in order if ok(c)), None)
+
+
+# --- pair sources: hard negatives ------------------------------------------------------------------------
+
+
+def mine_pairs(records: list[Record], encoder, cfg: MineConfig, report: MineReport, symmetric: bool) -> list[Triple]:
+    """Keep given positives (and negatives unless replacing them); mine a negative where a row has none."""
+    report.mode = "pairs"
+    if not records:
+        return []
+    q = encoder.embed([r.query for r in records], side="query")
+    p = encoder.embed([r.pos for r in records])
+    pos_scores = np.einsum("ij,ij->i", q, p)
+    pool = list(dict.fromkeys([r.pos for r in records] + [r.neg for r in records if r.neg is not None]))
+    if symmetric:
+        pool = list(dict.fromkeys(pool + [r.query for r in records]))
+    need = [i for i, r in enumerate(records) if r.neg is None or cfg.replace_negatives]
+    mined = _mine_negatives(records, need, q, pos_scores, pool, encoder, cfg, report) if need else {}
+    given = [i for i in range(len(records)) if i not in mined and records[i].neg is not None]
+    neg_vectors = encoder.embed([records[i].neg for i in given]) if given else np.zeros((0, q.shape[1]))
+    given_scores = {i: float(q[i] @ v) for i, v in zip(given, neg_vectors, strict=True)}
+    triples = []
+    for i, record in enumerate(records):
+        if i in mined:
+            neg, score, origin = mined[i]
+        elif i in given_scores:
+            neg, score, origin = record.neg, given_scores[i], "given"
+        else:
+            report.dropped["no_negative"] += 1
+            continue
+        triple = Triple(
+            row_id=record.row_id,
+            query=record.query,
+            pos=record.pos,
+            neg=neg,
+            pos_origin="given",
+            neg_origin=origin,
+            pos_score=float(pos_scores[i]),
+            neg_score=score,
+        )
+        report.add(triple)
+        triples.append(triple)
+    return triples
+
+
+def _mine_negatives(records, need, q, pos_scores, pool, encoder, cfg, report) -> dict[int, tuple[str, float, str]]:
+    """{row: (negative text, score, origin)} for the rows in ``need``."""
+    pool_vectors = encoder.embed(pool)
+    searcher = Searcher(pool_vectors, index=cfg.index)
+    dups = NearDuplicates(pool, cfg.near_duplicate)
+    pool_form = {t: f for t, f in zip(pool, dups.forms, strict=True)}
+    row_forms = [
+        (canonical(records[i].query), pool_form.get(records[i].pos) or canonical(records[i].pos)) for i in need
+    ]
+
+    def too_close(r: int, cand: int) -> bool:
+        query_form, pos_form = row_forms[r]
+        form = dups.forms[cand]
+        return dups.same_text(query_form, form) or dups.same_text(pos_form, form)
+
+    def ceiling(r: int) -> float:
+        pos = float(pos_scores[need[r]])
+        if cfg.absolute_margin is not None:
+            return pos - cfg.absolute_margin
+        return pos * (1 - cfg.relative_margin) if pos > 0 else pos
+
+    def accept(r: int, cand: int, score: float) -> bool:
+        return score < ceiling(r) and not too_close(r, cand)
+
+    found = first_accepted(searcher, q[need], accept, cfg, report)
+    result = {}
+    for r, i in enumerate(need):
+        if r in found:
+            cand, score = found[r]
+            result[i] = (pool[cand], score, "mined")
+            continue
+        cand = _random_candidate(len(pool), lambda c, r=r: not too_close(r, c), cfg.seed, records[i].row_id)
+        if cand is not None:
+            result[i] = (pool[cand], float(q[i] @ pool_vectors[cand]), "fallback")
+    return result
