@@ -236,6 +236,7 @@ def _write_release(out, results, skipped, absent, options, selection, dirs, pipe
     table = release_table(tasks)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a release is meant to be shared
     try:
         shards = write_shards(table, staging / "data", options.shard_rows, "MEDI-style release built by medi")
         for path in (staging / "data").iterdir():

@@ -219,3 +219,56 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     with os.fdopen(fd, "wb") as handle:
         np.save(handle, array)
     os.replace(tmp, path)
+
+
+def cache_info(cache_dir: Path | None = None) -> list[dict]:
+    """Per encoder folder of the embedding cache: chunks, vectors (with duplicates), bytes."""
+    root = (cache_dir or default_cache_dir()) / "embeddings"
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [_folder_info(folder) for folder in folders]
+
+
+def _folder_info(folder: Path) -> dict:
+    keys = [np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.keys.npy"))]
+    distinct = len({row.tobytes() for chunk in keys for row in chunk})
+    return {
+        "encoder_key": folder.name,
+        "chunks": len(keys),
+        "vectors": sum(len(k) for k in keys),
+        "distinct_texts": distinct,
+        "bytes": sum(p.stat().st_size for p in folder.iterdir() if p.is_file()),
+    }
+
+
+def prune_cache(cache_dir: Path | None = None, keep: list[str] | None = None) -> dict:
+    """Merge each encoder folder's chunks into one without duplicates; drop folders not in ``keep`` if given.
+
+    The merged chunk is written before the old ones are removed, so a build reading meanwhile still finds
+    every vector (at worst twice).
+    """
+    root = (cache_dir or default_cache_dir()) / "embeddings"
+    report = {"removed_folders": [], "merged": {}}
+    for info in cache_info(cache_dir):
+        folder = root / info["encoder_key"]
+        if keep is not None and info["encoder_key"] not in keep:
+            for path in folder.iterdir():
+                path.unlink()
+            folder.rmdir()
+            report["removed_folders"].append(info["encoder_key"])
+        elif info["chunks"] > 1 or info["vectors"] > info["distinct_texts"]:
+            report["merged"][info["encoder_key"]] = _merge_chunks(folder)
+    return report
+
+
+def _merge_chunks(folder: Path) -> dict:
+    old = sorted(p.name[: -len(".keys.npy")] for p in folder.glob("*.keys.npy"))
+    cache = EmbeddingCache(folder.parent, folder.name)
+    cache._refresh()
+    keys = list(cache._index)
+    vectors = np.vstack([np.asarray(cache._chunks[c][r]) for c, r in cache._index.values()]) if keys else None
+    if vectors is not None:
+        cache.put(keys, vectors)
+    for chunk_id in old:
+        (folder / f"{chunk_id}.keys.npy").unlink()  # keys first: the chunk stops counting before its vectors go
+        (folder / f"{chunk_id}.vecs.npy").unlink()
+    return {"chunks_before": len(old), "vectors_after": len(keys)}

@@ -1,0 +1,191 @@
+"""Benchmark: medi's hard-negative miner against sentence-transformers' ``mine_hard_negatives``.
+
+One process, the same real pairs, the same encoder (bundled all-MiniLM-L6-v2) and window, cold (empty caches)
+and warm (caches filled by the cold run). Prints a table and ratios against the sentence-transformers baseline.
+
+    python bench/mine_vs_st.py --shared ../shared/data --pairs 10000
+
+Pairs: Super-NI (input, first output) from the train tasks in SHARED/super-ni, plus the embedding-training rows
+(query, first positive) in SHARED/st-embedding; a seeded sample of --pairs of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+
+from medi.encode import Encoder
+from medi.mine import MineConfig, MineReport, mine_pairs
+from medi.schema import Record
+
+
+def load_pairs(shared: Path, count: int, seed: int) -> list[tuple[str, str]]:
+    train = set((shared / "super-ni/splits/default/train_tasks.txt").read_text().split())
+    pairs = []
+    for path in sorted((shared / "super-ni/tasks").glob("*.json")):
+        if path.stem not in train:
+            continue
+        for inst in json.loads(path.read_text(encoding="utf-8"))["Instances"]:
+            outputs = [o for o in inst["output"] if o.strip()]
+            if inst["input"].strip() and outputs:
+                pairs.append((inst["input"], outputs[0]))
+    for path in sorted((shared / "st-embedding").rglob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            pairs.append((row["query"], row["pos"][0]))
+    pairs = list(dict.fromkeys(pairs))
+    random.Random(seed).shuffle(pairs)
+    return pairs[:count]
+
+
+class PeakRss:
+    """Peak resident memory above the starting level while the block runs (sampled every 20 ms)."""
+
+    def __enter__(self):
+        self.start = self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
+
+
+def run_st(pairs, model, window: int, cache_folder: str | None):
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    data = Dataset.from_dict({"query": [q for q, _ in pairs], "pos": [p for _, p in pairs]})
+    result = mine_hard_negatives(
+        data,
+        model,
+        range_max=window,
+        relative_margin=0.05,
+        num_negatives=1,
+        sampling_strategy="top",
+        use_faiss=True,
+        batch_size=64,
+        verbose=False,
+        cache_folder=cache_folder,
+    )
+    return [(r["query"], r["pos"], r["negative"]) for r in result]
+
+
+def run_medi(pairs, cache_dir: Path, window: int):
+    encoder = Encoder(cache_dir=cache_dir)
+    records = [Record(row_id=f"bench:{i}", query=q, pos=p) for i, (q, p) in enumerate(pairs)]
+    report = MineReport()
+    triples = mine_pairs(records, encoder, MineConfig(window=window), report, symmetric=False)
+    return [(t.query, t.pos, t.neg) for t in triples], report, encoder
+
+
+def share_neg_ge_pos(triples, encoder: Encoder) -> float:
+    if not triples:
+        return float("nan")
+    q = encoder.embed([t[0] for t in triples])
+    p = encoder.embed([t[1] for t in triples])
+    n = encoder.embed([t[2] for t in triples])
+    return float(np.mean(np.einsum("ij,ij->i", q, n) >= np.einsum("ij,ij->i", q, p)))
+
+
+def timed(fn, *args):
+    with PeakRss() as rss:
+        start = time.perf_counter()
+        out = fn(*args)
+        seconds = time.perf_counter() - start
+    return out, seconds, rss.mib
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--pairs", type=int, default=10_000)
+    parser.add_argument("--window", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    pairs = load_pairs(args.shared, args.pairs, args.seed)
+    print(f"{len(pairs)} real pairs from {args.shared}", file=sys.stderr)
+    work = Path(tempfile.mkdtemp(prefix="medi-bench-"))
+
+    from sentence_transformers import SentenceTransformer
+
+    model = Encoder(cache_dir=work / "unused").model  # the same bundled weights medi loads
+    model.encode(["warm up"])  # first-call overhead outside every timing
+
+    st_cold, st_cold_s, st_cold_mib = timed(run_st, pairs, model, args.window, str(work / "st-cache"))
+    _, st_warm_s, _ = timed(run_st, pairs, model, args.window, str(work / "st-cache"))
+    (medi_cold, report, _), medi_cold_s, medi_cold_mib = timed(run_medi, pairs, work / "medi-cache", args.window)
+    (_, _, warm_encoder), medi_warm_s, _ = timed(run_medi, pairs, work / "medi-cache", args.window)
+    assert warm_encoder.texts_encoded == 0, "warm run re-encoded texts"
+
+    distinct = list(dict.fromkeys([q for q, _ in pairs] + [p for _, p in pairs]))
+    start = time.perf_counter()
+    model.encode(distinct, batch_size=64, normalize_embeddings=True)
+    encode_s = time.perf_counter() - start
+    del SentenceTransformer
+
+    judge = Encoder(cache_dir=work / "medi-cache")  # scores both outputs with the same cached embeddings
+    rows = [
+        (
+            "sentence-transformers (baseline)",
+            st_cold_s,
+            st_warm_s,
+            st_cold_mib,
+            len(st_cold),
+            len(pairs) - len(st_cold),
+            share_neg_ge_pos(st_cold, judge),
+        ),
+        (
+            "medi",
+            medi_cold_s,
+            medi_warm_s,
+            medi_cold_mib,
+            len(medi_cold),
+            report.neg_origin.get("fallback", 0),
+            share_neg_ge_pos(medi_cold, judge),
+        ),
+    ]
+    header = ("miner", "cold s", "warm s", "peak MiB", "rows", "dropped/fallback", "neg>=pos")
+    print("\n{:34} {:>8} {:>8} {:>9} {:>6} {:>17} {:>9}".format(*header))
+    for name, cold, warm, mib, kept, lost, share in rows:
+        print(f"{name:34} {cold:8.1f} {warm:8.2f} {mib:9.0f} {kept:6d} {lost:17d} {share:9.3f}")
+    print(f"\npure encode of medi's {len(distinct)} distinct texts: {encode_s:.1f} s")
+    print("ratios (target in brackets):")
+    print(f"  cold speed-up, ST / medi:        {st_cold_s / medi_cold_s:5.2f}x  [>= 1.5]")
+    print(f"  warm speed-up, ST warm / medi:   {st_warm_s / medi_warm_s:5.2f}x  [>= 2]")
+    print(f"  medi cold / pure encode:         {medi_cold_s / encode_s:5.2f}   [<= 1.10]")
+    print(f"  peak RSS, medi / ST:             {medi_cold_mib / max(st_cold_mib, 1):5.2f}   [<= 1]")
+    print(f"  negatives >= positive, medi:     {rows[1][6]:.3f}  [<= 0.02]; ST {rows[0][6]:.3f}")
+    print(f"  fallbacks (medi) vs dropped (ST): {rows[1][5]} vs {rows[0][5]}")
+
+
+if __name__ == "__main__":
+    main()
