@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -138,6 +139,7 @@ class Pipeline:
         self.catalog, self.book, self.options, self.dirs = catalog, book, options, dirs
         self.cache_dir, self.console = cache_dir, console
         self._encoder: Encoder | None = None
+        self._stage = lambda stage: None  # reports the running stage to the progress bar
         self.test_sources = dict(catalog.superni_test_sources)
 
     @property
@@ -154,7 +156,7 @@ class Pipeline:
             task = progress.add_task("sources", total=len(specs)) if progress else None
             for spec in specs:
                 if progress:
-                    progress.update(task, description=spec.name)
+                    self._stage = partial(_show_stage, progress, task, spec.name)
                 try:
                     results.append(self.run_source(spec))
                 except SourceError as exc:
@@ -174,12 +176,17 @@ class Pipeline:
 
     def run_source(self, spec: SourceSpec) -> SourceResult:
         result = SourceResult(spec)
+        self._stage("fetch")
         result.fetched = fetch(spec, self.dirs, self.catalog.root, remote=self.options.remote, cache_dir=self.cache_dir)
+        self._stage("adapt · normalize")
         adapted = get_adapter(spec.adapter, spec.name)(result.fetched.path, spec, self.options.seed)
         result.meta = adapted.meta
         self._refuse_shared_test_source(spec, adapted.meta)
         records = normalize(self._rows(adapted.rows, result), result.normalize, self.options.max_chars)
-        result.triples = self._mine(spec, list(records), result.mining)
+        records = list(records)
+        self._stage(f"mine {len(records)} rows")
+        result.triples = self._mine(spec, records, result.mining)
+        self._stage("instruct")
         wordings = self.book.for_source(spec, result.meta)
         attach(result.triples, wordings, self.options.instructions, self.options.seed)
         result.instructions = wordings.summary()
@@ -229,6 +236,10 @@ class Pipeline:
                 if path.is_file():
                     self.test_sources[task] = json.loads(path.read_text(encoding="utf-8")).get("Source") or []
         return self.test_sources
+
+
+def _show_stage(progress: Progress, task, source: str, stage: str) -> None:
+    progress.update(task, description=f"{source} · {stage}")
 
 
 def _write_release(out, results, skipped, absent, options, selection, dirs, pipeline) -> dict:
