@@ -52,9 +52,10 @@ def _make_index(kind: str, dim: int, corpus: np.ndarray):
         index.hnsw.efSearch = 128
         return index
     if kind == "ivf":
-        nlist = max(1, int(np.sqrt(len(corpus))))
+        # faiss wants >= 39 training points per list; probing a quarter of the lists keeps recall high
+        nlist = max(1, min(int(4 * np.sqrt(len(corpus))), len(corpus) // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(corpus)
-        index.nprobe = max(1, nlist // 8)
+        index.nprobe = min(nlist, max(8, nlist // 4))
         return index
     raise ValueError(f"unknown index kind {kind!r}: use flat, hnsw or ivf")

@@ -1,0 +1,151 @@
+"""Hard negatives (filter, widening window, fallback), faiss search selection, and the embedding cache.
+
+Texts are the real FlagEmbedding STS rows shipped in tests/fixtures (MIT; see tests/fixtures/README.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import faiss
+import numpy as np
+import pytest
+from rapidfuzz import fuzz
+
+from medi.encode import Encoder, cache_info, pick_device, prune_cache
+from medi.mine import MineConfig, MineReport, mine_pairs
+from medi.normalize import canonical
+from medi.schema import Record
+from medi.search import Searcher, gpu_count
+
+FIXTURES = Path(__file__).parent / "fixtures" / "mirror"
+STS = FIXTURES / "FlagEmbedding/examples/finetune/embedder/example_data/sts/sts.jsonl"
+
+
+@pytest.fixture(scope="module")
+def sts_rows() -> list[dict]:
+    return [json.loads(line) for line in STS.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory) -> Encoder:
+    return Encoder(cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def pair_records(sts_rows) -> list[Record]:
+    """STS pairs without their negatives, plus each row's negatives as extra pairs to grow the corpus."""
+    records = [Record(row_id=f"sts:L{i + 1}", query=r["query"], pos=r["pos"][0]) for i, r in enumerate(sts_rows)]
+    for i, row in enumerate(sts_rows):
+        negs = row["neg"]
+        records += [
+            Record(row_id=f"sts:L{i + 1}/{k}", query=a, pos=b) for k, (a, b) in enumerate(itertools.pairwise(negs))
+        ]
+    return records
+
+
+def mine(records, encoder, symmetric=False, **config) -> tuple[list, MineReport]:
+    report = MineReport()
+    return mine_pairs(records, encoder, MineConfig(**config), report, symmetric), report
+
+
+def test_mined_negatives_respect_the_positive_aware_filter(pair_records, encoder):
+    triples, report = mine(pair_records, encoder)
+    mined = [t for t in triples if t.neg_origin == "mined"]
+    assert len(mined) > 0.9 * len(pair_records)
+    for t in mined:
+        assert t.neg_score < 0.95 * t.pos_score or t.pos_score <= 0
+        assert t.neg not in (t.query, t.pos)
+    assert report.summary()["share_neg_ge_pos"] == 0.0
+
+
+def test_no_negative_is_the_query_or_a_near_duplicate_on_symmetric_data(pair_records, encoder):
+    # (a, b) and (b, a): on symmetric data the query's own text sits in the pool as another row's positive
+    flipped = [Record(row_id=r.row_id + "~", query=r.pos, pos=r.query) for r in pair_records]
+    triples, _ = mine(pair_records + flipped, encoder, symmetric=True)
+    for t in triples:
+        for other in (t.query, t.pos):
+            assert fuzz.ratio(canonical(t.neg), canonical(other)) < 95
+
+
+def test_a_narrow_window_widens_to_the_same_choice(pair_records, encoder):
+    wide, _ = mine(pair_records, encoder, window=4096)
+    narrow, report = mine(pair_records, encoder, window=1)
+    assert report.widened > 0
+    assert [t.neg for t in narrow] == [t.neg for t in wide]
+
+
+def test_fallback_when_the_filter_rejects_every_candidate(pair_records, encoder):
+    triples, report = mine(pair_records[:12], encoder, absolute_margin=10.0)  # ceiling far below any score
+    assert report.neg_origin == {"fallback": 12}
+    assert report.summary()["fallbacks"] == 12
+    assert all(t.neg not in (t.query, t.pos) for t in triples)
+    again, _ = mine(pair_records[:12], encoder, absolute_margin=10.0)
+    assert [t.neg for t in again] == [t.neg for t in triples]  # the random fallback is seeded
+
+
+def test_given_negatives_are_kept_unless_replaced(sts_rows, encoder):
+    records = [
+        Record(row_id=f"g{i}", query=r["query"], pos=r["pos"][0], neg=r["neg"][0]) for i, r in enumerate(sts_rows)
+    ]
+    kept, report = mine(records, encoder)
+    assert report.neg_origin == {"given": len(records)}
+    assert [t.neg for t in kept] == [r.neg for r in records]
+    _, report = mine(records, encoder, replace_negatives=True)
+    assert "given" not in report.neg_origin
+
+
+def test_search_runs_on_cpu_here_and_matches_exact_scores(encoder, sts_rows):
+    assert gpu_count() == (faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0)
+    import torch
+
+    assert pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    corpus = encoder.embed([n for r in sts_rows for n in r["neg"]])
+    queries = encoder.embed([r["query"] for r in sts_rows])
+    searcher = Searcher(corpus)
+    assert searcher.on_gpu is (gpu_count() > 0)
+    scores, ids = searcher.search(queries, 5)
+    exact = queries @ corpus.T
+    assert np.array_equal(ids, np.argsort(-exact, axis=1, kind="stable")[:, :5]) or np.allclose(
+        scores, np.sort(exact, axis=1)[:, ::-1][:, :5], atol=1e-5
+    )
+    for kind in ("hnsw", "ivf"):
+        _, approx = Searcher(corpus, index=kind).search(queries, 1)
+        assert (approx[:, 0] == ids[:, 0]).mean() >= 0.8
+
+
+def test_each_text_is_encoded_once_and_the_cache_is_shared(tmp_path, sts_rows):
+    texts = [r["query"] for r in sts_rows]
+    first = Encoder(cache_dir=tmp_path)
+    vectors = first.embed(texts + texts[:3])
+    assert first.texts_encoded == len(texts)
+    second = Encoder(cache_dir=tmp_path)
+    assert np.array_equal(second.embed(texts), vectors[: len(texts)])
+    assert second.texts_encoded == 0 and second.cache.hits == len(texts)
+
+
+def test_concurrent_writers_and_prune(tmp_path, sts_rows):
+    groups = [[r["query"] for r in sts_rows], [r["pos"][0] for r in sts_rows], [r["neg"][0] for r in sts_rows]]
+    encoders = [Encoder(cache_dir=tmp_path) for _ in groups]
+    threads = [threading.Thread(target=e.embed, args=(g,)) for e, g in zip(encoders, groups, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (info,) = cache_info(tmp_path)
+    assert info["chunks"] == 3 and info["distinct_texts"] == len({t for g in groups for t in g})
+    before = Encoder(cache_dir=tmp_path).embed(groups[1])
+    report = prune_cache(tmp_path)
+    assert report["merged"][info["encoder_key"]]["chunks_before"] == 3
+    (after_info,) = cache_info(tmp_path)
+    assert after_info["chunks"] == 1 and after_info["vectors"] == info["distinct_texts"]
+    reader = Encoder(cache_dir=tmp_path)
+    assert np.array_equal(reader.embed(groups[1]), before) and reader.texts_encoded == 0
+    prune_cache(tmp_path, keep=[])
+    assert cache_info(tmp_path) == []
