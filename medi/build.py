@@ -293,3 +293,31 @@ def _manifest(results, skipped, absent, options, selection, dirs, pipeline, shar
         "skipped_sources": skipped,
         "absent_sources": {"count": len(absent), "names": absent},
     }
+
+
+class ReleaseConfig(BaseModel):
+    """A checked-in release description: ``manifests/<release>/build.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: str | list[str]
+    data_dirs: list[str] = Field(default_factory=list)
+    out: str | None = None
+    options: BuildOptions = Field(default_factory=BuildOptions)
+
+    @classmethod
+    def load(cls, path: Path) -> ReleaseConfig:
+        """Parse and validate; a wrong key or value is an error naming the file and the key."""
+        from pydantic import ValidationError
+
+        from medi.catalog import load_yaml
+
+        data = load_yaml(path)
+        if not isinstance(data, dict):
+            raise MediError(f"{path}: expected a mapping with `sources:` and build options")
+        try:
+            config = cls(**data)
+        except ValidationError as exc:
+            details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise MediError(f"{path}: {details}") from exc
+        return config

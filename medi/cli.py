@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medi.build import BuildOptions, build
+from medi.build import BuildOptions, ReleaseConfig, build
 from medi.catalog import Catalog
 from medi.encode import cache_info, default_cache_dir, prune_cache
 from medi.errors import MediError
@@ -33,8 +33,11 @@ def _fail(exc: MediError) -> None:
 
 @app.command("build")
 def build_command(
-    sources: Annotated[str, typer.Option(help="all, a set (demo), a family (superni) or comma-separated names")],
-    out: Annotated[Path, typer.Option(help="Release folder to write (replaced when the build succeeds)")],
+    sources: Annotated[
+        str | None, typer.Option(help="all, a set (demo), a family (superni) or comma-separated names")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Release folder to write (replaced when the build succeeds)")] = None,
+    config: Annotated[Path | None, typer.Option(help="A release config, e.g. manifests/demo/build.yaml")] = None,
     data_dir: DataDirs = None,
     seed: int = 0,
     shard_rows: Annotated[int, typer.Option(help="Rows per Arrow shard")] = 100_000,
@@ -50,7 +53,10 @@ def build_command(
     max_chars: Annotated[int, typer.Option(help="Texts longer than this are cut")] = 8000,
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache, downloads (~/.cache/medi)")] = None,
 ) -> None:
-    """Build a release: e.g. `medi build --sources demo --out out/demo`."""
+    """Build a release: e.g. `medi build --sources demo --out out/demo` or `--config manifests/demo/build.yaml`.
+
+    With --config, the file's options are used and command-line build options are ignored.
+    """
     try:
         options = BuildOptions(
             seed=seed,
@@ -68,6 +74,13 @@ def build_command(
         err_console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     try:
+        if config:
+            release = ReleaseConfig.load(config)
+            sources, options = sources or release.sources, release.options
+            out = out or (Path(release.out) if release.out else None)
+            data_dir = data_dir or [Path(d) for d in release.data_dirs]
+        if not sources or not out:
+            raise MediError("give --sources and --out, or a --config that names them")
         manifest = build(sources, out, data_dir, options, cache_dir=cache_dir, console=err_console)
     except MediError as exc:
         _fail(exc)

@@ -122,8 +122,10 @@ class Encoder:
     def model(self):
         if self._model is None:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
 
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            transformers_logging.disable_progress_bar()
             self._model = SentenceTransformer(str(self.folder), device=pick_device(self.config.device))
             if self.config.max_seq_length:
                 self._model.max_seq_length = self.config.max_seq_length

@@ -29,6 +29,7 @@ def write_shards(table: pa.Table, folder: Path, shard_rows: int, description: st
     info = datasets.DatasetInfo(description=description, features=FEATURES)
     dataset = datasets.Dataset(table, info=info, fingerprint=fingerprint)
     num_shards = max(1, math.ceil(len(table) / shard_rows)) if len(table) else 1
+    datasets.disable_progress_bars()  # medi reports its own progress; keep stderr readable
     dataset.save_to_disk(str(folder), num_shards=num_shards)
     shards = []
     for path in sorted(folder.glob("data-*.arrow")):
