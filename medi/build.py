@@ -51,6 +51,8 @@ class BuildOptions(BaseModel):
     device: str = "auto"
     batch_size: int = 64
     max_seq_length: int | None = None
+    query_prompt: str = ""  # prepended to queries before encoding (for models trained with prompts)
+    document_prompt: str = ""
     mining: dict = Field(default_factory=dict)  # MineConfig fields
 
 
@@ -146,7 +148,9 @@ class Pipeline:
     def encoder(self) -> Encoder:
         if self._encoder is None:
             o = self.options
-            config = EncoderConfig(o.encoder, o.device, o.batch_size, o.max_seq_length)
+            config = EncoderConfig(
+                o.encoder, o.device, o.batch_size, o.max_seq_length, o.query_prompt, o.document_prompt
+            )
             self._encoder = Encoder(config, self.cache_dir)
         return self._encoder
 
