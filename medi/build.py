@@ -23,7 +23,7 @@ import medi
 from medi.adapters import get_adapter
 from medi.catalog import SUPERNI, Catalog, SourceSpec, spec_summary
 from medi.encode import BUNDLED, Encoder, EncoderConfig, default_cache_dir
-from medi.errors import MediError, Problem, SourceError
+from medi.errors import MediError, Problem, SourceError, explain_validation
 from medi.fetch import Fetched, fetch, find_in_mirrors
 from medi.instruct import InstructionBook, attach
 from medi.manifest import library_versions, write_manifest
@@ -322,6 +322,5 @@ class ReleaseConfig(BaseModel):
         try:
             config = cls(**data)
         except ValidationError as exc:
-            details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise MediError(f"{path}: {details}") from exc
+            raise MediError(f"{path}: {explain_validation(exc)}") from exc
         return config

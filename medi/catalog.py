@@ -14,7 +14,7 @@ from rapidfuzz import process
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from medi.errors import MediError
+from medi.errors import MediError, explain_validation
 
 SUPERNI = "superni"
 
@@ -172,8 +172,7 @@ def read_spec(path: Path, sources_dir: Path) -> SourceSpec:
     try:
         return SourceSpec(**data, name=name, file=str(path.relative_to(sources_dir.parent)))
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise MediError(f"{path}: {details}") from exc
+        raise MediError(f"{path}: {explain_validation(exc)}") from exc
 
 
 def _read_sets(path: Path, root: Path) -> dict[str, SourceSet]:

@@ -31,3 +31,11 @@ class SourceError(MediError):
         self.reason = reason
         self.path = str(path) if path is not None else None
         super().__init__(f"{source}: {message}")
+
+
+def explain_validation(exc: Exception) -> str:
+    """A pydantic ValidationError as ``key.path: message; ...`` (other errors as their text)."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors())

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from medi.adapters import row_rng
 from medi.catalog import SUPERNI, SourceSpec, load_yaml
-from medi.errors import MediError
+from medi.errors import MediError, explain_validation
 from medi.schema import Triple
 
 DRAFTING_FILE = "_superni_drafting.yaml"
@@ -79,7 +79,7 @@ class InstructionBook:
                 try:
                     entries[name] = InstructionEntry(**(body or {}))
                 except (ValidationError, TypeError) as exc:
-                    raise MediError(f"{path}: {name}: {_explain(exc)}") from exc
+                    raise MediError(f"{path}: {name}: {explain_validation(exc)}") from exc
                 files[name] = str(path.relative_to(root))
         drafting_path = folder / DRAFTING_FILE
         drafting = load_yaml(drafting_path) if drafting_path.exists() else {}
@@ -139,9 +139,3 @@ def attach(triples: list[Triple], wordings: SourceInstructions, mode: str, seed:
         else:
             query, document = wordings.query[0], wordings.document[0]
         triple.instructions = (query, document, document)
-
-
-def _explain(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-    return str(exc)
