@@ -98,9 +98,17 @@ class NearDuplicates:
         return fuzz.ratio(a, b, score_cutoff=self.threshold) > 0
 
 
-def first_accepted(searcher: Searcher, queries: np.ndarray, accept: Accept, cfg: MineConfig, report: MineReport):
+def first_accepted(
+    searcher: Searcher,
+    queries: np.ndarray,
+    accept: Accept,
+    cfg: MineConfig,
+    report: MineReport,
+    ceilings: np.ndarray | None = None,
+):
     """For each query row, the best-ranked candidate that ``accept`` takes: {row: (candidate, score)}.
 
+    Candidates scoring at or above the row's ceiling (if given) are skipped in bulk before ``accept`` runs.
     Starts with ``cfg.window`` candidates and widens x4 for the rows left without one.
     """
     limit = min(searcher.max_k, cfg.max_window or searcher.ntotal)
@@ -111,7 +119,11 @@ def first_accepted(searcher: Searcher, queries: np.ndarray, accept: Accept, cfg:
         scores, ids = searcher.search(queries[pending], k)
         left = []
         for row, row_scores, row_ids in zip(pending, scores, ids, strict=True):
-            hit = _first(row, row_scores[seen:], row_ids[seen:], accept)
+            row_scores, row_ids = row_scores[seen:], row_ids[seen:]
+            if ceilings is not None:
+                below = row_scores < ceilings[row]
+                row_scores, row_ids = row_scores[below], row_ids[below]
+            hit = _first(row, row_scores, row_ids, accept)
             if hit is None:
                 left.append(row)
             else:
@@ -294,16 +306,16 @@ def _mine_negatives(records, need, q, pos_scores, pool, encoder, cfg, report) ->
         form = dups.forms[cand]
         return dups.same_text(query_form, form) or dups.same_text(pos_form, form)
 
-    def ceiling(r: int) -> float:
-        pos = float(pos_scores[need[r]])
-        if cfg.absolute_margin is not None:
-            return pos - cfg.absolute_margin
-        return pos * (1 - cfg.relative_margin) if pos > 0 else pos
+    pos = pos_scores[need]
+    if cfg.absolute_margin is not None:
+        ceilings = pos - cfg.absolute_margin
+    else:
+        ceilings = np.where(pos > 0, pos * (1 - cfg.relative_margin), pos)
 
-    def accept(r: int, cand: int, score: float) -> bool:
-        return score < ceiling(r) and not too_close(r, cand)
+    def accept(r: int, cand: int, _score: float) -> bool:
+        return not too_close(r, cand)
 
-    found = first_accepted(searcher, q[need], accept, cfg, report)
+    found = first_accepted(searcher, q[need], accept, cfg, report, ceilings)
     result = {}
     for r, i in enumerate(need):
         if r in found:
