@@ -268,6 +268,7 @@ def _write_release(out, results, skipped, absent, options, selection, dirs, pipe
 def _replace(staging: Path, out: Path) -> None:
     """Move the finished release into place; an older release at ``out`` is removed only then."""
     old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)  # left by an interrupted earlier build
     if out.exists():
         out.rename(old)
     staging.rename(out)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from medi.adapters import Adapted, RowOrProblem, adapter, row_rng
+from medi.adapters import Adapted, RowOrProblem, adapter
 from medi.adapters.st_jsonl import read_json_lines
 from medi.catalog import SourceSpec
-from medi.errors import MediError, Problem
+from medi.errors import MediError, Problem, SourceError
 from medi.schema import Record
 
 
@@ -20,7 +20,7 @@ def read_table(path: Path, spec: SourceSpec, seed: int) -> Adapted:
     fmt = spec.options.get("format") or ("parquet" if path.suffix == ".parquet" else "jsonl")
     if fmt not in ("jsonl", "parquet"):
         raise MediError(f"{spec.file}: options.format must be jsonl or parquet, not {fmt!r}")
-    rows = _parquet_rows(path) if fmt == "parquet" else _jsonl_rows(path)
+    rows = _parquet_rows(path, spec.name) if fmt == "parquet" else _jsonl_rows(path)
     return Adapted(rows=_records(rows, columns, spec.name, str(path), seed))
 
 
@@ -29,11 +29,16 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, object] | Problem]:
         yield item if isinstance(item, Problem) else (f"L{item[0]}", item[1])
 
 
-def _parquet_rows(path: Path) -> Iterator[tuple[str, object]]:
+def _parquet_rows(path: Path, source: str) -> Iterator[tuple[str, object]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError(source, "malformed_file", f"{path}: not a readable Parquet file ({exc})", path) from exc
     index = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+    for batch in batches:
         for row in batch.to_pylist():
             yield f"R{index}", row
             index += 1
@@ -61,8 +66,7 @@ def _records(rows, columns: dict, source: str, file: str, seed: int) -> Iterator
         if not isinstance(row, dict):
             yield Problem(file, where, f"expected an object, got {type(row).__name__}")
             continue
-        rng = row_rng(seed, f"{source}:{locator}")
-        texts = {side: _text(row, columns.get(side), rng) for side in ("query", "pos", "neg")}
+        texts = {side: _text(row, columns.get(side)) for side in ("query", "pos", "neg")}
         if not isinstance(texts["query"], str) or not isinstance(texts["pos"], str):
             yield Problem(file, where, f"columns {columns.get('query')!r}/{columns.get('pos')!r} must be strings")
             continue
@@ -70,10 +74,10 @@ def _records(rows, columns: dict, source: str, file: str, seed: int) -> Iterator
         yield Record(row_id=f"{source}:{locator}", query=texts["query"], pos=texts["pos"], neg=neg)
 
 
-def _text(row: dict, column: str | None, rng) -> object:
+def _text(row: dict, column: str | None) -> object:
     if not column:
         return None
     value = lookup(row, column)
-    if isinstance(value, list):
-        return rng.choice(value) if value else None
+    if isinstance(value, list):  # e.g. several reference answers: the first is the canonical one
+        return value[0] if value else None
     return value
