@@ -38,10 +38,13 @@ def _parquet_rows(path: Path, source: str) -> Iterator[tuple[str, object]]:
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(source, "malformed_file", f"{path}: not a readable Parquet file ({exc})", path) from exc
     index = 0
-    for batch in batches:
-        for row in batch.to_pylist():
-            yield f"R{index}", row
-            index += 1
+    try:
+        for batch in batches:  # a damaged page shows only when its batch is read
+            for row in batch.to_pylist():
+                yield f"R{index}", row
+                index += 1
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError(source, "malformed_file", f"{path}: unreadable after row {index} ({exc})", path) from exc
 
 
 def lookup(row: dict, dotted: str) -> object:
