@@ -91,26 +91,43 @@ def test_task_without_instances(medi_home, tmp_path):
         build("tests/task_no_instances", tmp_path, [FIXTURES], on_error="fail")
 
 
-def test_unreadable_parquet_is_a_source_error(medi_home, make_release, tmp_path):
+def damaged_parquet(tmp_path, damage: str):
+    """A Parquet file of real rows, then damaged: cut half-way (no footer), or its first data page overwritten."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = [{"q": r["query"], "p": r["pos"][0]} for r in json_lines(FLAG / "retrieval" / "nli.jsonl")]
     whole = tmp_path / "whole.parquet"
     pq.write_table(pa.Table.from_pylist(rows), whole)
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    cut = mirror / "cut.parquet"  # a download that stopped half-way
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    data = bytearray(whole.read_bytes())
+    if damage == "cut":  # a download that stopped half-way
+        data = data[: len(data) // 2]
+    else:  # bit rot inside the data: the footer still reads, the first page header does not
+        offset = pq.ParquetFile(whole).metadata.row_group(0).column(0).data_page_offset
+        data[offset : offset + 40] = b"\xff" * 40
+    path = tmp_path / "mirror" / f"{damage}.parquet"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["cut", "bad_page"])
+def test_unreadable_parquet_is_a_source_error(medi_home, make_release, tmp_path, damage):
+    """With on_error=skip a damaged Parquet file skips its source (naming the file); the others still build."""
+    path = damaged_parquet(tmp_path, damage)
     medi_home.add_source(
-        "tests/cut_parquet",
-        {"adapter": "table", "mirror": "cut.parquet", "options": {"columns": {"query": "q", "pos": "p"}}},
+        "tests/damaged_parquet",
+        {"adapter": "table", "mirror": path.name, "options": {"columns": {"query": "q", "pos": "p"}}},
     )
-    medi_home.add_instructions(["tests/cut_parquet"])
-    release = make_release("tests/cut_parquet,st/AllNLI", tmp_path / "out", [mirror, MIRROR])
-    skipped = release.manifest["skipped_sources"]["tests/cut_parquet"]
-    assert skipped["reason"] == "malformed_file" and str(cut) in skipped["message"]
+    medi_home.add_instructions(["tests/damaged_parquet"])
+    release = make_release("tests/damaged_parquet,st/AllNLI", tmp_path / "out", [path.parent, MIRROR])
+    skipped = release.manifest["skipped_sources"]["tests/damaged_parquet"]
+    assert skipped["reason"] == "malformed_file" and str(path) in skipped["message"]
     assert release.manifest["sources"]["st/AllNLI"]["rows_kept"] == 20
+
+    with pytest.raises(SourceError, match="readable") as caught:
+        build("tests/damaged_parquet", tmp_path, [path.parent], on_error="fail")
+    assert caught.value.reason == "malformed_file" and str(path) in str(caught.value)
 
 
 # --- missing files and names ------------------------------------------------------------------------------------
