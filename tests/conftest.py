@@ -39,7 +39,13 @@ class Release:
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    """The one embedding cache of the session: every build and Encoder in the tests uses it."""
+    """The one embedding cache of the session: every build and Encoder in the tests uses it.
+
+    MEDI_TEST_CACHE names a folder to keep it between runs while developing; CI starts cold without it.
+    """
+    if kept := os.environ.get("MEDI_TEST_CACHE"):
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        return Path(kept)
     return tmp_path_factory.mktemp("medi-cache")
 
 
