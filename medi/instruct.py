@@ -6,6 +6,7 @@ Domains) with the tables in ``instructions/_superni_drafting.yaml``; the manifes
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.representer import RoundTripRepresenter
 
 from medi.adapters import row_rng
 from medi.catalog import SUPERNI, SourceSpec, load_yaml
@@ -20,6 +23,9 @@ from medi.errors import MediError, explain_validation
 from medi.schema import Triple
 
 DRAFTING_FILE = "_superni_drafting.yaml"
+STATUSES = ("draft", "reviewed", "rejected")
+# "Represent the (domain) (text type) for (objective):" -- the subject before " for " names the text type.
+PATTERN = re.compile(r"^Represent (?P<subject>\S.*?) (?:for|to) (?P<objective>\S.*):$")
 
 
 class InstructionEntry(BaseModel):
@@ -111,18 +117,54 @@ class InstructionBook:
 
 
 def draft_superni(meta: dict, tables: dict) -> list[str]:
-    """Wordings for a Super-NI task from its first Category and Domain and the drafting tables."""
+    """Wordings for a Super-NI task from its first Category and Domain and the drafting tables.
+
+    A category the tables lack takes its text type from the task's Definition ("Given a sentence, ...").
+    """
     default = tables.get("default", {})
     category = (meta.get("Categories") or [""])[0]
     domain_key = ((meta.get("Domains") or [""])[0] or "").split(" -> ")[0].strip()
     by_category = tables.get("categories", {}).get(category) or {}
     fields = {
-        "text_type": by_category.get("text_type") or default.get("text_type", "text"),
+        "text_type": by_category.get("text_type")
+        or _text_type_of(meta.get("Definition"))
+        or default.get("text_type", "text"),
         "objective": by_category.get("objective") or default.get("objective", "retrieving similar texts"),
         "domain": tables.get("domains", {}).get(domain_key, default.get("domain", "")),
     }
     templates = tables.get("templates") or ["Represent the {domain} {text_type} for {objective}:"]
     return [_tidy(t.format(**fields)) for t in templates]
+
+
+TEXT_TYPES = (
+    "question", "sentence", "passage", "paragraph", "dialogue", "conversation", "review", "tweet", "story",
+    "article", "claim", "statement", "utterance", "premise", "title", "word", "text",
+)  # fmt: skip
+
+
+def _text_type_of(definition: list[str] | str | None) -> str | None:
+    """The first kind of text a Definition says the task is given ("You are given a question ..." -> question)."""
+    text = " ".join(definition) if isinstance(definition, list) else definition or ""
+    words = re.findall(r"[a-z]+", text.lower())
+    for index, word in enumerate(words):
+        if word in {"given", "provided", "receive"}:
+            for later in words[index + 1 : index + 8]:
+                if later.rstrip("s") in TEXT_TYPES:
+                    return later.rstrip("s")
+    return None
+
+
+def draft_entry(meta: dict, tables: dict, origin: str) -> dict:
+    """A ``draft`` instruction entry for a Super-NI task, to be written to ``instructions/superni.yaml``."""
+    category = ", ".join(meta.get("Categories") or []) or "none"
+    domain = ", ".join(meta.get("Domains") or []) or "none"
+    return {
+        "query": draft_superni(meta, tables),
+        "status": "draft",
+        "reviewer": None,
+        "date": None,
+        "note": f"drafted from {origin} (Categories: {category}; Domains: {domain})",
+    }
 
 
 def _tidy(text: str) -> str:
@@ -139,3 +181,38 @@ def attach(triples: list[Triple], wordings: SourceInstructions, mode: str, seed:
         else:
             query, document = wordings.query[0], wordings.document[0]
         triple.instructions = (query, document, document)
+
+
+def _represent_none(representer: RoundTripRepresenter, data: None):
+    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+
+
+def instruction_yaml(text: str = "") -> YAML:
+    """A round-trip YAML that writes a file back as it was: comments, order, quotes, its list indentation, ``null``."""
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never fold a long wording onto two lines
+    indented = re.search(r"^( +)- ", text, re.MULTILINE)
+    sequence = len(indented.group(1)) if indented else 2  # "  query:" then "    - " is sequence 4, offset 2
+    yaml.indent(mapping=2, sequence=sequence, offset=sequence - 2)
+    yaml.representer.add_representer(type(None), _represent_none)
+    return yaml
+
+
+def read_instruction_file(path: Path):
+    """``(yaml, data)``: a file of ``instructions/`` loaded for editing (data is a ruamel CommentedMap)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    yaml = instruction_yaml(text)
+    try:
+        data = yaml.load(text)
+    except Exception as exc:  # ruamel raises several unrelated error types for bad YAML
+        raise MediError(f"{path}: invalid YAML: {exc}") from exc
+    if data is None:
+        data = yaml.load("{}")
+    return yaml, data
+
+
+def write_instruction_file(yaml: YAML, data, path: Path) -> None:
+    buffer = io.StringIO()
+    yaml.dump(data, buffer)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
