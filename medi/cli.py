@@ -12,6 +12,7 @@ from rich.table import Table
 
 from medi.build import BuildOptions, ReleaseConfig, build
 from medi.catalog import Catalog
+from medi.checkpoint import clear_stages, stages_info
 from medi.encode import cache_info, default_cache_dir, prune_cache
 from medi.errors import MediError
 from medi.fetch import find_in_mirrors
@@ -52,6 +53,7 @@ def build_command(
     batch_size: int = 64,
     max_chars: Annotated[int, typer.Option(help="Texts longer than this are cut")] = 8000,
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache, downloads (~/.cache/medi)")] = None,
+    fresh: Annotated[bool, typer.Option(help="Recompute every stage instead of resuming from checkpoints")] = False,
 ) -> None:
     """Build a release: e.g. `medi build --sources demo --out out/demo` or `--config manifests/demo/build.yaml`.
 
@@ -81,7 +83,7 @@ def build_command(
             data_dir = data_dir or [Path(d) for d in release.data_dirs]
         if not sources or not out:
             raise MediError("give --sources and --out, or a --config that names them")
-        manifest = build(sources, out, data_dir, options, cache_dir=cache_dir, console=err_console)
+        manifest = build(sources, out, data_dir, options, cache_dir=cache_dir, console=err_console, resume=not fresh)
     except MediError as exc:
         _fail(exc)
     out_console.print(summary_table(manifest))
@@ -157,15 +159,196 @@ def cache_info_command(cache_dir: CacheDir = None) -> None:
         mib = f"{info['bytes'] / 2**20:.1f}"
         table.add_row(info["encoder_key"], str(info["chunks"]), str(info["vectors"]), str(info["distinct_texts"]), mib)
     out_console.print(table)
+    for stage, info in stages_info(cache_dir or default_cache_dir()).items():
+        out_console.print(f"stage checkpoints {stage}: {info['checkpoints']} ({info['bytes'] / 2**20:.1f} MiB)")
 
 
 @cache_app.command("prune")
 def cache_prune_command(
     cache_dir: CacheDir = None,
     keep: Annotated[list[str] | None, typer.Option(help="Encoder keys to keep; others are deleted")] = None,
+    stages: Annotated[bool, typer.Option(help="Also delete every stage checkpoint (all recomputable)")] = False,
 ) -> None:
     """Merge chunks and drop duplicates (and other encoders' folders with --keep): `medi cache prune`."""
-    out_console.print_json(json.dumps(prune_cache(cache_dir, keep)))
+    report = prune_cache(cache_dir, keep)
+    if stages:
+        report["stage_checkpoints_removed"] = clear_stages(cache_dir or default_cache_dir())
+    out_console.print_json(json.dumps(report))
+
+
+@app.command("publish")
+def publish_command(
+    release: Annotated[Path, typer.Argument(help="Release folder written by medi build")],
+    repo: Annotated[str, typer.Option(help="Dataset repo on the Hub, ORG/NAME")],
+    tag: Annotated[str, typer.Option(help="Tag for the published commit, e.g. v1")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing to the Hub")] = False,
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private (if it does not exist)")] = False,
+    files_per_commit: Annotated[int, typer.Option(help="Most files in one commit")] = 50,
+) -> None:
+    """Upload a release to the Hub: `medi publish out/v1 --repo ORG/medi --tag v1 [--dry-run]`.
+
+    The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT picks another Hub.
+    """
+    from medi.publish import publish  # the Hub client is only needed here
+
+    try:
+        publish(
+            release, repo, tag, dry_run=dry_run, private=private, files_per_commit=files_per_commit, console=out_console
+        )
+    except MediError as exc:
+        _fail(exc)
+
+
+# ---- instructions, review, add-source (medi/lint.py, medi/review.py, medi/scaffold.py) ----
+
+instructions_app = typer.Typer(help="The instruction templates in instructions/*.yaml.", no_args_is_help=True)
+app.add_typer(instructions_app, name="instructions")
+
+
+@instructions_app.command("lint")
+def instructions_lint_command(
+    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Check every catalog source's instructions: `medi instructions lint` (exit 1 on errors)."""
+    from medi.lint import lint
+
+    if output not in ("table", "json"):
+        _fail(MediError(f"--format must be table or json, not {output!r}"))
+    try:
+        report = lint()
+    except MediError as exc:
+        _fail(exc)
+    if output == "json":
+        out_console.print_json(json.dumps(report.as_dict()))
+    else:
+        table = Table(title=f"{len(report.errors)} errors, {len(report.findings) - len(report.errors)} warnings")
+        for column in ("level", "where", "source", "check", "finding"):
+            table.add_column(column, overflow="fold")
+        for f in report.findings:
+            level = "[red]error[/]" if f.level == "error" else "[yellow]warning[/]"
+            table.add_row(level, f.where(), f.source, f.code, f.message)
+        if report.findings:
+            out_console.print(table)
+        out_console.print(
+            f"{report.sources} catalog sources, {report.entries} instruction entries, {report.drafted} Super-NI "
+            f"tasks drafted from their task file at build time: {len(report.errors)} errors, "
+            f"{len(report.findings) - len(report.errors)} warnings"
+        )
+    if report.errors:
+        raise typer.Exit(1)
+
+
+review_app = typer.Typer(help="Review instructions in a browser page and import the decisions.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("export")
+def review_export_command(
+    release: Annotated[Path, typer.Option(help="A release folder (medi build --out)")],
+    out: Annotated[Path, typer.Option(help="Folder to write index.html into")],
+    rows: Annotated[int, typer.Option(help="Rows shown per source")] = 3,
+    pick: Annotated[str, typer.Option(help="vote-k (diverse rows, by query embeddings) or random")] = "vote-k",
+    seed: int = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache (~/.cache/medi)")] = None,
+) -> None:
+    """Write a self-contained review page: `medi review export --release out/demo --out review/`."""
+    from medi.review import export_review
+
+    try:
+        page = export_review(release, out, rows_per_source=rows, seed=seed, pick=pick, cache_dir=cache_dir)
+    except MediError as exc:
+        _fail(exc)
+    out_console.print(f"wrote {page} — open it in a browser (file://{page.resolve()}), then `medi review import`")
+
+
+@review_app.command("serve")
+def review_serve_command(
+    folder: Annotated[Path, typer.Argument(help="A folder written by medi review export")],
+    port: int = 8765,
+) -> None:
+    """Serve an exported review page on localhost: `medi review serve review/`."""
+    from medi.review import serve_review
+
+    try:
+        server = serve_review(folder, port)
+    except MediError as exc:
+        _fail(exc)
+    out_console.print(f"serving {folder} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@review_app.command("import")
+def review_import_command(
+    decisions: Annotated[Path, typer.Argument(help="decisions.json downloaded from the review page")],
+    reviewer: Annotated[str | None, typer.Option(help="Reviewer name, if the page did not record one")] = None,
+) -> None:
+    """Apply review decisions to instructions/*.yaml: `medi review import review/decisions.json`."""
+    from medi.review import import_decisions
+
+    try:
+        result = import_decisions(decisions, reviewer=reviewer)
+    except MediError as exc:
+        _fail(exc)
+    for file, names in result.files.items():
+        out_console.print(f"[bold]{file}[/]")
+        for name in names:
+            out_console.print(f"  {name}: {result.changes[name]}", highlight=False)
+    out_console.print("review the change with `git diff instructions/`, then `medi instructions lint`")
+
+
+@app.command("add-source")
+def add_source_command(
+    name: Annotated[str, typer.Argument(help="<family>/<name>, e.g. st/my_pairs")],
+    adapter: Annotated[str, typer.Option(help="st_jsonl, table or superni")],
+    hub_repo: Annotated[str | None, typer.Option(help="Hugging Face dataset repo ORG/NAME")] = None,
+    file: Annotated[str | None, typer.Option(help="File inside the hub repo")] = None,
+    revision: Annotated[str | None, typer.Option(help="Full commit sha of the hub repo (never guessed)")] = None,
+    path: Annotated[Path | None, typer.Option(help="A local file instead of a hub file")] = None,
+    symmetric: Annotated[bool, typer.Option(help="Query and positive are the same kind of text")] = False,
+    description: str | None = None,
+    licence: str | None = None,
+    citation: str | None = None,
+    homepage: str | None = None,
+    columns: Annotated[str | None, typer.Option(help="table adapter: query=COL,pos=COL[,neg=COL]")] = None,
+    table_format: Annotated[str | None, typer.Option("--format", help="table adapter: jsonl or parquet")] = None,
+    data_dir: DataDirs = None,
+    rows: Annotated[int, typer.Option(help="First rows to load and print")] = 5,
+    remote: Annotated[bool, typer.Option(help="Download the hub file when no data dir has it")] = True,
+) -> None:
+    """Scaffold sources/<family>/<name>.yaml and a draft instruction entry, after loading its first rows."""
+    from medi.scaffold import SourceRequest, add_source
+
+    try:
+        mapping = dict(part.split("=", 1) for part in columns.split(",")) if columns else {}
+    except ValueError:
+        _fail(MediError(f"--columns {columns!r}: use query=COL,pos=COL[,neg=COL]"))
+    request = SourceRequest(
+        name=name, adapter=adapter, hub_repo=hub_repo, file=file, revision=revision,
+        path=str(path) if path else None, symmetric=symmetric, description=description, licence=licence,
+        citation=citation, homepage=homepage, columns=mapping, table_format=table_format,
+    )  # fmt: skip
+    try:
+        done = add_source(request, data_dirs=list(data_dir or []), remote=remote, rows=rows)
+    except MediError as exc:
+        _fail(exc)
+    table = Table(title=f"first {len(done.preview)} rows of {name} through the {adapter} adapter")
+    for column in ("row", "query", "positive", "negative"):
+        table.add_column(column, overflow="fold", max_width=60)
+    for record in done.preview:
+        short = [t if len(t or "") <= 200 else t[:200] + " …" for t in (record.query, record.pos, record.neg)]
+        table.add_row(record.row_id.split(":", 1)[-1], *(t or "-" for t in short))
+    out_console.print(table)
+    for problem in done.problems:
+        err_console.print(f"[yellow]problem[/] {problem}", highlight=False)
+    for note in done.notes:
+        err_console.print(f"[yellow]note[/] {note}", highlight=False)
+    out_console.print(f"wrote {done.source_file} and a draft entry in {done.instruction_file}")
+    out_console.print(f"next: edit the draft wordings, `medi instructions lint`, `medi build --sources {name} ...`")
 
 
 if __name__ == "__main__":
