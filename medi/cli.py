@@ -351,5 +351,106 @@ def add_source_command(
     out_console.print(f"next: edit the draft wordings, `medi instructions lint`, `medi build --sources {name} ...`")
 
 
+# export, verify, stats: reading a release ---------------------------------------------------------------------
+
+
+@app.command("export")
+def export_command(
+    release: Annotated[Path, typer.Argument(help="Release folder (from medi build)")],
+    format: Annotated[str, typer.Option("--format", help="instructor | medi2 | st-triplets | parquet")],
+    out: Annotated[Path, typer.Option(help="File (instructor) or folder (the others) to write")],
+    batch_size: Annotated[
+        int | None, typer.Option(help="instructor: make every task a multiple of this (the trainer's batch size)")
+    ] = None,
+    batch_policy: Annotated[str, typer.Option(help="trim: leave out each task's last rows; pad: repeat rows")] = "trim",
+    seed: Annotated[int, typer.Option(help="Seed for the rows --batch-policy pad repeats")] = 0,
+    st_instructions: Annotated[
+        str, typer.Option(help="st-triplets: prefix (instruction + text) or prompts (bare texts + prompts file)")
+    ] = "prefix",
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Write a release for a trainer: `medi export out/v1 --format instructor --batch-size 32 --out medi-data.json`.
+
+    The release's shards are checked against the manifest's sha256 first.
+    """
+    from medi.export import export
+    from medi.release import open_release
+
+    try:
+        report = export(
+            open_release(release, verify_checksums=True), format, out, batch_size=batch_size,
+            batch_policy=batch_policy, seed=seed, st_instructions=st_instructions, overwrite=overwrite,
+        )  # fmt: skip
+    except MediError as exc:
+        _fail(exc)
+    if as_json:
+        out_console.print_json(json.dumps(report))
+        return
+    changed = [t for t in report["tasks"] if t["dropped"] or t["added"]]
+    if changed:
+        table = Table(title=f"--batch-size {batch_size} --batch-policy {batch_policy}: tasks changed")
+        for column in ("task", "rows", "written", "dropped", "added (repeats)", "repeats in one batch"):
+            table.add_column(column, overflow="fold")
+        for t in changed:
+            table.add_row(t["task_name"], str(t["rows"]), str(t["written"]), str(t["dropped"]), str(t["added"]),
+                          str(t["in_batch_repeats"]))  # fmt: skip
+        out_console.print(table)
+    out_console.print(
+        f"wrote {report['rows']} rows of {len(report['tasks'])} tasks as {format} to {out} "
+        f"({report['dropped']} rows dropped, {report['added']} added)"
+    )
+
+
+@app.command("verify")
+def verify_command(
+    release: Annotated[Path, typer.Argument(help="Release folder (from medi build)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON")] = False,
+) -> None:
+    """Check a release against its manifest (sha256, sizes, row counts, task index): `medi verify out/v1`.
+
+    Exits 0 when everything matches, 1 after naming every file or count that differs.
+    """
+    from medi.verify import verify_release
+
+    verdict = verify_release(release)
+    if as_json:
+        out_console.print_json(json.dumps(verdict.as_dict()))
+    elif verdict.ok:
+        out_console.print(f"ok: {release}: {verdict.files} files, {verdict.rows} rows, {verdict.tasks} tasks verified")
+    else:
+        for problem in verdict.problems:
+            err_console.print(f"[red]differs:[/] {problem}", highlight=False)
+        err_console.print(f"{release}: {len(verdict.problems)} problem(s)")
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+@app.command("stats")
+def stats_command(
+    release: Annotated[Path, typer.Argument(help="Release folder (from medi build)")],
+    plots: Annotated[Path | None, typer.Option(help="Folder to write PNG plots into")] = None,
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Rows, text lengths, instructions and mining scores per source: `medi stats out/v1 --plots out/v1-plots/`."""
+    from medi.release import open_release
+    from medi.stats import release_stats, stats_table, write_plots
+
+    if format not in ("table", "json"):
+        _fail(MediError(f"--format {format!r}: use table or json"))
+    try:
+        opened = open_release(release)
+        stats = release_stats(opened)
+        written = write_plots(opened, stats, plots) if plots else []
+    except MediError as exc:
+        _fail(exc)
+    if format == "json":
+        out_console.print_json(json.dumps({**stats, "plots": [str(p) for p in written]}))
+        return
+    out_console.print(stats_table(stats))
+    for path in written:
+        out_console.print(f"plot: {path}")
+
+
 if __name__ == "__main__":
     app()

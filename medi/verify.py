@@ -1,8 +1,9 @@
 """``medi verify``: check a release folder against its manifest and name everything that differs.
 
 Checked: every file the manifest lists (``files`` when present, else ``shards``): presence, size, sha256 and
-Arrow row count; files the manifest does not list; ``state.json``'s shard list; the row totals; and the task
-index (rows sum, contiguous ``first_row`` ranges, each range holding only its own task_name and task_id).
+Arrow row count; files the manifest does not list (but for a ``plots/`` folder); ``state.json``'s shard list;
+the row totals; and the task index (rows sum, contiguous ``first_row`` ranges, each range holding only its own
+task_name and task_id).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pyarrow.compute as pc
 
 from medi.errors import MediError
 from medi.release import DATASET_INFO, MANIFEST, STATE, Release, expected_files, open_release, shard_problems
+
+PLOTS_DIR = "plots/"  # `medi stats RELEASE --plots RELEASE/plots` may put its PNGs inside the release
 
 
 @dataclass
@@ -66,6 +69,7 @@ def _extra_files(folder: Path, listed: list[dict]) -> list[str]:
     if not any(entry["file"] == STATE for entry in listed):  # an older manifest lists shards only
         known |= {STATE, DATASET_INFO}
     found = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+    found = {name for name in found if not name.startswith(PLOTS_DIR)}
     return [f"{folder / name}: not listed in the manifest (extra file)" for name in sorted(found - known)]
 
 

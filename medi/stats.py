@@ -1,0 +1,285 @@
+"""``medi stats``: what a release holds, per source — rows, text lengths, instructions, mining scores — as a
+table, as JSON, and as PNG plots a person can read.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich.table import Table
+
+from medi.release import Release
+
+SIDES = ("query", "pos", "neg")
+TOP_SOURCES = 40  # bar charts name at most this many sources (the largest); the family chart covers the rest
+
+
+def release_stats(release: Release) -> dict:
+    """``{"rows", "sources": {name: {...}}, "families": {...}, "overall": {...}}`` for the release."""
+    sources = {task["task_name"]: source_stats(release, task["task_name"]) for task in release.tasks}
+    families: Counter[str] = Counter()
+    for name, stats in sources.items():
+        families[family_of(name)] += stats["rows"]
+    table = release.dataset.data.table
+    return {
+        "release": str(release.folder),
+        "rows": release.manifest["rows"],
+        "sources": sources,
+        "families": dict(families.most_common()),
+        "overall": {
+            "lengths": {side: _length_summary(_lengths(table, side)) for side in SIDES},
+            "scores": _score_summary(table),
+        },
+        "skipped_sources": sorted(release.manifest.get("skipped_sources", {})),
+    }
+
+
+def source_stats(release: Release, name: str) -> dict:
+    table = release.task_table(name)
+    summary = release.sources.get(name, {})
+    mining = summary.get("mining", {})
+    instructions = summary.get("instructions", {})
+    return {
+        "rows": table.num_rows,
+        "rows_read": summary.get("rows_read"),
+        "dropped": summary.get("dropped", {}),
+        "lengths": {side: _length_summary(_lengths(table, side)) for side in SIDES},
+        "instructions": {
+            "status": instructions.get("status"),
+            "origin": instructions.get("origin"),
+            "wordings": {side: len(instructions.get(side, []) or []) for side in ("query", "document")},
+            "distinct_in_rows": {side: _distinct(table, side) for side in SIDES},
+        },
+        "mining": {
+            "mode": mining.get("mode"),
+            "pos_origin": mining.get("pos_origin", {}),
+            "neg_origin": mining.get("neg_origin", {}),
+            "fallbacks": mining.get("fallbacks"),
+            "mean_pos_score": mining.get("mean_pos_score"),
+            "mean_neg_score": mining.get("mean_neg_score"),
+            "share_neg_ge_pos": mining.get("share_neg_ge_pos"),
+        },
+        "scores": _score_summary(table),
+    }
+
+
+def family_of(name: str) -> str:
+    return name.split("/", 1)[0] if "/" in name else name
+
+
+def _texts(table: pa.Table, side: str) -> pa.ChunkedArray:
+    return pc.struct_field(table.column(side), "text")
+
+
+def _lengths(table: pa.Table, side: str) -> np.ndarray:
+    """Characters per text (Unicode code points)."""
+    return pc.utf8_length(_texts(table, side)).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _length_summary(lengths: np.ndarray) -> dict:
+    if not len(lengths):
+        return {"median": None, "p95": None, "max": None, "mean": None}
+    return {
+        "median": float(np.median(lengths)),
+        "p95": float(np.percentile(lengths, 95)),
+        "max": int(lengths.max()),
+        "mean": round(float(lengths.mean()), 1),
+    }
+
+
+def _distinct(table: pa.Table, side: str) -> int:
+    return len(pc.unique(pc.struct_field(table.column(side), "instruction")))
+
+
+def _scores(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative scores of the rows that have both (given pairs may lack them)."""
+    pos = table.column("pos_score").to_numpy(zero_copy_only=False).astype(np.float64)
+    neg = table.column("neg_score").to_numpy(zero_copy_only=False).astype(np.float64)
+    both = ~(np.isnan(pos) | np.isnan(neg))
+    return pos[both], neg[both]
+
+
+def _score_summary(table: pa.Table) -> dict:
+    pos, neg = _scores(table)
+    if not len(pos):
+        return {"scored_rows": 0, "mean_pos": None, "mean_neg": None, "share_neg_ge_pos": None}
+    return {
+        "scored_rows": len(pos),
+        "mean_pos": round(float(pos.mean()), 4),
+        "mean_neg": round(float(neg.mean()), 4),
+        "share_neg_ge_pos": round(float((neg >= pos).mean()), 4),
+    }
+
+
+def stats_table(stats: dict) -> Table:
+    """One line per source: rows, median/p95 characters per side, instructions, scores."""
+    table = Table(title=f"{stats['release']}: {stats['rows']} rows, {len(stats['sources'])} sources")
+    columns = ("source", "rows", "query chars\nmed / p95", "pos chars\nmed / p95", "neg chars\nmed / p95",
+               "instructions\nq / d wordings", "review", "negatives", "pos / neg\nmean score", "neg ≥ pos",
+               "fallbacks")  # fmt: skip
+    for column in columns:
+        table.add_column(column, overflow="fold", justify="left" if column in ("source", "review") else "right")
+    for name, s in stats["sources"].items():
+        lengths = [f"{_num(s['lengths'][side]['median'])} / {_num(s['lengths'][side]['p95'])}" for side in SIDES]
+        wordings = s["instructions"]["wordings"]
+        mining = s["mining"]
+        negatives = ", ".join(f"{k} {v}" for k, v in mining["neg_origin"].items()) or "-"
+        scores = (
+            f"{mining['mean_pos_score']} / {mining['mean_neg_score']}" if mining["mean_pos_score"] is not None else "-"
+        )
+        share = mining["share_neg_ge_pos"]
+        table.add_row(
+            name,
+            str(s["rows"]),
+            *lengths,
+            f"{wordings['query']} / {wordings['document']}",
+            s["instructions"]["status"] or "-",
+            negatives,
+            scores,
+            f"{share:.0%}" if share is not None else "-",
+            str(mining["fallbacks"]) if mining["fallbacks"] is not None else "-",
+        )
+    return table
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+# Plots ------------------------------------------------------------------------------------------------------
+
+
+def write_plots(release: Release, stats: dict, folder: Path | str) -> list[Path]:
+    """PNG plots into ``folder``: rows per source and per family, text lengths, pos vs neg scores."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table = release.dataset.data.table
+    paths = [
+        _rows_per_source(plt, stats, folder / "rows_per_source.png"),
+        _rows_per_family(plt, stats, folder / "rows_per_family.png"),
+        _length_histograms(plt, table, folder / "text_lengths.png"),
+        _score_histograms(plt, table, folder / "scores.png"),
+        _scores_per_source(plt, stats, folder / "scores_per_source.png"),
+    ]
+    return paths
+
+
+def _largest(stats: dict) -> list[tuple[str, dict]]:
+    ranked = sorted(stats["sources"].items(), key=lambda item: (-item[1]["rows"], item[0]))
+    return ranked[:TOP_SOURCES]
+
+
+def _tall_figure(plt, bars: int):
+    """A horizontal chart tall enough to give each source label its own line."""
+    return plt.subplots(figsize=(11, max(3.0, 0.32 * bars + 1.8)), layout="constrained")
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _rows_per_source(plt, stats: dict, path: Path) -> Path:
+    shown = _largest(stats)
+    names = [name for name, _ in shown][::-1]
+    rows = [s["rows"] for _, s in shown][::-1]
+    fig, ax = _tall_figure(plt, len(shown))
+    bars = ax.barh(names, rows, color="#4C72B0")
+    ax.bar_label(bars, labels=[f"{r:,}" for r in rows], padding=3, fontsize=8)
+    total = len(stats["sources"])
+    scope = f"the {len(shown)} largest of {total} sources" if total > len(shown) else f"{total} sources"
+    ax.set_title(f"Rows per source ({scope}; {stats['rows']:,} rows in all)")
+    ax.set_xlabel("rows")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.margins(x=0.12)
+    return _save(plt, fig, path)
+
+
+def _rows_per_family(plt, stats: dict, path: Path) -> Path:
+    families = list(stats["families"].items())[::-1]
+    counts = Counter(family_of(name) for name in stats["sources"])
+    fig, ax = _tall_figure(plt, len(families))
+    labels = [f"{name} ({counts[name]} source{'s' if counts[name] != 1 else ''})" for name, _ in families]
+    bars = ax.barh(labels, [rows for _, rows in families], color="#55A868")
+    ax.bar_label(bars, labels=[f"{rows:,}" for _, rows in families], padding=3, fontsize=9)
+    ax.set_title("Rows per source family")
+    ax.set_xlabel("rows")
+    ax.margins(x=0.12)
+    return _save(plt, fig, path)
+
+
+def _length_histograms(plt, table: pa.Table, path: Path) -> Path:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), layout="constrained", sharey=True)
+    all_lengths = {side: _lengths(table, side) for side in SIDES}
+    longest = max((int(v.max()) for v in all_lengths.values() if len(v)), default=1)
+    bins = np.logspace(0, np.log10(max(longest, 10)) + 0.05, 40)
+    for ax, side in zip(axes, SIDES, strict=True):
+        lengths = np.maximum(all_lengths[side], 1)
+        ax.hist(lengths, bins=bins, color="#4C72B0", edgecolor="white", linewidth=0.4)
+        ax.set_xscale("log")
+        if len(lengths):
+            median = float(np.median(lengths))
+            ax.axvline(median, color="#C44E52", linestyle="--", label=f"median {median:.0f}")
+            ax.legend(loc="upper right", fontsize=9)
+        ax.set_title(f"{side} text length")
+        ax.set_xlabel("characters (log scale)")
+    axes[0].set_ylabel("rows")
+    fig.suptitle(f"Text lengths over all {table.num_rows:,} rows")
+    return _save(plt, fig, path)
+
+
+def _score_histograms(plt, table: pa.Table, path: Path) -> Path:
+    pos, neg = _scores(table)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
+    if len(pos):
+        bins = np.linspace(min(pos.min(), neg.min(), 0.0), max(pos.max(), neg.max(), 1.0), 41)
+        left.hist(pos, bins=bins, alpha=0.6, color="#55A868", label=f"positive (mean {pos.mean():.2f})")
+        left.hist(neg, bins=bins, alpha=0.6, color="#C44E52", label=f"negative (mean {neg.mean():.2f})")
+        left.legend(fontsize=9)
+        margin = pos - neg
+        right.hist(margin, bins=40, color="#8172B2", edgecolor="white", linewidth=0.4)
+        right.axvline(0, color="black", linewidth=1)
+        right.set_title(f"positive − negative score per row ({(neg >= pos).mean():.0%} of rows at or below 0)")
+    else:
+        for ax in (left, right):
+            ax.text(0.5, 0.5, "no scored rows", ha="center", va="center", transform=ax.transAxes)
+    left.set_title(f"Encoder cosine scores of positives and negatives ({len(pos):,} scored rows)")
+    left.set_xlabel("cosine similarity to the query")
+    left.set_ylabel("rows")
+    right.set_xlabel("score margin")
+    right.set_ylabel("rows")
+    return _save(plt, fig, path)
+
+
+def _scores_per_source(plt, stats: dict, path: Path) -> Path:
+    shown = [(n, s) for n, s in _largest(stats) if s["scores"]["scored_rows"]][::-1]
+    fig, ax = _tall_figure(plt, len(shown))
+    y = np.arange(len(shown))
+    pos = [s["scores"]["mean_pos"] for _, s in shown]
+    neg = [s["scores"]["mean_neg"] for _, s in shown]
+    ax.hlines(y, neg, pos, color="#BBBBBB", linewidth=2)
+    ax.scatter(pos, y, color="#55A868", label="mean positive score", zorder=3)
+    ax.scatter(neg, y, color="#C44E52", label="mean negative score", zorder=3)
+    labels = [f"{name} ({s['scores']['share_neg_ge_pos']:.0%} neg ≥ pos)" for name, s in shown]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("mean cosine similarity to the query")
+    total = len(stats["sources"])
+    scope = f"the {len(shown)} largest of {total} sources" if total > len(shown) else f"{len(shown)} sources"
+    fig.suptitle(
+        f"Mean positive and negative score per source ({scope})\n"
+        "in brackets: share of rows whose negative scores at least as high as their positive",
+        fontsize=11,
+    )
+    fig.legend(loc="outside lower center", ncols=2, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(plt, fig, path)
