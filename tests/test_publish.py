@@ -250,8 +250,9 @@ def test_interrupted_publish_resumes_without_uploading_again(hub, demo_release, 
 
 def test_changed_repo_refuses_the_old_tag_and_uploads_only_the_difference(hub, demo_release, tmp_path):
     client = Client(hub.url, tmp_path)
-    assert client.publish(demo_release.out).returncode == 0
+    assert client.publish(demo_release.out, "--private").returncode == 0
     repo = hub.repo(REPO)
+    assert repo.private  # the stub answers reads of a private repo only with the token: the later runs send it
     edited = dict(hub.files(REPO))
     edited["README.md"] = Blob(b"# edited on the Hub\n", lfs=False)
     edited["data/old/gone/train-00000-of-00001.parquet"] = Blob(b"PAR1 stale", lfs=True)
@@ -296,11 +297,16 @@ def test_hub_errors_name_the_repo_and_what_failed(hub, demo_release, tmp_path):
     assert done.returncode == 1
     assert f"{REPO} on http://127.0.0.1:" in error and "cannot read the repo: the Hub is unreachable" in error
 
+    offline = Client(hub.url, tmp_path / "offline")
+    offline.env["HF_HUB_OFFLINE"] = "1"
+    done = offline.publish(demo_release.out, "--dry-run")
+    assert done.returncode == 1 and "cannot read the repo: HF_HUB_OFFLINE is set" in plain(done.stderr)
+
     client = Client(hub.url, tmp_path / "ok")
     hub.fail_next("POST", r"^/api/datasets/.*/tag/", 404, code="RepoNotFound")
     done = client.publish(demo_release.out)
     error = " ".join(plain(done.stderr).split())
     assert done.returncode == 1
     assert f"{REPO} on {hub.url}: cannot create tag 'v1': repository not found" in error and "HTTP 404" in error
-    for run in (wrong, nobody, away, client):
+    for run in (wrong, nobody, away, offline, client):
         assert_no_token(run, hub)
