@@ -31,8 +31,10 @@ LOAD_SCRIPT = """
 import json, sys, datasets
 repo, revision, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 out = {}
-for name in names:
-    ds = datasets.load_dataset(repo, name=None if name == "-" else name, split="train", revision=revision)
+for name in names:  # "-": no name (the default config); "stream:<config>": streaming, read with range requests
+    config, streaming = name.removeprefix("stream:"), name.startswith("stream:")
+    config = None if config == "-" else config
+    ds = datasets.load_dataset(repo, name=config, split="train", revision=revision, streaming=streaming)
     out[name] = [[r["task_name"], r["query"]["text"], r["pos"]["text"], r["neg"]["text"], r["query"]["instruction"]]
                  for r in ds]
 print(json.dumps(out))
@@ -171,11 +173,14 @@ def test_card_has_configs_licences_citation_counts_and_build(published, demo_rel
 
 
 def test_load_dataset_through_the_endpoint_returns_the_rows(published, demo_release):
-    _, client, _ = published
     superni, st = "superni/task1146_country_capital", "st/AllNLI"
-    loaded = client.load(config_name(superni), config_name(st), None)
+    hub, client, _ = published
+    before = len(hub.requests)
+    loaded = client.load(config_name(superni), config_name(st), None, f"stream:{config_name(st)}")
     assert loaded[config_name(superni)] == expected_rows(demo_release, [superni])
     assert loaded[config_name(st)] == expected_rows(demo_release, [st])
+    assert loaded[f"stream:{config_name(st)}"] == loaded[config_name(st)]
+    assert any(r.kind == "resolve" and r.status == 206 for r in hub.requests[before:])  # streaming read ranges
     assert len(loaded[config_name(st)]) == 20
     everything = loaded["-"]  # no name: the default config, "all"
     assert len(everything) == demo_release.manifest["rows"]
