@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from rich.table import Table
 
+from medi.errors import MediError
 from medi.release import Release
 
 SIDES = ("query", "pos", "neg")
@@ -155,8 +156,10 @@ def _num(value: float | None) -> str:
 
 def write_plots(release: Release, stats: dict, folder: Path | str) -> list[Path]:
     """PNG plots into ``folder``: rows per source and per family, text lengths, pos vs neg scores."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise MediError("--plots needs matplotlib: pip install 'medi[plots]'") from exc
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
