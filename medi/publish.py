@@ -116,10 +116,6 @@ class PublishPlan:
     commits: list[CommitBatch]
     tag_at: str | None  # the commit the tag names now, None when there is no such tag
 
-    @property
-    def writes_nothing(self) -> bool:
-        return not self.commits and self.tag_at is not None
-
 
 @dataclass
 class PublishResult:
@@ -234,7 +230,7 @@ def make_plan(
             tags = {ref.name: ref.target_commit for ref in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).tags}
             tag_at = tags.get(tag)
     upload = [f for f in files if f.path not in remote or not f.same_as(remote[f.path])]
-    unchanged = [f for f in files if f not in upload]
+    unchanged = [f for f in files if f.path in remote and f.same_as(remote[f.path])]
     ours = {f.path for f in files}
     delete = sorted(p for p in remote if p.startswith(DATA_FOLDER) and p not in ours)
     return PublishPlan(
@@ -271,20 +267,27 @@ def batch_commits(
         else:
             current.append(f)
     if last or delete:
-        if batches and len(batches[-1]) + len(last) <= files_per_commit:
+        fits = batches and len(batches[-1]) + len(last) <= files_per_commit
+        if fits and sum(f.size for f in batches[-1] + last) <= bytes_per_commit:
             batches[-1].extend(last)
         else:
             batches.append(list(last))
     commits = []
     for number, batch in enumerate(batches, 1):
-        sources = [f.source for f in batch if f.source]
-        what = f"Parquet of {len(sources)} source(s)" if sources else "card and manifest"
-        if sources and len(sources) < len(batch):
-            what += ", card and manifest"
-        commits.append(CommitBatch(f"medi {tag}: {what} ({number}/{len(batches)})", batch))
-    if delete:
-        commits[-1].deletes = list(delete)
+        deletes = list(delete) if number == len(batches) else []
+        commits.append(
+            CommitBatch(f"medi {tag}: {_describe(batch, deletes)} ({number}/{len(batches)})", batch, deletes)
+        )
     return commits
+
+
+def _describe(files: list[HubFile], deletes: list[str]) -> str:
+    sources = sum(1 for f in files if f.source)
+    others = [f.path for f in files if not f.source]
+    parts = [f"Parquet of {sources} source(s)"] if sources else []
+    parts += [", ".join(others)] if others else []
+    parts += [f"remove {len(deletes)} file(s) not in this release"] if deletes else []
+    return "; ".join(parts)
 
 
 def _check_tag(plan: PublishPlan) -> None:
@@ -344,8 +347,9 @@ def print_plan(plan: PublishPlan, console: Console, *, dry_run: bool, private: b
         table = Table(title=f"{len(plan.files)} files")
         for column in ("path", "rows", "size", "action"):
             table.add_column(column, overflow="fold")
+        uploads = {f.path for f in plan.upload}
         for f in plan.files:
-            action = "upload" if f in plan.upload else "skip (same content on the Hub)"
+            action = "upload" if f.path in uploads else "skip (same content on the Hub)"
             table.add_row(f.path, str(f.rows) if f.rows is not None else "-", _size(f.size), action)
         for path in plan.delete:
             table.add_row(path, "-", "-", "delete (not in this release)")

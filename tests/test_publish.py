@@ -315,3 +315,32 @@ def test_hub_errors_name_the_repo_and_what_failed(hub, demo_release, tmp_path):
     assert f"{REPO} on {hub.url}: cannot create tag 'v1': repository not found" in error and "HTTP 404" in error
     for run in (wrong, nobody, away, offline, client):
         assert_no_token(run, hub)
+
+
+def test_commits_hold_many_files_within_the_file_and_byte_limits(tmp_path):
+    from medi.publish import HubFile, batch_commits
+
+    def hub_file(path: str, size: int, source: str | None) -> HubFile:
+        local = tmp_path / path.replace("/", "_")
+        local.write_bytes(b"x" * size)
+        return HubFile.of(path, local, source, 1 if source else None)
+
+    data = [hub_file(data_path(f"st/s{i}"), 100, f"st/s{i}") for i in range(7)]
+    card, manifest = hub_file("README.md", 10, None), hub_file("manifest.json", 10, None)
+    commits = batch_commits([*data, card, manifest], ["data/old/x.parquet"], "v1", 3, 250)
+    assert (
+        [[f.path for f in c.files] for c in commits]
+        == [
+            [f.path for f in data[0:2]],  # 2 x 100 bytes: a third would pass 250
+            [f.path for f in data[2:4]],
+            [f.path for f in data[4:6]],
+            [data[6].path, "README.md", "manifest.json"],  # the card and manifest ride with the last data
+        ]
+    )
+    assert [c.deletes for c in commits] == [[], [], [], ["data/old/x.parquet"]]
+    assert (
+        commits[-1].message
+        == "medi v1: Parquet of 1 source(s); README.md, manifest.json; remove 1 file(s) not in this release (4/4)"
+    )
+    only_card = batch_commits([card], [], "v2", 3, 250)
+    assert [(c.message, len(c.files)) for c in only_card] == [("medi v2: README.md (1/1)", 1)]
