@@ -151,10 +151,10 @@ def expected_files(manifest: dict) -> list[dict]:
     return [dict(s) for s in manifest["shards"]]
 
 
-def shard_rows(path: Path) -> int:
-    """Rows of one Arrow stream file; a cut or damaged file raises ``pa.ArrowException`` or ``OSError``."""
+def read_shard(path: Path) -> pa.Table:
+    """One Arrow stream file, memory-mapped; a cut or damaged file raises ``pa.ArrowException`` or ``OSError``."""
     with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_stream(source).read_all().num_rows
+        return pa.ipc.open_stream(source).read_all()
 
 
 def shard_problems(folder: Path, manifest: dict, *, checksums: bool, first_only: bool = False) -> list[str]:
@@ -178,7 +178,7 @@ def _file_problems(path: Path, entry: dict, checksums: bool) -> list[str]:
         problems.append(f"{path}: {size} bytes, the manifest says {entry['bytes']}{cut}")
     if "rows" in entry:
         try:
-            rows = shard_rows(path)
+            rows = read_shard(path).num_rows
         except (pa.ArrowException, OSError) as exc:
             return [*problems, f"{path}: not a readable Arrow shard, damaged or truncated ({exc})"]
         if rows != entry["rows"]:

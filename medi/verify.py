@@ -16,7 +16,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medi.errors import MediError
-from medi.release import DATASET_INFO, MANIFEST, STATE, Release, expected_files, open_release, shard_problems
+from medi.release import (
+    DATASET_INFO,
+    MANIFEST,
+    STATE,
+    Release,
+    expected_files,
+    open_release,
+    read_shard,
+    shard_problems,
+)
 
 PLOTS_DIR = "plots/"  # `medi stats RELEASE --plots RELEASE/plots` may put its PNGs inside the release
 
@@ -115,10 +124,7 @@ def _index_problems(release: Release) -> list[str]:
 
 def _row_problems(release: Release) -> list[str]:
     """Each task's row range in the shards holds only that task's name and id."""
-    try:
-        table = release.dataset.data.table
-    except MediError as exc:
-        return [str(exc)]
+    table = pa.concat_tables(read_shard(release.folder / shard["file"]) for shard in release.manifest["shards"])
     problems = []
     for task in release.tasks:
         start, rows = task["first_row"], task["rows"]
