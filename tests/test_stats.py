@@ -1,0 +1,101 @@
+"""``medi stats``: numbers checked against the release's own rows and manifest; plots are real PNG images."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import matplotlib.image
+import numpy as np
+import pytest
+from PIL import Image
+from support import plain
+from typer.testing import CliRunner
+
+import medi.stats
+from medi.cli import app
+from medi.release import open_release
+from medi.stats import release_stats, write_plots
+
+WIDE = {"COLUMNS": "260", "NO_COLOR": "1"}
+PLOTS = ("rows_per_source.png", "rows_per_family.png", "text_lengths.png", "scores.png", "scores_per_source.png")
+
+
+@pytest.fixture(scope="module")
+def stats(demo_release) -> dict:
+    return release_stats(open_release(demo_release.out))
+
+
+def test_rows_and_lengths_match_the_rows(stats, demo_release):
+    assert stats["rows"] == 1044
+    assert {name: s["rows"] for name, s in stats["sources"].items()} == {
+        t["task_name"]: t["rows"] for t in demo_release.manifest["tasks"]
+    }
+    assert stats["families"] == {"superni": 924, "st": 60, "flagembedding": 50, "gritlm": 10}
+    rows = demo_release.rows_of("st/AllNLI")
+    for side in ("query", "pos", "neg"):
+        lengths = [len(row[side]["text"]) for row in rows]
+        summary = stats["sources"]["st/AllNLI"]["lengths"][side]
+        assert summary["median"] == statistics.median(lengths)
+        assert summary["max"] == max(lengths)
+        assert summary["p95"] == pytest.approx(float(np.percentile(lengths, 95)))
+
+
+def test_instructions_and_mining_come_from_the_manifest(stats, demo_release):
+    for name, source in demo_release.manifest["sources"].items():
+        got = stats["sources"][name]
+        assert got["instructions"]["status"] == source["instructions"]["status"]
+        assert got["instructions"]["wordings"]["query"] == len(source["instructions"]["query"])
+        assert got["instructions"]["distinct_in_rows"] == {"query": 1, "pos": 1, "neg": 1}  # primary wordings
+        assert got["mining"]["mean_pos_score"] == source["mining"]["mean_pos_score"]
+        assert got["mining"]["share_neg_ge_pos"] == source["mining"]["share_neg_ge_pos"]
+        assert got["mining"]["fallbacks"] == source["mining"]["fallbacks"]
+    scored = [r for r in demo_release.dataset if r["pos_score"] is not None and r["neg_score"] is not None]
+    share = sum(r["neg_score"] >= r["pos_score"] for r in scored) / len(scored)
+    assert stats["overall"]["scores"]["share_neg_ge_pos"] == pytest.approx(share, abs=1e-4)
+    assert stats["overall"]["scores"]["scored_rows"] == len(scored)
+
+
+def test_cli_table_and_json(demo_release):
+    runner = CliRunner(env=WIDE)
+    result = runner.invoke(app, ["stats", str(demo_release.out)])
+    assert result.exit_code == 0, result.output
+    text = plain(result.stdout)
+    assert "1044 rows, 19 sources" in text
+    trec = next(line for line in text.splitlines() if "superni/task1289_trec_classification" in line)
+    assert "119" in trec and "draft" in trec and "mined 119" in trec
+    as_json = runner.invoke(app, ["stats", str(demo_release.out), "--format", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert data["rows"] == 1044 and len(data["sources"]) == 19
+    bad = runner.invoke(app, ["stats", str(demo_release.out), "--format", "xml"])
+    assert bad.exit_code == 1 and "use table or json" in plain(bad.output)
+
+
+def test_plots_are_real_readable_images(demo_release, tmp_path):
+    result = CliRunner(env=WIDE).invoke(app, ["stats", str(demo_release.out), "--plots", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(PLOTS)
+    for name in PLOTS:
+        path = tmp_path / "plots" / name
+        assert f"plot: {path}" in " ".join(plain(result.stdout).split())
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            width, height = image.size
+            assert width >= 1000 and height >= 300
+            assert len(np.unique(np.asarray(image.convert("L")))) > 20  # drawn, not blank
+        pixels = matplotlib.image.imread(path)
+        assert pixels.shape[:2] == (height, width)
+
+
+def test_source_charts_grow_with_the_sources_shown(demo_release, tmp_path, monkeypatch):
+    release = open_release(demo_release.out)
+    stats = release_stats(release)
+    write_plots(release, stats, tmp_path / "all")
+    monkeypatch.setattr(medi.stats, "TOP_SOURCES", 5)  # a many-source release shows only its largest sources
+    write_plots(release, stats, tmp_path / "top5")
+    with (
+        Image.open(tmp_path / "all" / "rows_per_source.png") as full,
+        Image.open(tmp_path / "top5" / "rows_per_source.png") as top,
+    ):
+        assert top.size[1] < full.size[1]
