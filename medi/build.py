@@ -22,11 +22,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import medi
 from medi.adapters import get_adapter
 from medi.catalog import SUPERNI, Catalog, SourceSpec, spec_summary
+from medi.checkpoint import STAGES_DIR, Checkpoints, stage_key
 from medi.encode import BUNDLED, Encoder, EncoderConfig, default_cache_dir
 from medi.errors import MediError, Problem, SourceError, explain_validation
-from medi.fetch import Fetched, fetch, find_in_mirrors
+from medi.fetch import Fetched, fetch, find_in_mirrors, sha256_file
 from medi.instruct import InstructionBook, attach
-from medi.manifest import library_versions, write_manifest
+from medi.manifest import MANIFEST, library_versions, write_manifest
 from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
 from medi.normalize import NormalizeReport, normalize
 from medi.schema import FORMAT_VERSION, Record, Triple
@@ -54,6 +55,17 @@ class BuildOptions(BaseModel):
     query_prompt: str = ""  # prepended to queries before encoding (for models trained with prompts)
     document_prompt: str = ""
     mining: dict = Field(default_factory=dict)  # MineConfig fields
+
+
+@dataclass
+class Prepared:
+    """The prepare stage's output for one source: cleaned records and what reading them found."""
+
+    meta: dict = field(default_factory=dict)
+    rows_read: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    normalize: NormalizeReport = field(default_factory=NormalizeReport)
+    records: list[Record] = field(default_factory=list)
 
 
 @dataclass
@@ -100,8 +112,13 @@ def build(
     *,
     cache_dir: Path | None = None,
     console: Console | None = None,
+    resume: bool = True,
 ) -> dict:
-    """Build a release of ``sources`` into ``out``; return its manifest."""
+    """Build a release of ``sources`` into ``out``; return its manifest.
+
+    With ``resume`` (the default) every stage output already checkpointed under the cache is reused, so a
+    killed or repeated build redoes only unfinished work and writes the same bytes; ``resume=False`` recomputes.
+    """
     options = options or BuildOptions()
     console = console or Console(stderr=True)
     out = Path(out)
@@ -114,8 +131,10 @@ def build(
     book = InstructionBook.load(catalog.root)
     if missing := book.missing(specs, options.require_reviewed):
         raise MediError("sources without usable instructions:\n  " + "\n  ".join(missing))
-    pipeline = Pipeline(catalog, book, options, dirs, cache_dir or default_cache_dir(), console)
+    pipeline = Pipeline(catalog, book, options, dirs, cache_dir or default_cache_dir(), console, resume)
     results, skipped = pipeline.run(specs)
+    if pipeline.checkpoints.reused:
+        console.print(f"resumed: reused {len(pipeline.checkpoints.reused)} finished stage outputs")
     manifest = _write_release(out, results, skipped, absent, options, selection, dirs, pipeline)
     manifest_seconds = time.perf_counter() - started
     console.print(f"[green]wrote[/] {out} — {manifest['rows']} rows in {manifest_seconds:.1f} s")
@@ -137,9 +156,10 @@ def _present(specs, dirs, selection, catalog) -> tuple[list[SourceSpec], list[st
 class Pipeline:
     """Runs the per-source stages; holds the encoder (loaded only if some source needs it)."""
 
-    def __init__(self, catalog, book, options: BuildOptions, dirs, cache_dir: Path, console: Console):
+    def __init__(self, catalog, book, options: BuildOptions, dirs, cache_dir: Path, console: Console, resume=True):
         self.catalog, self.book, self.options, self.dirs = catalog, book, options, dirs
         self.cache_dir, self.console = cache_dir, console
+        self.checkpoints = Checkpoints(cache_dir / STAGES_DIR, enabled=resume)
         self._encoder: Encoder | None = None
         self._stage = lambda stage: None  # reports the running stage to the progress bar
         self.test_sources = dict(catalog.superni_test_sources)
@@ -179,42 +199,61 @@ class Pipeline:
         return Progress(*columns, console=self.console, transient=True)
 
     def run_source(self, spec: SourceSpec) -> SourceResult:
+        """fetch, then the checkpointed stages (prepare, mine), then instruct (cheap, always rerun)."""
         result = SourceResult(spec)
         self._stage("fetch")
         result.fetched = fetch(spec, self.dirs, self.catalog.root, remote=self.options.remote, cache_dir=self.cache_dir)
+        prepare_key = stage_key("prepare", spec.model_dump(mode="json"), result.fetched.sha256, self._prepare_options())
         self._stage("adapt · normalize")
-        adapted = get_adapter(spec.adapter, spec.name)(result.fetched.path, spec, self.options.seed)
-        result.meta = adapted.meta
-        self._refuse_shared_test_source(spec, adapted.meta)
-        records = normalize(self._rows(adapted.rows, result), result.normalize, self.options.max_chars)
-        records = list(records)
-        self._stage(f"mine {len(records)} rows")
-        result.triples = self._mine(spec, records, result.mining)
+        prepared = self.checkpoints.run("prepare", spec.name, prepare_key, partial(self._prepare, spec, result.fetched))
+        result.meta, result.rows_read, result.problems = prepared.meta, prepared.rows_read, prepared.problems
+        result.normalize = prepared.normalize
+        self._refuse_shared_test_source(spec, result.meta)
+        config = self._mine_config(spec)
+        mine_key = stage_key("mine", prepare_key, asdict(config), self.encoder.identity())
+        self._stage(f"mine {len(prepared.records)} rows")
+        mine = partial(self._mine, spec, prepared.records, config)
+        result.triples, result.mining = self.checkpoints.run("mine", spec.name, mine_key, mine)
         self._stage("instruct")
         wordings = self.book.for_source(spec, result.meta)
         attach(result.triples, wordings, self.options.instructions, self.options.seed)
         result.instructions = wordings.summary()
         return result
 
-    def _rows(self, rows, result: SourceResult):
+    def _prepare_options(self) -> dict:
+        return {k: getattr(self.options, k) for k in ("seed", "max_chars", "on_error")}
+
+    def _prepare(self, spec: SourceSpec, fetched: Fetched) -> Prepared:
+        adapted = get_adapter(spec.adapter, spec.name)(fetched.path, spec, self.options.seed)
+        prepared = Prepared(meta=adapted.meta)
+        self._refuse_shared_test_source(spec, adapted.meta)  # before reading every row
+        prepared.records = list(
+            normalize(self._rows(adapted.rows, spec, prepared), prepared.normalize, self.options.max_chars)
+        )
+        return prepared
+
+    def _rows(self, rows, spec: SourceSpec, prepared: Prepared):
         for item in rows:
             if isinstance(item, Problem):
                 if self.options.on_error == "fail":
-                    raise MediError(f"{result.spec.name}: {item} (--on-error fail)")
-                result.problems.append(item)
+                    raise MediError(f"{spec.name}: {item} (--on-error fail)")
+                prepared.problems.append(item)
                 continue
-            result.rows_read += 1
+            prepared.rows_read += 1
             yield item
-        result.rows_read += len(result.problems)
+        prepared.rows_read += len(prepared.problems)
 
-    def _mine(self, spec: SourceSpec, records: list[Record], report: MineReport) -> list[Triple]:
+    def _mine_config(self, spec: SourceSpec) -> MineConfig:
         fields = {**self.options.mining, "seed": self.options.seed}
         if spec.options.get("mining"):
             fields["mode"] = spec.options["mining"]
-        config = MineConfig(**fields)
+        return MineConfig(**fields)
+
+    def _mine(self, spec: SourceSpec, records: list[Record], config: MineConfig) -> tuple[list[Triple], MineReport]:
+        report = MineReport()
         if spec.adapter == SUPERNI:
-            return mine_task(records, self.encoder, config, report)
-        return mine_pairs(records, self.encoder, config, report, spec.symmetric)
+            return mine_task(records, self.encoder, config, report), report
+        return mine_pairs(records, self.encoder, config, report, spec.symmetric), report
 
     def _refuse_shared_test_source(self, spec: SourceSpec, meta: dict) -> None:
         """A Super-NI task outside the train split must not share a Source with any test task."""
@@ -258,11 +297,20 @@ def _write_release(out, results, skipped, absent, options, selection, dirs, pipe
             path.rename(staging / path.name)
         (staging / "data").rmdir()
         manifest = _manifest(results, skipped, absent, options, selection, dirs, pipeline, shards, tasks)
+        manifest["files"] = _file_checksums(staging)
         write_manifest(staging, manifest)
         _replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _file_checksums(folder: Path) -> list[dict]:
+    """Size and sha256 of every file of the release (the manifest itself excepted)."""
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    return [
+        {"file": p.relative_to(folder).as_posix(), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths
+    ]
 
 
 def _replace(staging: Path, out: Path) -> None:

@@ -22,6 +22,7 @@ from medi.errors import MediError
 
 BUNDLED = "bundled:all-MiniLM-L6-v2"
 KEY_BYTES = 16
+FLUSH_BATCHES = 32  # batches encoded between cache writes: what a killed build can lose
 
 
 def default_cache_dir() -> Path:
@@ -139,8 +140,7 @@ class Encoder:
         found = self.cache.get(keys)
         missing = [i for i, vec in enumerate(found) if vec is None]
         if missing:
-            fresh = self._encode([prompt + unique[i] for i in missing], progress)
-            self.cache.put([keys[i] for i in missing], fresh)
+            fresh = self._encode_and_store([prompt + unique[i] for i in missing], [keys[i] for i in missing], progress)
             for row, i in enumerate(missing):
                 found[i] = fresh[row]
         dim = self.dim if not unique else len(found[0])
@@ -152,14 +152,37 @@ class Encoder:
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
-    def _encode(self, texts: list[str], progress=None) -> np.ndarray:
+    def _encode_and_store(self, texts: list[str], keys: list[bytes], progress=None) -> np.ndarray:
+        """Encode in a canonical batching and store every ``FLUSH_BATCHES`` batches.
+
+        Texts are ordered by (token length, key) and cut into fixed batches, so each text meets the same
+        batch-mates whatever was cached before: a build killed mid-encode and rerun computes the very same
+        vectors as an uninterrupted one (CPU kernels round differently for other batch shapes). Length order
+        also keeps padding near zero.
+        """
+        order = self._canonical_order(texts, keys)
+        vectors = np.empty((len(texts), self.dim), np.float32)
+        size = self.config.batch_size
+        block_rows = size * FLUSH_BATCHES
+        for start in range(0, len(order), block_rows):
+            block = order[start : start + block_rows]
+            fresh = np.vstack(
+                [self._encode([texts[i] for i in block[b : b + size]]) for b in range(0, len(block), size)]
+            )
+            self.cache.put([keys[i] for i in block], fresh)
+            vectors[block] = fresh
+            if progress:
+                progress(min(start + block_rows, len(order)), len(order))
+        return vectors
+
+    def _canonical_order(self, texts: list[str], keys: list[bytes]) -> list[int]:
+        tokenized = self.model.tokenizer(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
+        return sorted(range(len(texts)), key=lambda i: (-len(tokenized[i]), keys[i]))
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         self.texts_encoded += len(texts)
         vectors = self.model.encode(
-            texts,
-            batch_size=self.config.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=bool(progress),
+            texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
         return np.asarray(vectors, dtype=np.float32)
 

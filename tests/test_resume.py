@@ -1,0 +1,103 @@
+"""Resumable builds: a SIGKILLed build reruns to the same bytes, and a change reruns only what it affects."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from support import DEMO_MIRROR, MIRROR, RELEASE_FILES
+
+import medi
+from medi.build import BuildOptions
+from medi.checkpoint import STAGES_DIR
+
+SOURCES = (
+    "superni/task1146_country_capital,superni/task1355_sent_comp_summarization,superni/task1289_trec_classification"
+)
+
+
+def medi_build(out: Path, cache: Path) -> subprocess.Popen:
+    """``medi build`` in a child process with its own embedding cache (small batches: several cache writes)."""
+    command = [sys.executable, "-m", "medi.cli", "build", "--sources", SOURCES, "--data-dir", str(DEMO_MIRROR)]
+    command += ["--out", str(out), "--batch-size", "8", "--cache-dir", str(cache)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def checkpoints(cache: Path, stage: str = "*") -> list[Path]:
+    return sorted((cache / STAGES_DIR).glob(f"{stage}/*.pkl"))
+
+
+def embedding_chunks(cache: Path) -> list[Path]:
+    return sorted((cache / "embeddings").glob("*/*.keys.npy"))
+
+
+def kill_when(process: subprocess.Popen, ready) -> None:
+    while not ready():
+        assert process.poll() is None, f"the build ended before it could be killed:\n{process.stdout.read()}"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_a_killed_build_resumes_to_identical_bytes(tmp_path):
+    whole = medi_build(tmp_path / "whole", tmp_path / "cache-whole")
+    log, _ = whole.communicate()
+    assert whole.returncode == 0, log
+
+    cache = tmp_path / "cache-killed"
+    # killed mid-mine of the second source: its first embedding chunks are written, its mine output is not
+    first = medi_build(tmp_path / "killed", cache)
+    kill_when(first, lambda: len(checkpoints(cache, "mine")) == 1 and len(embedding_chunks(cache)) >= 3)
+    assert first.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed").exists(), "a killed build must not leave a release behind"
+    assert len(checkpoints(cache, "mine")) < 3
+
+    second = medi_build(tmp_path / "killed", cache)
+    log, _ = second.communicate()
+    assert second.returncode == 0, log
+    assert "resumed: reused" in log
+    for name in RELEASE_FILES:
+        assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def _instruction_file(home) -> Path:
+    return home.root / "instructions" / "st.yaml"
+
+
+def test_a_changed_template_reruns_only_the_instructions(make_release, medi_home, cache_dir, tmp_path):
+    first = make_release("st/quora_duplicates", tmp_path / "one", [MIRROR])
+    saved = checkpoints(cache_dir)
+    yaml = YAML()
+    path = _instruction_file(medi_home)
+    entries = yaml.load(path)
+    new_wording = "Represent the Quora question for finding questions asking the same thing:"
+    entries["st/quora_duplicates"]["query"][0] = new_wording
+    yaml.dump(entries, path)
+
+    second = make_release("st/quora_duplicates", tmp_path / "two", [MIRROR])
+    assert checkpoints(cache_dir) == saved, "a wording change must not redo prepare or mine"
+    assert "resumed: reused 2" in second.log
+    assert {row["query"]["instruction"] for row in second.dataset} == {new_wording}
+    assert [r["neg"]["text"] for r in second.dataset] == [r["neg"]["text"] for r in first.dataset]
+
+
+def test_a_changed_mining_option_reruns_mining_only(make_release, cache_dir, tmp_path):
+    make_release("st/AllNLI", tmp_path / "one", [MIRROR])
+    prepared, mined = checkpoints(cache_dir, "prepare"), checkpoints(cache_dir, "mine")
+    make_release("st/AllNLI", tmp_path / "two", [MIRROR], mining={"relative_margin": 0.2})
+    assert checkpoints(cache_dir, "prepare") == prepared
+    assert len(checkpoints(cache_dir, "mine")) == len(mined) + 1
+
+
+def test_resume_false_recomputes_and_gives_the_same_release(cache_dir, tmp_path):
+    options = BuildOptions()
+    medi.build("st/AllNLI", tmp_path / "one", [MIRROR], options, cache_dir=cache_dir)
+    medi.build("st/AllNLI", tmp_path / "two", [MIRROR], options, cache_dir=cache_dir, resume=False)
+    for name in RELEASE_FILES:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
