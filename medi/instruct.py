@@ -6,10 +6,10 @@ Domains) with the tables in ``instructions/_superni_drafting.yaml``; the manifes
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +35,7 @@ class InstructionEntry(BaseModel):
     document: list[str] | None = None
     status: Literal["draft", "reviewed", "rejected"] = "draft"
     reviewer: str | None = None
-    date: date | str | None = None
+    date: dt.date | str | None = None  # dt.: a bare `date` here would name this very field
     note: str | None = None
 
     @field_validator("query", "document")

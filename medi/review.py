@@ -27,7 +27,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScala
 from medi.catalog import Catalog, project_root
 from medi.encode import Encoder, EncoderConfig
 from medi.errors import MediError, explain_validation
-from medi.instruct import InstructionBook, read_instruction_file, write_instruction_file
+from medi.instruct import InstructionBook, InstructionEntry, read_instruction_file, write_instruction_file
 from medi.release import Release, open_release
 from medi.select import vote_k
 
@@ -282,12 +282,20 @@ def import_decisions(
         yaml, data = read_instruction_file(target)
         for name in names:
             result.changes[name] = _apply(data, name, decisions.sources[name], reviewer, when)
+            _validate(data[name], name, target)
         edits.append((yaml, data, target))
         result.files[file] = names
-    for yaml, data, target in edits:  # all applied in memory first: a bad decision writes nothing
+    for yaml, data, target in edits:  # all applied and validated in memory first: a bad decision writes nothing
         write_instruction_file(yaml, data, target)
-    InstructionBook.load(root)  # the files still parse into valid entries
     return result
+
+
+def _validate(node: CommentedMap, name: str, target: Path) -> None:
+    try:
+        InstructionEntry(**node)
+    except (ValidationError, TypeError) as exc:
+        message = f"{target}: {name}: the decisions would leave an invalid entry: {explain_validation(exc)}"
+        raise MediError(message) from exc
 
 
 def _stale(decisions: DecisionsFile, book: InstructionBook) -> list[str]:
