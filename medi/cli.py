@@ -238,6 +238,23 @@ def instructions_lint_command(
         raise typer.Exit(1)
 
 
+@instructions_app.command("draft")
+def instructions_draft_command(
+    data_dir: Annotated[Path, typer.Option(help="A mirror with super-ni/tasks/<task>.json")],
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated task names (default: every catalog task)")] = None,
+) -> None:
+    """Write draft entries to instructions/superni.yaml from the task files a mirror holds, for review."""
+    from medi.catalog import project_root
+    from medi.instruct import write_superni_drafts
+
+    names = [t.strip().removeprefix("superni/") for t in tasks.split(",")] if tasks else None
+    try:
+        written = write_superni_drafts(project_root(), data_dir / "super-ni" / "tasks", names)
+    except MediError as exc:
+        _fail(exc)
+    out_console.print(f"{len(written)} draft entries written to instructions/superni.yaml (review: medi review)")
+
+
 review_app = typer.Typer(help="Review instructions in a browser page and import the decisions.", no_args_is_help=True)
 app.add_typer(review_app, name="review")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.representer import RoundTripRepresenter
 
 from medi.adapters import row_rng
@@ -167,6 +169,54 @@ def draft_entry(meta: dict, tables: dict, origin: str) -> dict:
     }
 
 
+def write_superni_drafts(root: Path, tasks_dir: Path, tasks: list[str] | None = None) -> list[str]:
+    """Draft entries in ``instructions/superni.yaml`` for catalog Super-NI tasks whose task file is in ``tasks_dir``.
+
+    Tasks that already have an entry are left alone; returns the names written. A person then reviews the
+    drafts (``medi review``) instead of writing them from scratch.
+    """
+    from ruamel.yaml.comments import CommentedSeq
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    from medi.catalog import Catalog
+
+    catalog, book = Catalog.load(root), InstructionBook.load(root)
+    wanted = tasks or [s.stem for s in catalog.specs.values() if s.adapter == SUPERNI]
+    path = root / "instructions" / "superni.yaml"
+    if not path.exists():
+        path.write_text(SUPERNI_HEADER, encoding="utf-8")
+    yaml, data = read_instruction_file(path)
+    written = []
+    for task in sorted(wanted):
+        name = f"{SUPERNI}/{task}"
+        if name not in catalog.specs:
+            raise MediError(f"{name} is not a Super-NI train task of the catalog")
+        task_file = tasks_dir / f"{task}.json"
+        if name in book.entries or not task_file.is_file():
+            continue
+        try:
+            meta = json.loads(task_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MediError(f"{task_file}: not a readable task file ({exc})") from exc
+        body = draft_entry(meta, book.drafting, f"{task_file.name}")
+        entry = CommentedMap(body)
+        entry["query"] = CommentedSeq(DoubleQuotedScalarString(w) for w in body["query"])
+        data[name] = entry
+        if len(data) > 1:
+            data.yaml_set_comment_before_after_key(name, before="\n")
+        written.append(name)
+    write_instruction_file(yaml, data, path)
+    return written
+
+
+SUPERNI_HEADER = """\
+# Sources: Super-NI train tasks (allenai/natural-instructions tasks/<task>.json).
+# Drafts written by `medi instructions draft` from each task's Categories, Domains and Definition with the
+# tables in _superni_drafting.yaml; review them with `medi review`. Tasks without an entry here are drafted
+# the same way at build time. Super-NI texts are all task inputs, so one (symmetric) wording list per task.
+"""
+
+
 def _tidy(text: str) -> str:
     text = re.sub(r"\s+", " ", text).strip().replace(" :", ":")
     return text if text.endswith(":") else text + ":"
@@ -207,8 +257,11 @@ def read_instruction_file(path: Path):
         data = yaml.load(text)
     except Exception as exc:  # ruamel raises several unrelated error types for bad YAML
         raise MediError(f"{path}: invalid YAML: {exc}") from exc
-    if data is None:
-        data = yaml.load("{}")
+    if data is None:  # empty, or comments only: keep the comments as the new mapping's header
+        data = CommentedMap()
+        header = [re.sub(r"^# ?", "", line) for line in text.splitlines() if line.startswith("#")]
+        if header:
+            data.yaml_set_start_comment("\n".join(header))
     return yaml, data
 
 
