@@ -407,8 +407,9 @@ def export_command(
     changed = [t for t in report["tasks"] if t["dropped"] or t["added"]]
     if changed:
         table = Table(title=f"--batch-size {batch_size} --batch-policy {batch_policy}: tasks changed")
-        for column in ("task", "rows", "written", "dropped", "added (repeats)", "repeats in one batch"):
-            table.add_column(column, overflow="fold")
+        table.add_column("task", overflow="fold", min_width=24)
+        for column in ("rows", "written", "dropped", "added (repeats)", "repeats in one batch"):
+            table.add_column(column, justify="right")
         for t in changed:
             table.add_row(t["task_name"], str(t["rows"]), str(t["written"]), str(t["dropped"]), str(t["added"]),
                           str(t["in_batch_repeats"]))  # fmt: skip
@@ -456,7 +457,7 @@ def stats_command(
     if format not in ("table", "json"):
         _fail(MediError(f"--format {format!r}: use table or json"))
     try:
-        opened = open_release(release)
+        opened = open_release(release, verify_checksums=True)  # a damaged offset must not reach the readers
         stats = release_stats(opened)
         written = write_plots(opened, stats, plots) if plots else []
     except MediError as exc:

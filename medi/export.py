@@ -127,7 +127,7 @@ def export(
     if st_instructions not in ST_INSTRUCTIONS:
         raise MediError(f"unknown st-triplets instruction mode {st_instructions!r}; one of prefix, prompts")
     out = Path(out)
-    _check_target(out, overwrite)
+    _check_target(out, fmt, release.folder, overwrite)
     release.check_shards()
     plans = [_plan(task, batch_size, batch_policy, seed) for task in release.tasks]
     writer = {
@@ -152,7 +152,15 @@ def export(
     }
 
 
-def _check_target(out: Path, overwrite: bool) -> None:
+def _check_target(out: Path, fmt: str, release_folder: Path, overwrite: bool) -> None:
+    """Refuse to replace what --overwrite would wrongly delete: the release itself, a folder for a file."""
+    resolved, release_folder = out.resolve(), release_folder.resolve()
+    if resolved == release_folder or resolved in release_folder.parents:
+        raise MediError(f"{out}: would replace the release {release_folder}; export somewhere else")
+    if fmt == "instructor" and out.is_dir():
+        raise MediError(f"{out}: is a folder; --format instructor writes one JSON file")
+    if fmt != "instructor" and out.is_file():
+        raise MediError(f"{out}: is a file; --format {fmt} writes a folder")
     if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
         raise MediError(f"{out}: already exists; give --overwrite to replace it")
 

@@ -246,3 +246,18 @@ def test_cli_export_and_refusals(demo_release, tmp_path):
     parquet = runner.invoke(app, ["export", str(demo_release.out), "--format", "parquet", "--out", str(tmp_path / "p"),
                                   "--batch-size", "8"])  # fmt: skip
     assert parquet.exit_code == 1 and "--format instructor only" in plain(parquet.output)
+
+
+def test_overwrite_never_deletes_the_release_or_a_folder_for_a_file(release, demo_release, tmp_path):
+    for target in (demo_release.out, demo_release.out.parent):
+        with pytest.raises(MediError, match="would replace the release"):
+            export(release, "parquet", target, overwrite=True)
+    assert (demo_release.out / "manifest.json").is_file()
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "keep.txt").write_text("mine")
+    with pytest.raises(MediError, match="is a folder; --format instructor writes one JSON file"):
+        export(release, "instructor", tmp_path / "folder", overwrite=True)
+    (tmp_path / "file.json").write_text("[]")
+    with pytest.raises(MediError, match="is a file; --format medi2 writes a folder"):
+        export(release, "medi2", tmp_path / "file.json", overwrite=True)
+    assert (tmp_path / "folder" / "keep.txt").read_text() == "mine"
