@@ -1,10 +1,12 @@
-"""The pipeline: fetch → adapt → normalize → mine → instruct → shard → manifest, one source at a time.
+"""The pipeline: fetch → adapt → normalize → dedup → decontaminate → filter → select → mine → instruct → shard →
+manifest, one source at a time.
 
 ``build()`` is what ``medi build`` runs; it returns the manifest it wrote.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -23,17 +25,29 @@ import medi
 from medi.adapters import get_adapter
 from medi.catalog import SUPERNI, Catalog, SourceSpec, spec_summary
 from medi.checkpoint import STAGES_DIR, Checkpoints, stage_key
+from medi.decontaminate import (
+    DecontamConfig,
+    DecontamReport,
+    EvalIndex,
+    contamination_report,
+    decontaminate,
+    load_eval_sets,
+)
+from medi.dedup import DedupConfig, DedupReport, SeenPairs, dedup
 from medi.encode import BUNDLED, Encoder, EncoderConfig, default_cache_dir
 from medi.errors import MediError, Problem, SourceError, explain_validation
 from medi.fetch import Fetched, fetch, find_in_mirrors, sha256_file
+from medi.filter import FilterConfig, FilterReport, filter_records
 from medi.instruct import InstructionBook, attach
 from medi.manifest import MANIFEST, library_versions, write_manifest
 from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
 from medi.normalize import NormalizeReport, normalize
 from medi.schema import FORMAT_VERSION, Record, Triple
+from medi.select import SelectConfig, SelectReport, select
 from medi.shard import release_table, write_shards
 
 MAX_LISTED_PROBLEMS = 20
+CONTAMINATION = "contamination.json"
 
 
 class BuildOptions(BaseModel):
@@ -55,6 +69,13 @@ class BuildOptions(BaseModel):
     query_prompt: str = ""  # prepended to queries before encoding (for models trained with prompts)
     document_prompt: str = ""
     mining: dict = Field(default_factory=dict)  # MineConfig fields
+    dedup: dict = Field(default_factory=dict)  # medi.dedup.DedupConfig fields
+    decontaminate: dict = Field(default_factory=dict)  # medi.decontaminate.DecontamConfig fields
+    eval_sets: str = "mirror"  # mirror: the eval/ sources the data dirs hold; none; or comma-separated eval/ names
+    filter: dict = Field(default_factory=dict)  # medi.filter.FilterConfig fields (a source's `filter:` goes on top)
+    max_per_source: int | None = Field(default=None, ge=1)  # replaces every source's catalog cap (medi.cap)
+    select: Literal["random", "diverse"] = "random"  # how rows over the cap are chosen (diverse: fast vote-k)
+    diverse_share: float = Field(default=1.0, ge=0, le=1)  # with select diverse: the rest are picked at random
 
 
 @dataclass
@@ -66,6 +87,32 @@ class Prepared:
     problems: list[Problem] = field(default_factory=list)
     normalize: NormalizeReport = field(default_factory=NormalizeReport)
     records: list[Record] = field(default_factory=list)
+
+
+@dataclass
+class Cleaned:
+    """The clean stage's output for one source: records after dedup, decontaminate, filter and select."""
+
+    records: list[Record] = field(default_factory=list)
+    dedup: DedupReport = field(default_factory=DedupReport)
+    decontaminate: DecontamReport = field(default_factory=DecontamReport)
+    filter: FilterReport = field(default_factory=FilterReport)
+    select: SelectReport = field(default_factory=SelectReport)
+
+    def dropped(self) -> Counter:
+        counts = Counter()
+        for report in (self.dedup, self.decontaminate, self.filter):
+            counts.update(report.dropped)
+        counts.update(self.select.dropped)
+        return counts
+
+    def summary(self) -> dict:
+        return {
+            "dedup": self.dedup.summary(),
+            "decontaminate": self.decontaminate.summary(),
+            "filter": self.filter.summary(),
+            "select": self.select.summary(),
+        }
 
 
 @dataclass
@@ -81,10 +128,12 @@ class SourceResult:
     mining: MineReport = field(default_factory=MineReport)
     instructions: dict = field(default_factory=dict)
     triples: list[Triple] = field(default_factory=list)
+    clean: Cleaned = field(default_factory=Cleaned)
 
     def dropped(self) -> dict[str, int]:
         counts = Counter({"malformed_row": len(self.problems)}) if self.problems else Counter()
         counts.update(self.normalize.dropped)
+        counts.update(self.clean.dropped())
         counts.update(self.mining.dropped)
         return dict(sorted(counts.items()))
 
@@ -99,6 +148,7 @@ class SourceResult:
             "dropped": self.dropped(),
             "changed": dict(sorted(self.normalize.changed.items())),
             "problems": [str(p) for p in self.problems[:MAX_LISTED_PROBLEMS]],
+            "clean": self.clean.summary(),
             "mining": self.mining.summary(),
             "instructions": self.instructions,
         }
@@ -163,6 +213,11 @@ class Pipeline:
         self._encoder: Encoder | None = None
         self._stage = lambda stage: None  # reports the running stage to the progress bar
         self.test_sources = dict(catalog.superni_test_sources)
+        self.seen_pairs = SeenPairs()  # pairs of the sources built so far (cross-source duplicates)
+        self.contamination: dict[str, DecontamReport] = {}
+        self._eval: EvalIndex | None = None
+        self.eval_fingerprint: list = []
+        self.eval_skipped: dict[str, str] = {}
 
     @property
     def encoder(self) -> Encoder:
@@ -209,16 +264,108 @@ class Pipeline:
         result.meta, result.rows_read, result.problems = prepared.meta, prepared.rows_read, prepared.problems
         result.normalize = prepared.normalize
         self._refuse_shared_test_source(spec, result.meta)
+        self._stage("dedup · decontaminate · filter · select")
+        clean_key = stage_key(
+            "clean", prepare_key, self._clean_options(spec, result.meta), self.eval_index_fingerprint()
+        )
+        result.clean = self.checkpoints.run("clean", spec.name, clean_key, partial(self._clean, spec, prepared))
+        self.contamination[spec.name] = result.clean.decontaminate
+        records, removed = self._across_sources(spec, result.clean)
         config = self._mine_config(spec)
-        mine_key = stage_key("mine", prepare_key, asdict(config), self.encoder.identity())
-        self._stage(f"mine {len(prepared.records)} rows")
-        mine = partial(self._mine, spec, prepared.records, config)
+        mine_key = stage_key("mine", clean_key, removed, asdict(config), self.encoder.identity())
+        self._stage(f"mine {len(records)} rows")
+        mine = partial(self._mine, spec, records, config)
         result.triples, result.mining = self.checkpoints.run("mine", spec.name, mine_key, mine)
         self._stage("instruct")
         wordings = self.book.for_source(spec, result.meta)
         attach(result.triples, wordings, self.options.instructions, self.options.seed)
         result.instructions = wordings.summary()
         return result
+
+    def _clean_options(self, spec: SourceSpec, meta: dict) -> dict:
+        o = self.options
+        needs_vectors = o.select == "diverse" or self._decontam_config().audit
+        return {
+            "dedup": asdict(self._dedup_config()),
+            "decontaminate": asdict(self._decontam_config()),
+            "filter": asdict(self._filter_config(spec)),
+            "select": asdict(self._select_config(spec)),
+            "instructions": self._longest_wordings(spec, meta),
+            "encoder": self.encoder.identity() if needs_vectors else None,
+        }
+
+    def _dedup_config(self) -> DedupConfig:
+        return DedupConfig(**self.options.dedup)
+
+    def _decontam_config(self) -> DecontamConfig:
+        return DecontamConfig(**self.options.decontaminate)
+
+    def _filter_config(self, spec: SourceSpec) -> FilterConfig:
+        return FilterConfig().with_overrides(self.options.filter).with_overrides(spec.filter)
+
+    def _select_config(self, spec: SourceSpec) -> SelectConfig:
+        o = self.options
+        cap = o.max_per_source or spec.medi.cap
+        return SelectConfig(cap, o.select, o.diverse_share, seed=f"{o.seed}:{spec.name}")
+
+    def _longest_wordings(self, spec: SourceSpec, meta: dict) -> dict[str, str]:
+        """The longest query and document wording of the source: the token budget counts the worst case."""
+        wordings = self.book.for_source(spec, meta)
+        found = {
+            "query": max(wordings.query, key=len, default=""),
+            "document": max(wordings.document, key=len, default=""),
+        }
+        return {side: text for side, text in found.items() if text}
+
+    @property
+    def eval_index(self) -> EvalIndex:
+        """The evaluation sets of this build, read once (before the first source is cleaned)."""
+        if self._eval is None:
+            eval_sets, self.eval_fingerprint, self.eval_skipped = load_eval_sets(
+                self.catalog, self.options.eval_sets, self.dirs, self.options, self.cache_dir
+            )
+            self._eval = EvalIndex(eval_sets, self._decontam_config())
+        return self._eval
+
+    def eval_index_fingerprint(self) -> list:
+        self.eval_index  # noqa: B018  (loads the sets; their checksums key the clean stage)
+        return self.eval_fingerprint
+
+    def _clean(self, spec: SourceSpec, prepared: Prepared) -> Cleaned:
+        cleaned = Cleaned()
+        symmetric = spec.symmetric and spec.adapter != SUPERNI
+        records = dedup(prepared.records, self._dedup_config(), cleaned.dedup, symmetric=symmetric, source=spec.name)
+        side = "document" if spec.adapter == SUPERNI else "query"
+        embed = partial(self.encoder.embed, side=side)
+        audit = embed if self._decontam_config().audit and self.eval_index.texts else None
+        datasets = self.catalog.datasets_of(spec, prepared.meta)
+        records = decontaminate(
+            records, self.eval_index, cleaned.decontaminate, source=spec.name, source_datasets=datasets, embed=audit
+        )
+        wordings = self._longest_wordings(spec, prepared.meta)
+        records = filter_records(records, self._filter_config(spec), cleaned.filter, wordings)
+        cleaned.records = select(records, self._select_config(spec), cleaned.select, embed)
+        return cleaned
+
+    def _across_sources(self, spec: SourceSpec, cleaned: Cleaned) -> tuple[list[Record], list[str]]:
+        """Count (and with dedup.across_sources=remove, drop) pairs an earlier source of this build already had."""
+        config = self._dedup_config()
+        symmetric = spec.symmetric and spec.adapter != SUPERNI
+        report = DedupReport()
+        records = dedup(
+            cleaned.records,
+            DedupConfig(**{**asdict(config), "near": False}),
+            report,
+            symmetric=symmetric,
+            source=spec.name,
+            seen=self.seen_pairs,
+        )
+        cleaned.dedup.across = report.across
+        removed = report.dropped.get("duplicate_in_other_source", 0)
+        if removed:
+            cleaned.dedup.dropped["duplicate_in_other_source"] = removed
+        kept = {r.row_id for r in records}
+        return records, sorted(r.row_id for r in cleaned.records if r.row_id not in kept)
 
     def _prepare_options(self) -> dict:
         return {k: getattr(self.options, k) for k in ("seed", "max_chars", "on_error")}
@@ -296,13 +443,24 @@ def _write_release(out, results, skipped, absent, options, selection, dirs, pipe
         for path in (staging / "data").iterdir():
             path.rename(staging / path.name)
         (staging / "data").rmdir()
+        contamination = _write_contamination(staging, pipeline)
         manifest = _manifest(results, skipped, absent, options, selection, dirs, pipeline, shards, tasks)
+        manifest["contamination"] = contamination
         manifest["files"] = _file_checksums(staging)
         write_manifest(staging, manifest)
         _replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _write_contamination(folder: Path, pipeline: Pipeline) -> dict:
+    """``contamination.json``: per source and evaluation set, hits per layer with examples; its summary."""
+    report = contamination_report(pipeline.contamination, pipeline.eval_index)
+    report["skipped_eval_sets"] = pipeline.eval_skipped
+    (folder / CONTAMINATION).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    keys = ("eval_sets", "totals", "training_datasets", "source_shares_dataset_with", "skipped_eval_sets")
+    return {"file": CONTAMINATION, **{key: report[key] for key in keys}}
 
 
 def _file_checksums(folder: Path) -> list[dict]:

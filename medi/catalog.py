@@ -17,6 +17,8 @@ from ruamel.yaml.error import YAMLError
 from medi.errors import MediError, explain_validation
 
 SUPERNI = "superni"
+EVAL = "eval"  # sources/eval/: evaluation sets, read only to keep their text out of releases
+SUPERNI_REVISION = "e0fd31052b21acea5bd95fb00253e1ee1f5d8259"  # the commit the catalog's task files pin
 
 
 def project_root() -> Path:
@@ -62,6 +64,8 @@ class SourceSpec(BaseModel):
     symmetric: bool = False
     medi: MediInfo = MediInfo()
     options: dict = Field(default_factory=dict)
+    datasets: list[str] = Field(default_factory=list)  # upstream dataset ids, matched against evaluation sets
+    filter: dict = Field(default_factory=dict)  # this source's medi.filter.FilterConfig settings (length limits)
 
     @property
     def family(self) -> str:
@@ -86,6 +90,7 @@ class Catalog:
     root: Path
     specs: dict[str, SourceSpec]
     sets: dict[str, SourceSet] = field(default_factory=dict)
+    eval_files: dict[str, SourceSpec] = field(default_factory=dict)  # sources/eval/*.yaml
 
     @classmethod
     def load(cls, root: Path | None = None) -> Catalog:
@@ -93,8 +98,45 @@ class Catalog:
         sources_dir = root / "sources"
         if not sources_dir.is_dir():
             raise MediError(f"no source catalog at {sources_dir} (set MEDI_HOME to the medi project folder)")
-        specs = {spec.name: spec for spec in _read_specs(sources_dir)}
-        return cls(root=root, specs=specs, sets=_read_sets(sources_dir / "_sets.yaml", root))
+        every = {spec.name: spec for spec in _read_specs(sources_dir)}
+        specs = {name: spec for name, spec in every.items() if spec.family != EVAL}
+        evals = {name: spec for name, spec in every.items() if spec.family == EVAL}
+        return cls(root=root, specs=specs, sets=_read_sets(sources_dir / "_sets.yaml", root), eval_files=evals)
+
+    @cached_property
+    def eval_specs(self) -> dict[str, SourceSpec]:
+        """Evaluation sets: every Super-NI test task (``eval/<task>``) plus the files of ``sources/eval/``."""
+        specs = {f"{EVAL}/{task}": self._superni_test_spec(task) for task in sorted(self.superni_test_tasks)}
+        specs.update(self.eval_files)
+        return specs
+
+    def _superni_test_spec(self, task: str) -> SourceSpec:
+        return SourceSpec(
+            name=f"{EVAL}/{task}",
+            file="sources/superni/_splits/test_tasks.txt",
+            adapter=SUPERNI,
+            description=f"Super-NI test task {task}",
+            upstream=Upstream(
+                kind="git", repo="allenai/natural-instructions", path=f"tasks/{task}.json", revision=SUPERNI_REVISION
+            ),
+            mirror=f"super-ni/tasks/{task}.json",
+            licence="per instance: see the task file's Instance License",
+            citation="Wang et al. 2022, Super-NaturalInstructions (EMNLP)",
+            datasets=list(self.superni_test_sources.get(task, [])),
+        )
+
+    @cached_property
+    def source_datasets_table(self) -> dict[str, list[str]]:
+        """{training source: upstream dataset ids}, from ``sources/_datasets.yaml``."""
+        path = self.root / "sources" / "_datasets.yaml"
+        return {k: list(v or []) for k, v in (load_yaml(path) or {}).items()} if path.exists() else {}
+
+    def datasets_of(self, spec: SourceSpec, meta: dict | None = None) -> list[str]:
+        """A source's upstream datasets: its ``datasets`` field, the shared table, and a Super-NI task's Source."""
+        found = [*spec.datasets, *self.source_datasets_table.get(spec.name, [])]
+        if spec.adapter == SUPERNI and meta:
+            found += list(meta.get("Source") or [])
+        return sorted(set(found))
 
     @cached_property
     def superni_train_tasks(self) -> frozenset[str]:
@@ -138,6 +180,8 @@ class Catalog:
 
     def _one(self, name: str) -> SourceSpec:
         self.refuse_test_task(name)
+        if name == EVAL or name.startswith(f"{EVAL}/"):
+            raise MediError(f"{name}: evaluation sets (sources/{EVAL}/) never enter a release; see --eval-sets")
         if name in self.specs:
             return self.specs[name]
         choices = [*self.specs, *self.sets, *{s.family for s in self.specs.values()}, "all"]

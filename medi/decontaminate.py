@@ -27,8 +27,8 @@ from typing import Literal
 
 import numpy as np
 
-from medi.errors import SourceError
-from medi.normalize import canonical
+from medi.errors import MediError, SourceError
+from medi.normalize import NormalizeReport, canonical, normalize
 from medi.schema import Record
 from medi.search import Searcher
 
@@ -327,6 +327,48 @@ def audit(
             eval_text=eval_text.text,
             cosine=round(float(scores[row, 0]), 4),
         )
+
+
+def load_eval_sets(catalog, selection: str, dirs: list, options, cache_dir) -> tuple[list[EvalSet], list, dict]:
+    """(evaluation sets, [(name, sha256)] of their files, {name: why skipped}) for a build.
+
+    ``selection``: ``mirror`` (the catalog's eval sources the data dirs hold; nothing is downloaded), ``none``,
+    ``all`` (every eval source, downloaded where the data dirs lack it and ``options.remote`` allows), or a
+    comma-separated list of eval source names.
+    """
+    from medi.adapters import get_adapter
+    from medi.fetch import fetch, find_in_mirrors
+
+    specs = _eval_specs(catalog, selection)
+    if selection == "mirror":
+        specs = [s for s in specs if s.path or find_in_mirrors(s, dirs)]
+    sets, fingerprint, skipped = [], [], {}
+    remote = options.remote and selection != "mirror"
+    for spec in specs:
+        try:
+            fetched = fetch(spec, dirs, catalog.root, remote=remote, cache_dir=cache_dir)
+            adapted = get_adapter(spec.adapter, spec.name)(fetched.path, spec, options.seed)
+            records = list(
+                normalize((r for r in adapted.rows if isinstance(r, Record)), NormalizeReport(), options.max_chars)
+            )
+        except SourceError as exc:
+            skipped[spec.name] = str(exc)
+            continue
+        sets.append(EvalSet.from_records(spec.name, records, catalog.datasets_of(spec, adapted.meta)))
+        fingerprint.append((spec.name, fetched.sha256))
+    return sets, fingerprint, skipped
+
+
+def _eval_specs(catalog, selection: str) -> list:
+    available = catalog.eval_specs
+    if selection in ("mirror", "all"):
+        return list(available.values())
+    if selection == "none":
+        return []
+    names = [n.strip() for n in selection.split(",") if n.strip()]
+    if unknown := [n for n in names if n not in available]:
+        raise MediError(f"unknown evaluation sets {unknown}: use mirror, all, none or names of eval/ sources")
+    return [available[n] for n in names]
 
 
 def training_datasets(registry: dict[str, dict[str, list[str]]], splits: dict[str, str]) -> dict[str, list[str]]:

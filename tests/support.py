@@ -26,7 +26,13 @@ ETD = MIRROR / "embedding-training-data"
 FLAG = MIRROR / "FlagEmbedding" / "examples" / "finetune" / "embedder" / "example_data"
 GRIT = MIRROR / "gritlm" / "gritlm" / "training" / "toy_data" / "toy_data_embedding.jsonl"
 
-RELEASE_FILES = ("data-00000-of-00001.arrow", "state.json", "dataset_info.json", "manifest.json")
+RELEASE_FILES = (
+    "data-00000-of-00001.arrow",
+    "state.json",
+    "dataset_info.json",
+    "manifest.json",
+    "contamination.json",
+)
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
