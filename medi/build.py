@@ -295,13 +295,17 @@ class Pipeline:
         }
 
     def _dedup_config(self) -> DedupConfig:
-        return DedupConfig(**self.options.dedup)
+        return _stage_config(DedupConfig, self.options.dedup, "dedup")
 
     def _decontam_config(self) -> DecontamConfig:
-        return DecontamConfig(**self.options.decontaminate)
+        return _stage_config(DecontamConfig, self.options.decontaminate, "decontaminate")
 
     def _filter_config(self, spec: SourceSpec) -> FilterConfig:
-        return FilterConfig().with_overrides(self.options.filter).with_overrides(spec.filter)
+        base = _stage_config(FilterConfig, self.options.filter, "filter")
+        try:
+            return base.with_overrides(spec.filter)
+        except MediError as exc:
+            raise MediError(f"{spec.file}: filter: {exc}") from exc
 
     def _select_config(self, spec: SourceSpec) -> SelectConfig:
         o = self.options
@@ -426,6 +430,19 @@ class Pipeline:
                 if path.is_file():
                     self.test_sources[task] = json.loads(path.read_text(encoding="utf-8")).get("Source") or []
         return self.test_sources
+
+
+def _stage_config(cls, values: dict, option: str):
+    """A stage's config dataclass from a build option's dict; a wrong key or value names the option."""
+    unknown = set(values) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise MediError(
+            f"build option {option}: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
+        )
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise MediError(f"build option {option}: {exc}") from exc
 
 
 def _show_stage(progress: Progress, task, source: str, stage: str) -> None:

@@ -54,6 +54,22 @@ def build_command(
     max_chars: Annotated[int, typer.Option(help="Texts longer than this are cut")] = 8000,
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache, downloads (~/.cache/medi)")] = None,
     fresh: Annotated[bool, typer.Option(help="Recompute every stage instead of resuming from checkpoints")] = False,
+    max_per_source: Annotated[
+        int | None, typer.Option(help="Keep at most N rows per source (replaces the catalog's MEDI caps)")
+    ] = None,
+    select: Annotated[str, typer.Option(help="Rows over a cap: random, or diverse (fast vote-k)")] = "random",
+    diverse_share: Annotated[float, typer.Option(help="With --select diverse: share by vote-k, rest random")] = 1.0,
+    eval_sets: Annotated[
+        str, typer.Option(help="Decontaminate against: mirror (eval sets in the data dirs), all, none, or eval/ names")
+    ] = "mirror",
+    eval_shared: Annotated[
+        str, typer.Option(help="A source sharing an eval set's upstream dataset: mark (report) or refuse")
+    ] = "mark",
+    across_sources: Annotated[str, typer.Option(help="Pairs seen in an earlier source: report or remove")] = "report",
+    token_budget: Annotated[int, typer.Option(help="Tokens per side incl. the instruction (0: no count)")] = 512,
+    tokenizer: Annotated[
+        str, typer.Option(help="Token counter: bundled (all-MiniLM-L6-v2) or a tokenizer folder/tokenizer.json")
+    ] = "bundled",
 ) -> None:
     """Build a release: e.g. `medi build --sources demo --out out/demo` or `--config manifests/demo/build.yaml`.
 
@@ -71,6 +87,13 @@ def build_command(
             device=device,
             batch_size=batch_size,
             max_chars=max_chars,
+            max_per_source=max_per_source,
+            select=select,
+            diverse_share=diverse_share,
+            eval_sets=eval_sets,
+            decontaminate={"registry": eval_shared} if eval_shared != "mark" else {},
+            dedup={"across_sources": across_sources} if across_sources != "report" else {},
+            filter={"token_budget": token_budget or None, "tokenizer": tokenizer},
         )
     except ValueError as exc:
         err_console.print(f"[red]error:[/] {exc}")
@@ -87,6 +110,13 @@ def build_command(
     except MediError as exc:
         _fail(exc)
     out_console.print(summary_table(manifest))
+    if contamination := manifest.get("contamination"):
+        totals = ", ".join(f"{layer} {n}" for layer, n in contamination["totals"].items())
+        err_console.print(
+            f"decontaminated against {len(contamination['eval_sets'])} evaluation sets ({totals}); "
+            f"details in {out / contamination['file']}",
+            highlight=False,
+        )
     if manifest["skipped_sources"]:
         for name, why in manifest["skipped_sources"].items():
             err_console.print(f"[yellow]skipped[/] {name}: {why['message']}", highlight=False)

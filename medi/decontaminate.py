@@ -81,6 +81,10 @@ class DecontamConfig:
     audit_threshold: float = 0.9
     audit_fields: tuple[str, ...] = ("query",)
 
+    def __post_init__(self) -> None:
+        if self.registry not in ("mark", "refuse"):
+            raise ValueError(f"registry must be one of mark, refuse, not {self.registry!r}")
+
 
 @dataclass
 class EvalText:

@@ -41,6 +41,10 @@ class DedupConfig:
     bands: int = 16  # 16 bands of 4 rows: pairs above ~0.5 Jaccard become candidates
     across_sources: Literal["report", "remove"] = "report"
 
+    def __post_init__(self) -> None:
+        if self.across_sources not in ("report", "remove"):
+            raise ValueError(f"across_sources must be one of report, remove, not {self.across_sources!r}")
+
 
 @dataclass
 class DedupReport:

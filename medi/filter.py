@@ -53,6 +53,10 @@ class FilterConfig:
             raise MediError(f"unknown filter settings {sorted(unknown)}; known: {sorted(self.__dataclass_fields__)}")
         return FilterConfig(**{**self.__dict__, **overrides})
 
+    def __post_init__(self) -> None:
+        if self.over_budget not in ("keep", "drop"):
+            raise ValueError(f"over_budget must be one of keep, drop, not {self.over_budget!r}")
+
 
 @dataclass
 class FilterReport:
