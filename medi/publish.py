@@ -150,6 +150,11 @@ def hub_errors(repo_id: str, action: str, endpoint: str) -> Iterator[None]:
         raise MediError(f"{where}: cannot {action}: {why}") from exc
     except HubTransportError as exc:
         raise MediError(f"{where}: cannot {action}: the Hub is unreachable ({type(exc).__name__}: {exc})") from exc
+    except (ValueError, RuntimeError) as exc:
+        # the client's own refusals: card metadata the Hub rejects (ValueError), an LFS upload that failed
+        # (RuntimeError wrapping the HTTP error)
+        cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+        raise MediError(f"{where}: cannot {action}: {exc}{cause}".strip()) from exc
 
 
 def _status(exc: HfHubHTTPError) -> int | None:

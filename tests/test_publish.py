@@ -308,6 +308,18 @@ def test_hub_errors_name_the_repo_and_what_failed(hub, demo_release, tmp_path):
     assert done.returncode == 1 and "cannot read the repo: HF_HUB_OFFLINE is set" in plain(done.stderr)
 
     client = Client(hub.url, tmp_path / "ok")
+    hub.fail_next("PUT", r"^/__lfs/", 403, message="upload URL expired")
+    done = client.publish(demo_release.out)
+    error = " ".join(plain(done.stderr).split())
+    assert done.returncode == 1
+    assert f"{REPO} on {hub.url}: cannot upload commit 1/1" in error and "Error while uploading 'data/" in error
+
+    hub.fail_next("POST", r"^/api/validate-yaml$", 400)
+    done = client.publish(demo_release.out)
+    error = " ".join(plain(done.stderr).split())
+    assert done.returncode == 1
+    assert f"{REPO} on {hub.url}: cannot upload commit 1/1" in error and "Invalid metadata in README.md" in error
+
     hub.fail_next("POST", r"^/api/datasets/.*/tag/", 404, code="RepoNotFound")
     done = client.publish(demo_release.out)
     error = " ".join(plain(done.stderr).split())
