@@ -117,30 +117,27 @@ def _score_summary(table: pa.Table) -> dict:
 
 
 def stats_table(stats: dict) -> Table:
-    """One line per source: rows, median/p95 characters per side, instructions, scores."""
+    """One line per source: rows, median and p95 characters per side, instructions, mining scores."""
     table = Table(title=f"{stats['release']}: {stats['rows']} rows, {len(stats['sources'])} sources")
-    columns = ("source", "rows", "query chars\nmed / p95", "pos chars\nmed / p95", "neg chars\nmed / p95",
-               "instructions\nq / d wordings", "review", "negatives", "pos / neg\nmean score", "neg ≥ pos",
-               "fallbacks")  # fmt: skip
-    for column in columns:
-        table.add_column(column, overflow="fold", justify="left" if column in ("source", "review") else "right")
+    table.add_column("source", overflow="fold", ratio=3)
+    for column in ("rows", "median chars\nq / pos / neg", "p95 chars\nq / pos / neg", "wordings q/d,\nreview",
+                   "negatives", "mean score\npos / neg", "neg ≥\npos", "fall-\nbacks"):  # fmt: skip
+        table.add_column(column, overflow="fold", justify="right", ratio=1)
     for name, s in stats["sources"].items():
-        lengths = [f"{_num(s['lengths'][side]['median'])} / {_num(s['lengths'][side]['p95'])}" for side in SIDES]
-        wordings = s["instructions"]["wordings"]
-        mining = s["mining"]
-        negatives = ", ".join(f"{k} {v}" for k, v in mining["neg_origin"].items()) or "-"
-        scores = (
-            f"{mining['mean_pos_score']} / {mining['mean_neg_score']}" if mining["mean_pos_score"] is not None else "-"
-        )
+        lengths = s["lengths"]
+        instructions, mining = s["instructions"], s["mining"]
         share = mining["share_neg_ge_pos"]
         table.add_row(
             name,
             str(s["rows"]),
-            *lengths,
-            f"{wordings['query']} / {wordings['document']}",
-            s["instructions"]["status"] or "-",
-            negatives,
-            scores,
+            " / ".join(_num(lengths[side]["median"]) for side in SIDES),
+            " / ".join(_num(lengths[side]["p95"]) for side in SIDES),
+            f"{instructions['wordings']['query']}/{instructions['wordings']['document']}, "
+            f"{instructions['status'] or '-'}",
+            ", ".join(f"{k} {v}" for k, v in mining["neg_origin"].items()) or "-",
+            f"{mining['mean_pos_score']:.2f} / {mining['mean_neg_score']:.2f}"
+            if mining["mean_pos_score"] is not None
+            else "-",
             f"{share:.0%}" if share is not None else "-",
             str(mining["fallbacks"]) if mining["fallbacks"] is not None else "-",
         )
@@ -181,9 +178,10 @@ def _largest(stats: dict) -> list[tuple[str, dict]]:
     return ranked[:TOP_SOURCES]
 
 
-def _tall_figure(plt, bars: int):
-    """A horizontal chart tall enough to give each source label its own line."""
-    return plt.subplots(figsize=(11, max(3.0, 0.32 * bars + 1.8)), layout="constrained")
+def _tall_figure(plt, bars: int, labels: list[str] = ()):
+    """A horizontal chart tall enough to give each source label its own line, wide enough for the longest."""
+    longest = max((len(label) for label in labels), default=0)
+    return plt.subplots(figsize=(max(11.0, 6.0 + 0.075 * longest), max(3.0, 0.32 * bars + 1.8)), layout="constrained")
 
 
 def _save(plt, fig, path: Path) -> Path:
@@ -196,7 +194,7 @@ def _rows_per_source(plt, stats: dict, path: Path) -> Path:
     shown = _largest(stats)
     names = [name for name, _ in shown][::-1]
     rows = [s["rows"] for _, s in shown][::-1]
-    fig, ax = _tall_figure(plt, len(shown))
+    fig, ax = _tall_figure(plt, len(shown), names)
     bars = ax.barh(names, rows, color="#4C72B0")
     ax.bar_label(bars, labels=[f"{r:,}" for r in rows], padding=3, fontsize=8)
     total = len(stats["sources"])
@@ -211,8 +209,8 @@ def _rows_per_source(plt, stats: dict, path: Path) -> Path:
 def _rows_per_family(plt, stats: dict, path: Path) -> Path:
     families = list(stats["families"].items())[::-1]
     counts = Counter(family_of(name) for name in stats["sources"])
-    fig, ax = _tall_figure(plt, len(families))
     labels = [f"{name} ({counts[name]} source{'s' if counts[name] != 1 else ''})" for name, _ in families]
+    fig, ax = _tall_figure(plt, len(families), labels)
     bars = ax.barh(labels, [rows for _, rows in families], color="#55A868")
     ax.bar_label(bars, labels=[f"{rows:,}" for _, rows in families], padding=3, fontsize=9)
     ax.set_title("Rows per source family")
@@ -266,14 +264,14 @@ def _score_histograms(plt, table: pa.Table, path: Path) -> Path:
 
 def _scores_per_source(plt, stats: dict, path: Path) -> Path:
     shown = [(n, s) for n, s in _largest(stats) if s["scores"]["scored_rows"]][::-1]
-    fig, ax = _tall_figure(plt, len(shown))
+    labels = [f"{name} ({s['scores']['share_neg_ge_pos']:.0%} neg ≥ pos)" for name, s in shown]
+    fig, ax = _tall_figure(plt, len(shown), labels)
     y = np.arange(len(shown))
     pos = [s["scores"]["mean_pos"] for _, s in shown]
     neg = [s["scores"]["mean_neg"] for _, s in shown]
     ax.hlines(y, neg, pos, color="#BBBBBB", linewidth=2)
     ax.scatter(pos, y, color="#55A868", label="mean positive score", zorder=3)
     ax.scatter(neg, y, color="#C44E52", label="mean negative score", zorder=3)
-    labels = [f"{name} ({s['scores']['share_neg_ge_pos']:.0%} neg ≥ pos)" for name, s in shown]
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("mean cosine similarity to the query")
     total = len(stats["sources"])
