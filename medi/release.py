@@ -136,11 +136,13 @@ def check_schema(folder: Path) -> None:
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise MediError(f"{path}: unreadable dataset info ({exc})") from exc
     if features != FEATURES:
-        theirs, ours = set(features), set(FEATURES)
-        diff = (
-            ", ".join(f"+{c}" for c in sorted(theirs - ours)) + " " + ", ".join(f"-{c}" for c in sorted(ours - theirs))
+        added = [f"+{column}" for column in sorted(set(features) - set(FEATURES))]
+        missing = [f"-{column}" for column in sorted(set(FEATURES) - set(features))]
+        retyped = [f"~{column}" for column in FEATURES if column in features and features[column] != FEATURES[column]]
+        raise MediError(
+            f"{path}: columns differ from this medi's schema ({' '.join(added + missing + retyped)}); "
+            "was the release written by another medi version?"
         )
-        raise MediError(f"{path}: columns differ from this medi's schema ({diff.strip() or 'types differ'})")
 
 
 def expected_files(manifest: dict) -> list[dict]:

@@ -80,9 +80,8 @@ def test_a_truncated_shard_is_named(copy):
     with pytest.raises(MediError, match=f"{shard}: .*truncated"):
         _ = open_release(copy).dataset
     edit_manifest(copy, lambda m: m.pop("files", None))  # a manifest listing shards only: Arrow finds the cut
-    assert verify_release(copy).problems == [
-        next(p for p in problems if p.startswith(f"{shard}: not a readable Arrow shard"))
-    ]
+    about_shard = [p for p in verify_release(copy).problems if p.startswith(f"{shard}: ")]
+    assert about_shard == [next(p for p in problems if p.startswith(f"{shard}: not a readable Arrow shard"))]
     with pytest.raises(MediError, match=f"{shard}: not a readable Arrow shard, damaged or truncated"):
         _ = open_release(copy).dataset
 
