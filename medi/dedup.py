@@ -7,7 +7,9 @@ punctuation stripped, digits kept, single spaces). Per source:
 - exact duplicates of the pair (a Super-NI instance's pair is its input with its set of outputs; on a
   symmetric source (a, b) and (b, a) are the same pair) are dropped, the first occurrence kept;
 - near-duplicates among long pairs (at least ``near_min_words`` words): MinHash over word shingles with LSH
-  banding finds candidates, the Jaccard similarity of the shingle sets confirms them;
+  banding finds candidates; both sides must be at least ``near_threshold`` similar (Jaccard of the shingle sets)
+  and at most ``near_max_word_edits`` words apart. The edit cap keeps one long passage asked two different
+  questions (CoQA, bAbI stories in Super-NI): similar as sets, yet different rows;
 - rows whose query equals their positive are dropped (no training signal);
 - a negative equal to its query or positive is cleared, so the mine stage replaces it with a mined one.
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from rapidfuzz.distance import Levenshtein
 
 from medi.normalize import canonical
 from medi.schema import Record
@@ -36,6 +39,7 @@ class DedupConfig:
     near: bool = True
     near_min_words: int = 50  # shorter pairs are compared exactly only: "Is X big?" / "Is Y big?" differ
     near_threshold: float = 0.9  # Jaccard similarity of the word-shingle sets
+    near_max_word_edits: int = 3  # and at most this many words inserted, deleted or replaced (per side)
     shingle_words: int = 5
     num_perm: int = 64
     bands: int = 16  # 16 bands of 4 rows: pairs above ~0.5 Jaccard become candidates
@@ -196,8 +200,13 @@ def _drop_near_duplicates(
             kept.append(record)
             kept_keys.append(key)
             continue
-        own = (shingles(query, config.shingle_words), shingles(second, config.shingle_words))
-        signature = minhash(own[0] | own[1], perm_a, perm_b)
+        own = (
+            query.split(),
+            second.split(),
+            shingles(query, config.shingle_words),
+            shingles(second, config.shingle_words),
+        )
+        signature = minhash(own[2] | own[3], perm_a, perm_b)
         bands = [(b, signature[b * rows : (b + 1) * rows].tobytes()) for b in range(config.bands)]
         match = _first_similar(own, {i for band in bands for i in buckets.get(band, ())}, sides, config)
         if match is not None:
@@ -217,8 +226,13 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 def _first_similar(own, candidates: set[int], sides: dict, config: DedupConfig) -> int | None:
+    """The first earlier kept row whose two sides are both near ``own``'s: (words, words, shingles, shingles)."""
     for other in sorted(candidates):
         theirs = sides[other]
-        if all(jaccard(mine, their) >= config.near_threshold for mine, their in zip(own, theirs, strict=True)):
+        if all(jaccard(own[i], theirs[i]) >= config.near_threshold for i in (2, 3)) and all(
+            Levenshtein.distance(own[i], theirs[i], score_cutoff=config.near_max_word_edits + 1)
+            <= config.near_max_word_edits
+            for i in (0, 1)
+        ):
             return other
     return None
