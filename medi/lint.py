@@ -76,11 +76,12 @@ class _Entry:
     file: str
     node: object  # the ruamel map, for line numbers
     entry: InstructionEntry
+    start: int  # 1-based line of the entry's name
 
     def line(self, key: str | None = None, index: int | None = None) -> int:
         """1-based line of the entry, of one of its keys, or of one wording of a list."""
         if key is None:
-            return self.node.lc.line + 1 if hasattr(self.node, "lc") else 0
+            return self.start
         if index is not None:
             return self.node[key].lc.item(index)[0] + 1
         return self.node.lc.key(key)[0] + 1 if key in self.node else self.line()
@@ -138,7 +139,7 @@ def _read_entries(root: Path, report: LintReport) -> dict[str, _Entry]:
             except (ValidationError, TypeError) as exc:
                 report.findings.append(Finding("error", file, line, name, "invalid", explain_validation(exc)))
                 continue
-            entries[name] = _Entry(name, file, node, entry)
+            entries[name] = _Entry(name, file, node, entry, line)
     return entries
 
 

@@ -132,7 +132,8 @@ def _source_view(name: str, rows, release: Release, catalog: Catalog, book: Inst
     symmetric = spec.symmetric if spec else bool(recorded.get("catalog", {}).get("symmetric"))
     entry = book.entries.get(name)
     if entry is not None:
-        wordings = {"query": list(entry.query), "document": None if symmetric else list(entry.document or [])}
+        document = list(entry.document) if entry.document and not symmetric else None
+        wordings = {"query": list(entry.query), "document": document}
         status, file, origin = entry.status, book.files[name], book.files[name]
         reviewer, date, note = entry.reviewer, str(entry.date) if entry.date else None, entry.note
     else:  # drafted at build time (Super-NI task without an entry): the wordings the manifest recorded

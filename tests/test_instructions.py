@@ -234,3 +234,15 @@ def test_instructions_draft_writes_reviewable_entries(medi_home, catalog):
     assert not lint(medi_home.root).errors
     with pytest.raises(Exception, match="not a Super-NI train task"):
         write_superni_drafts(medi_home.root, TASKS, ["task1562_zest_text_modification"])
+
+
+def test_broken_yaml_and_repeated_entries_are_findings_not_crashes(medi_home):
+    folder = medi_home.root / "instructions"
+    (folder / "broken.yaml").write_text("st/AllNLI:\n  query: [unclosed\n", encoding="utf-8")
+    repeated = (folder / "st.yaml").read_text(encoding="utf-8").split("\n\n")[1]  # the file's first entry
+    (folder / "again.yaml").write_text(repeated + "\n", encoding="utf-8")
+    report = lint(medi_home.root)
+    codes = {(f.file, f.code) for f in report.errors}
+    assert ("instructions/broken.yaml", "yaml") in codes
+    duplicate = next(f for f in report.errors if f.code == "duplicate-entry")
+    assert duplicate.file == "instructions/st.yaml" and "already in instructions/again.yaml:1" in duplicate.message
