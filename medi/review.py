@@ -46,6 +46,10 @@ ENCODER_FIELDS = {
     "document_prompt": "document_prompt",
 }
 Field = Literal["query", "document"]
+NEW_FILE_HEADER = (
+    "{file}: instructions for medi (shape: docs/CONTRACTS.md, 'Instructions'), started by medi review import.\n"
+    "First wording of a list is the primary, the rest are paraphrases."
+)
 
 
 # ---------------------------------------------------------------- export
@@ -281,6 +285,8 @@ def import_decisions(
     for file, names in by_file.items():
         target = root / file
         yaml, data = read_instruction_file(target)
+        if not target.exists():
+            data.yaml_set_start_comment(NEW_FILE_HEADER.format(file=file))
         for name in names:
             result.changes[name] = _apply(data, name, decisions.sources[name], reviewer, when)
             _validate(data[name], name, target)

@@ -242,6 +242,8 @@ def test_a_drafted_super_ni_task_gets_its_own_entry(exported, medi_home, tmp_pat
     path.write_text(json.dumps(decision_for(data, name, actions)), encoding="utf-8")
     result = import_decisions(path, root=medi_home.root)
     assert result.files == {"instructions/superni.yaml": [name]}
+    text = (medi_home.root / "instructions" / "superni.yaml").read_text(encoding="utf-8")
+    assert text.startswith("# instructions/superni.yaml: instructions for medi")
     book = InstructionBook.load(medi_home.root)
     entry = book.entries[name]
     assert entry.query == [edited, view["wordings"]["query"][1]]
