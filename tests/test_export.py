@@ -78,9 +78,9 @@ def test_instructor_trim_loses_nothing_in_the_trainer(release, demo_release, tmp
     assert sum(len(b) for b in batches) == len(rows) == report["rows"]  # every exported row reaches training
     expected = {t["task_name"]: t["rows"] - t["rows"] % 8 for t in demo_release.manifest["tasks"]}
     assert Counter(row["task_name"] for row in rows) == +Counter(expected)
-    assert report["dropped"] == sum(t["rows"] % 8 for t in demo_release.manifest["tasks"]) == 36
+    assert report["dropped"] == sum(t["rows"] % 8 for t in demo_release.manifest["tasks"]) > 0
     by_task = {t["task_name"]: t for t in report["tasks"]}
-    assert by_task["superni/task1289_trec_classification"]["dropped"] == 119 % 8
+    assert all(by_task[t["task_name"]]["dropped"] == t["rows"] % 8 for t in demo_release.manifest["tasks"])
     # rows are grouped by task, in release order, and both task keys agree with the manifest
     order = [name for name, _ in groupby(row["task_name"] for row in rows)]
     assert order == [t["task_name"] for t in demo_release.manifest["tasks"] if t["rows"] >= 8]

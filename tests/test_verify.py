@@ -41,20 +41,20 @@ def flip_byte(path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_an_intact_release_verifies(copy):
+def test_an_intact_release_verifies(copy, demo_release):
     verdict = verify_release(copy)
     assert verdict.ok, verdict.problems
-    assert verdict.rows == 1044 and verdict.tasks == 19
+    assert (verdict.rows, verdict.tasks) == (demo_release.manifest["rows"], len(demo_release.manifest["tasks"]))
     result = CliRunner(env=WIDE).invoke(app, ["verify", str(copy)])
     assert result.exit_code == 0, result.output
     assert f"ok: {copy}" in plain(result.stdout)
 
 
-def test_a_flipped_byte_in_a_text_is_caught_and_named(copy):
+def test_a_flipped_byte_in_a_text_is_caught_and_named(copy, demo_release):
     shard = copy / SHARD
     size = shard.stat().st_size
     flip_byte(shard, size // 2)  # inside the string data: Arrow itself still reads the file
-    assert open_release(copy).dataset.num_rows == 1044  # invisible without the checksum ...
+    assert open_release(copy).dataset.num_rows == demo_release.manifest["rows"]  # invisible without the checksum ...
     verdict = verify_release(copy)
     assert verdict.problems == [
         f"{shard}: sha256 {sha256_file(shard)[:12]}…, the manifest says "
@@ -97,24 +97,27 @@ def test_a_missing_shard_and_an_extra_file(copy):
     assert not any("plots" in p for p in problems)
 
 
-def test_counts_and_the_task_index_are_checked(copy):
+def test_counts_and_the_task_index_are_checked(copy, demo_release):
+    rows = demo_release.manifest["rows"]
+    allnli = next(t["rows"] for t in demo_release.manifest["tasks"] if t["task_name"] == "st/AllNLI")
+
     def tamper(manifest):
-        manifest["rows"] = 1043
+        manifest["rows"] = rows - 1
         manifest["tasks"][3]["first_row"] += 1
-        manifest["shards"][0]["rows"] = 1000
-        manifest["sources"]["st/AllNLI"]["rows_kept"] = 21
+        manifest["shards"][0]["rows"] = rows - 44
+        manifest["sources"]["st/AllNLI"]["rows_kept"] = allnli + 1
 
     edit_manifest(copy, tamper)
     problems = verify_release(copy).problems
     where = copy / "manifest.json"
     task3 = json.loads(where.read_text())["tasks"][3]
-    assert f"{copy / SHARD}: 1044 rows, the manifest says 1000" in problems
+    assert f"{copy / SHARD}: {rows} rows, the manifest says {rows - 44}" in problems
     assert (
         f"{where}: task {task3['task_name']} starts at row {task3['first_row']}, expected {task3['first_row'] - 1}"
         in (problems)
     )
-    assert f"{where}: tasks hold 1044 rows, the manifest says rows=1043" in problems
-    assert f"{where}: source st/AllNLI kept 21 rows, its task holds 20" in problems
+    assert f"{where}: tasks hold {rows} rows, the manifest says rows={rows - 1}" in problems
+    assert f"{where}: source st/AllNLI kept {allnli + 1} rows, its task holds {allnli}" in problems
 
 
 def test_rows_of_another_task_inside_a_range_are_named(copy):
@@ -123,9 +126,10 @@ def test_rows_of_another_task_inside_a_range_are_named(copy):
         tasks[0]["task_name"], tasks[1]["task_name"] = tasks[1]["task_name"], tasks[0]["task_name"]
 
     edit_manifest(copy, swap)
-    problems = verify_release(copy).problems
-    assert any("rows 0..118 (task superni/task227_clariq_classification): 119 rows have another task_name" in p
-               for p in problems)  # fmt: skip
+    first = json.loads((copy / "manifest.json").read_text())["tasks"][0]
+    rows = first["rows"]
+    expected = f"rows 0..{rows - 1} (task {first['task_name']}): {rows} rows have another task_name"
+    assert any(expected in p for p in verify_release(copy).problems)
 
 
 def test_state_json_must_name_the_shards(copy):
@@ -195,6 +199,6 @@ def test_a_release_with_another_schema(copy):
     assert verify_release(copy).problems[0].startswith(f"{info}: columns differ")
 
 
-def test_export_from_a_verified_copy_still_works(copy, tmp_path):
+def test_export_from_a_verified_copy_still_works(copy, demo_release, tmp_path):
     report = export(open_release(copy, verify_checksums=True), "parquet", tmp_path / "pq")
-    assert sum(f["rows"] for f in report["files"]) == 1044
+    assert sum(f["rows"] for f in report["files"]) == demo_release.manifest["rows"]
