@@ -69,6 +69,11 @@ def test_a_flipped_byte_in_a_text_is_caught_and_named(copy, demo_release):
         app, ["export", str(copy), "--format", "medi2", "--out", str(copy.parent / "m2")]
     )
     assert exported.exit_code == 1 and SHARD in plain(exported.output)
+    stats = CliRunner(env=WIDE).invoke(app, ["stats", str(copy)])
+    assert stats.exit_code == 1 and f"{shard}: sha256" in " ".join(plain(stats.output).split())
+    as_json = CliRunner(env=WIDE).invoke(app, ["verify", str(copy), "--json"])
+    verdict = json.loads(as_json.stdout)
+    assert as_json.exit_code == 1 and verdict["ok"] is False and verdict["problems"][0].startswith(f"{shard}: sha256")
 
 
 def test_a_truncated_shard_is_named(copy):
