@@ -274,3 +274,15 @@ def test_overwrite_never_deletes_the_release_or_a_folder_for_a_file(release, dem
     with pytest.raises(MediError, match="is a file; --format medi2 writes a folder"):
         export(release, "medi2", tmp_path / "file.json", overwrite=True)
     assert (tmp_path / "folder" / "keep.txt").read_text() == "mine"
+
+
+def test_paraphrased_instructions_prefix_per_row_and_refuse_prompts(make_release, tmp_path):
+    built = make_release("demo", tmp_path / "release", instructions="paraphrase")
+    release = open_release(built.out)
+    rows = [r for r in built.dataset if r["task_name"] == "st/AllNLI"]
+    assert len({r["query"]["instruction"] for r in rows}) > 1  # one wording per row
+    with pytest.raises(MediError, match=r"paraphrases vary per row.*use --st-instructions prefix"):
+        export(release, "st-triplets", tmp_path / "st", st_instructions="prompts")
+    export(release, "st-triplets", tmp_path / "st")
+    anchors = datasets.load_from_disk(str(tmp_path / "st"))[split_name("st/AllNLI")]["anchor"]
+    assert anchors == [f"{r['query']['instruction']} {r['query']['text']}" for r in rows]
