@@ -48,18 +48,48 @@ def resolve_model_path(name: str) -> tuple[str, Path]:
         ) from exc
 
 
-def weights_sha256(folder: Path) -> str:
-    """One hash over every weights file of a model folder (sorted by relative path)."""
-    digest = hashlib.sha256()
+def weights_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.rglob("*") if p.suffix in {".safetensors", ".bin", ".pt"} and p.is_file())
     if not files:
         raise MediError(f"encoder folder {folder} holds no weights file (*.safetensors, *.bin)")
+    return files
+
+
+def weights_sha256(folder: Path, known: Path | None = None) -> str:
+    """One hash over every weights file of a model folder (sorted by relative path).
+
+    ``known`` is a JSON file remembering hashes by (path, size, mtime) of the files, so a warm build does not
+    re-read hundreds of MB of weights.
+    """
+    files = weights_files(folder)
+    stamp = "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    remembered = _read_json(known) if known else {}
+    if stamp in remembered:
+        return remembered[stamp]
+    digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(folder)).encode())
         with path.open("rb") as handle:
             for block in iter(lambda h=handle: h.read(1 << 22), b""):
                 digest.update(block)
+    if known:
+        known.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(known, json.dumps({**remembered, stamp: digest.hexdigest()}, indent=1))
     return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}  # a missing or half-written memo only costs one re-hash
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
 
 
 def pick_device(device: str) -> str:
@@ -86,13 +116,14 @@ class Encoder:
     def __init__(self, config: EncoderConfig | None = None, cache_dir: Path | None = None):
         self.config = config or EncoderConfig()
         self.display_name, self.folder = resolve_model_path(self.config.name)
-        self.cache = EmbeddingCache((cache_dir or default_cache_dir()) / "embeddings", self.key)
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.cache = EmbeddingCache(self.cache_dir / "embeddings", self.key)
         self.texts_encoded = 0  # model calls, counted for reports and tests
         self._model = None
 
     @cached_property
     def weights_sha256(self) -> str:
-        return weights_sha256(self.folder)
+        return weights_sha256(self.folder, self.cache_dir / "weights-sha256.json")
 
     @cached_property
     def max_seq_length(self) -> int:
@@ -137,14 +168,16 @@ class Encoder:
         prompt = self.config.query_prompt if side == "query" else self.config.document_prompt
         unique = list(dict.fromkeys(texts))
         keys = [text_key(prompt, t) for t in unique]
-        found = self.cache.get(keys)
-        missing = [i for i, vec in enumerate(found) if vec is None]
+        matrix, missing = self.cache.lookup(keys)
         if missing:
             fresh = self._encode_and_store([prompt + unique[i] for i in missing], [keys[i] for i in missing], progress)
-            for row, i in enumerate(missing):
-                found[i] = fresh[row]
-        dim = self.dim if not unique else len(found[0])
-        matrix = np.vstack(found).astype(np.float32) if unique else np.zeros((0, dim), np.float32)
+            if matrix is None:
+                matrix = np.zeros((len(unique), fresh.shape[1]), np.float32)
+            matrix[missing] = fresh
+        if matrix is None:
+            return np.zeros((0, self.dim), np.float32)
+        if len(unique) == len(texts):
+            return matrix
         position = {t: i for i, t in enumerate(unique)}
         return matrix[[position[t] for t in texts]]
 
@@ -218,15 +251,32 @@ class EmbeddingCache:
                 self._index.setdefault(key.tobytes(), (number, row))
 
     def get(self, keys: list[bytes]) -> list[np.ndarray | None]:
+        """One vector (or None) per key."""
+        matrix, missing = self.lookup(keys)
+        absent = set(missing)
+        return [None if i in absent or matrix is None else matrix[i] for i in range(len(keys))]
+
+    def lookup(self, keys: list[bytes]) -> tuple[np.ndarray | None, list[int]]:
+        """(vectors, positions not cached): a float32 matrix with a row per key (zeros where missing),
+        None when nothing is cached; rows are gathered chunk by chunk, not one memmap read per key."""
         self._refresh()
-        out: list[np.ndarray | None] = []
-        for key in keys:
-            where = self._index.get(key)
-            out.append(None if where is None else np.asarray(self._chunks[where[0]][where[1]]))
-        found = sum(v is not None for v in out)
-        self.hits += found
-        self.misses += len(keys) - found
-        return out
+        places = [self._index.get(key) for key in keys]
+        missing = [i for i, where in enumerate(places) if where is None]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        if len(missing) == len(keys):
+            return None, missing
+        by_chunk: dict[int, tuple[list[int], list[int]]] = {}
+        for i, where in enumerate(places):
+            if where is not None:
+                rows, rows_in_chunk = by_chunk.setdefault(where[0], ([], []))
+                rows.append(i)
+                rows_in_chunk.append(where[1])
+        dim = self._chunks[next(iter(by_chunk))].shape[1]
+        matrix = np.zeros((len(keys), dim), np.float32)
+        for chunk, (rows, rows_in_chunk) in by_chunk.items():
+            matrix[rows] = self._chunks[chunk][rows_in_chunk]
+        return matrix, missing
 
     def put(self, keys: list[bytes], vectors: np.ndarray) -> None:
         if not keys:

@@ -83,14 +83,20 @@ class MineReport:
 
 
 class NearDuplicates:
-    """Canonical forms of a list of texts, and a near-duplicate test between two of them."""
+    """Canonical forms of a list of texts (computed when first needed), and a near-duplicate test."""
 
     def __init__(self, texts: list[str], threshold: float):
-        self.forms = [canonical(t) for t in texts]
+        self.texts = texts
+        self._forms: list[str | None] = [None] * len(texts)
         self.threshold = threshold
 
+    def form(self, i: int) -> str:
+        if (known := self._forms[i]) is None:
+            known = self._forms[i] = canonical(self.texts[i])
+        return known
+
     def same(self, a: int, b: int) -> bool:
-        return self.same_text(self.forms[a], self.forms[b])
+        return self.same_text(self.form(a), self.form(b))
 
     def same_text(self, a: str, b: str) -> bool:
         if a == b:
@@ -108,7 +114,7 @@ def first_accepted(
 ):
     """For each query row, the best-ranked candidate that ``accept`` takes: {row: (candidate, score)}.
 
-    Candidates scoring at or above the row's ceiling (if given) are skipped in bulk before ``accept`` runs.
+    Candidates scoring at or above the row's ceiling (if given) are left out by the search itself.
     Starts with ``cfg.window`` candidates and widens x4 for the rows left without one.
     """
     limit = min(searcher.max_k, cfg.max_window or searcher.ntotal)
@@ -116,14 +122,11 @@ def first_accepted(
     pending = list(range(len(queries)))
     seen, k = 0, min(cfg.window, limit)
     while pending:
-        scores, ids = searcher.search(queries[pending], k)
+        row_ceilings = None if ceilings is None else ceilings[pending]
+        scores, ids = searcher.search(queries[pending], k, row_ceilings)
         left = []
         for row, row_scores, row_ids in zip(pending, scores, ids, strict=True):
-            row_scores, row_ids = row_scores[seen:], row_ids[seen:]
-            if ceilings is not None:
-                below = row_scores < ceilings[row]
-                row_scores, row_ids = row_scores[below], row_ids[below]
-            hit = _first(row, row_scores, row_ids, accept)
+            hit = _first(row, row_scores[seen:], row_ids[seen:], accept)
             if hit is None:
                 left.append(row)
             else:
@@ -296,14 +299,13 @@ def _mine_negatives(records, need, q, pos_scores, pool, encoder, cfg, report) ->
     pool_vectors = encoder.embed(pool)
     searcher = Searcher(pool_vectors, index=cfg.index)
     dups = NearDuplicates(pool, cfg.near_duplicate)
-    pool_form = {t: f for t, f in zip(pool, dups.forms, strict=True)}
-    row_forms = [
-        (canonical(records[i].query), pool_form.get(records[i].pos) or canonical(records[i].pos)) for i in need
-    ]
+    row_forms: dict[int, tuple[str, str]] = {}
 
     def too_close(r: int, cand: int) -> bool:
+        if r not in row_forms:
+            row_forms[r] = (canonical(records[need[r]].query), canonical(records[need[r]].pos))
         query_form, pos_form = row_forms[r]
-        form = dups.forms[cand]
+        form = dups.form(cand)
         return dups.same_text(query_form, form) or dups.same_text(pos_form, form)
 
     pos = pos_scores[need]

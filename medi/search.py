@@ -1,6 +1,8 @@
-"""Nearest-neighbour search over unit vectors with faiss: exact inner product by default, GPU when present.
+"""Nearest-neighbour search over unit vectors: exact inner product by default, faiss on GPU when present.
 
-One code path for CPU and GPU; queries are searched in chunks so memory stays bounded (never N x N).
+Queries are searched in chunks so memory stays bounded (never N x N). A search may carry a per-query score
+ceiling (hard negatives must score below the positive): the exact CPU search applies it before taking the top
+k, in one pass; faiss indexes (GPU, HNSW, IVF) filter their top k afterwards, and the caller widens k.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import numpy as np
 
 GPU_MAX_K = 2048  # faiss-gpu's top-k limit for flat indexes
 MAX_RESULT_CELLS = 1 << 22  # queries x k per chunk
+EXACT_CHUNK_CELLS = 1 << 23  # queries x corpus rows per chunk of the exact search (32 MiB of scores)
 
 
 def gpu_count() -> int:
@@ -24,24 +27,54 @@ class Searcher:
         corpus = np.ascontiguousarray(corpus, dtype=np.float32)
         self.ntotal, dim = corpus.shape
         self.on_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
-        self.index = _make_index(index, dim, corpus)
-        if self.on_gpu:
-            self.index = faiss.index_cpu_to_all_gpus(self.index)
-        self.index.add(corpus)
+        # an exact CPU search is a matrix product: done in numpy it can mask by ceiling before the top k
+        self.corpus = corpus if index == "flat" and not self.on_gpu else None
+        self.index = None if self.corpus is not None else _make_index(index, dim, corpus)
+        if self.index is not None:
+            if self.on_gpu:
+                self.index = faiss.index_cpu_to_all_gpus(self.index)
+            self.index.add(corpus)
 
     @property
     def max_k(self) -> int:
         return min(self.ntotal, GPU_MAX_K) if self.on_gpu else self.ntotal
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids) of the top k corpus rows for each query, best first; ids are -1 past the end."""
+    def search(self, queries: np.ndarray, k: int, ceilings: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the top k corpus rows for each query, best first; ids are -1 past the end.
+
+        With ``ceilings``, rows scoring at or above a query's ceiling are left out (id -1): exactly, before the
+        top k, on CPU flat search; from the top k on faiss indexes, so fewer than k may remain.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(1, min(k, self.max_k))
+        if self.corpus is not None:
+            return self._exact(queries, k, ceilings)
         step = max(1, MAX_RESULT_CELLS // k)
         parts = [self.index.search(queries[i : i + step], k) for i in range(0, len(queries), step)]
         if not parts:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
-        return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
+        scores, ids = np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
+        if ceilings is not None:
+            ids[scores >= ceilings[:, None]] = -1
+        return scores, ids
+
+    def _exact(self, queries: np.ndarray, k: int, ceilings: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        import torch  # its matmul and top-k are multi-threaded; numpy's argpartition is not
+
+        corpus = torch.from_numpy(self.corpus)
+        step = max(1, EXACT_CHUNK_CELLS // max(self.ntotal, 1))
+        scores = np.empty((len(queries), k), np.float32)
+        ids = np.empty((len(queries), k), np.int64)
+        with torch.inference_mode():
+            for start in range(0, len(queries), step):
+                block = torch.from_numpy(queries[start : start + step]) @ corpus.T
+                if ceilings is not None:
+                    limit = torch.from_numpy(np.ascontiguousarray(ceilings[start : start + step], np.float32))
+                    block.masked_fill_(block >= limit[:, None], -np.inf)
+                top_scores, top = torch.topk(block, k, dim=1)
+                top[torch.isneginf(top_scores)] = -1
+                scores[start : start + step], ids[start : start + step] = top_scores.numpy(), top.numpy()
+        return scores, ids
 
 
 def _make_index(kind: str, dim: int, corpus: np.ndarray):

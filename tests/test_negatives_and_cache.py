@@ -120,6 +120,24 @@ def test_search_runs_on_cpu_here_and_matches_exact_scores(encoder, sts_rows):
         assert (approx[:, 0] == ids[:, 0]).mean() >= 0.8
 
 
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_a_ceiling_leaves_out_exactly_the_candidates_at_or_above_it(encoder, sts_rows, kind):
+    """Flat CPU search masks before its top k (one pass); faiss indexes filter their top k afterwards."""
+    corpus = encoder.embed(list(dict.fromkeys(n for r in sts_rows for n in r["neg"])))
+    queries = encoder.embed([r["query"] for r in sts_rows])
+    exact = queries @ corpus.T
+    ceilings = np.quantile(exact, 0.9, axis=1).astype(np.float32)  # the best tenth of every row is off limits
+    k = 5
+    scores, ids = Searcher(corpus, index=kind).search(queries, k, ceilings)
+    for row in range(len(queries)):
+        kept = ids[row][ids[row] >= 0]
+        assert (exact[row, kept] < ceilings[row]).all()
+        if kind == "flat":
+            below = np.sort(exact[row][exact[row] < ceilings[row]])[::-1][:k]
+            assert len(kept) == min(k, len(below))
+            np.testing.assert_allclose(scores[row][: len(kept)], below, atol=1e-5)
+
+
 def test_each_text_is_encoded_once_and_the_cache_is_shared(tmp_path, sts_rows):
     texts = [r["query"] for r in sts_rows]
     first = Encoder(cache_dir=tmp_path)
