@@ -146,11 +146,14 @@ def check_schema(folder: Path) -> None:
 
 
 def expected_files(manifest: dict) -> list[dict]:
-    """``[{file, sha256, bytes?, rows?}]``: the manifest's ``files`` list when present, else its shards."""
-    rows = {s["file"]: s["rows"] for s in manifest.get("shards", [])}
-    if manifest.get("files"):
-        return [{**f, **({"rows": rows[f["file"]]} if f["file"] in rows else {})} for f in manifest["files"]]
-    return [dict(s) for s in manifest["shards"]]
+    """``[{file, sha256, bytes?, rows?}]``: the manifest's ``files`` list (when present) and every shard."""
+    shards = {s["file"]: s for s in manifest.get("shards", [])}
+    files = [
+        {**f, **({"rows": shards[f["file"]]["rows"]} if f["file"] in shards else {})}
+        for f in manifest.get("files") or []
+    ]
+    listed = {f["file"] for f in files}
+    return files + [dict(s) for name, s in shards.items() if name not in listed]
 
 
 def read_shard(path: Path) -> pa.Table:
