@@ -114,16 +114,18 @@ def first_accepted(
 ):
     """For each query row, the best-ranked candidate that ``accept`` takes: {row: (candidate, score)}.
 
-    Candidates scoring at or above the row's ceiling (if given) are left out by the search itself.
-    Starts with ``cfg.window`` candidates and widens x4 for the rows left without one.
+    Candidates scoring at or above the row's ceiling (if given) are never taken. Starts with ``cfg.window``
+    candidates; rows left without one get, on exact CPU search, the top window below their ceiling in one pass;
+    then (or on faiss indexes straight away) the window widens x4 for the rows still left.
     """
     limit = min(searcher.max_k, cfg.max_window or searcher.ntotal)
     chosen: dict[int, tuple[int, float]] = {}
     pending = list(range(len(queries)))
+    search, first_pass = searcher.search, True
     seen, k = 0, min(cfg.window, limit)
     while pending:
         row_ceilings = None if ceilings is None else ceilings[pending]
-        scores, ids = searcher.search(queries[pending], k, row_ceilings)
+        scores, ids = search(queries[pending], k, row_ceilings)
         left = []
         for row, row_scores, row_ids in zip(pending, scores, ids, strict=True):
             hit = _first(row, row_scores[seen:], row_ids[seen:], accept)
@@ -131,10 +133,16 @@ def first_accepted(
                 left.append(row)
             else:
                 chosen[row] = hit
-        if not left or k >= limit:
+        if not left:
             break
-        report.widened += len(left) if seen == 0 else 0
-        pending, seen, k = left, k, min(k * 4, limit)
+        report.widened += len(left) if first_pass else 0
+        if first_pass and ceilings is not None and searcher.can_search_below:
+            search, seen = searcher.search_below, 0  # the window held only texts above the ceiling: look below it
+        elif k >= limit:
+            break
+        else:
+            seen, k = k, min(k * 4, limit)
+        pending, first_pass = left, False
     return chosen
 
 

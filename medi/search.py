@@ -27,13 +27,12 @@ class Searcher:
         corpus = np.ascontiguousarray(corpus, dtype=np.float32)
         self.ntotal, dim = corpus.shape
         self.on_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
-        # an exact CPU search is a matrix product: done in numpy it can mask by ceiling before the top k
+        # exact CPU search can also mask by ceiling before its top k (search_below), from the same vectors
         self.corpus = corpus if index == "flat" and not self.on_gpu else None
-        self.index = None if self.corpus is not None else _make_index(index, dim, corpus)
-        if self.index is not None:
-            if self.on_gpu:
-                self.index = faiss.index_cpu_to_all_gpus(self.index)
-            self.index.add(corpus)
+        self.index = _make_index(index, dim, corpus)
+        if self.on_gpu:
+            self.index = faiss.index_cpu_to_all_gpus(self.index)
+        self.index.add(corpus)
 
     @property
     def max_k(self) -> int:
@@ -42,13 +41,11 @@ class Searcher:
     def search(self, queries: np.ndarray, k: int, ceilings: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the top k corpus rows for each query, best first; ids are -1 past the end.
 
-        With ``ceilings``, rows scoring at or above a query's ceiling are left out (id -1): exactly, before the
-        top k, on CPU flat search; from the top k on faiss indexes, so fewer than k may remain.
+        With ``ceilings``, rows of the top k scoring at or above a query's ceiling are marked -1, so fewer than k
+        may remain (``search_below`` takes the top k of the rows below it, where available).
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(1, min(k, self.max_k))
-        if self.corpus is not None:
-            return self._exact(queries, k, ceilings)
         step = max(1, MAX_RESULT_CELLS // k)
         parts = [self.index.search(queries[i : i + step], k) for i in range(0, len(queries), step)]
         if not parts:
@@ -58,9 +55,20 @@ class Searcher:
             ids[scores >= ceilings[:, None]] = -1
         return scores, ids
 
-    def _exact(self, queries: np.ndarray, k: int, ceilings: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def can_search_below(self) -> bool:
+        return self.corpus is not None
+
+    def search_below(self, queries: np.ndarray, k: int, ceilings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of the corpus rows scoring below each query's ceiling, exactly, in one pass (CPU flat only).
+
+        Slower per query than faiss' fused top k, so it is kept for the queries whose faiss window held
+        nothing below their ceiling.
+        """
         import torch  # its matmul and top-k are multi-threaded; numpy's argpartition is not
 
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(1, min(k, self.ntotal))
         corpus = torch.from_numpy(self.corpus)
         step = max(1, EXACT_CHUNK_CELLS // max(self.ntotal, 1))
         scores = np.empty((len(queries), k), np.float32)
@@ -68,9 +76,8 @@ class Searcher:
         with torch.inference_mode():
             for start in range(0, len(queries), step):
                 block = torch.from_numpy(queries[start : start + step]) @ corpus.T
-                if ceilings is not None:
-                    limit = torch.from_numpy(np.ascontiguousarray(ceilings[start : start + step], np.float32))
-                    block.masked_fill_(block >= limit[:, None], -np.inf)
+                limit = torch.from_numpy(np.ascontiguousarray(ceilings[start : start + step], np.float32))
+                block.masked_fill_(block >= limit[:, None], -np.inf)
                 top_scores, top = torch.topk(block, k, dim=1)
                 top[torch.isneginf(top_scores)] = -1
                 scores[start : start + step], ids[start : start + step] = top_scores.numpy(), top.numpy()

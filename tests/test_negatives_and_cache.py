@@ -122,20 +122,23 @@ def test_search_runs_on_cpu_here_and_matches_exact_scores(encoder, sts_rows):
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
 def test_a_ceiling_leaves_out_exactly_the_candidates_at_or_above_it(encoder, sts_rows, kind):
-    """Flat CPU search masks before its top k (one pass); faiss indexes filter their top k afterwards."""
+    """search() drops its top k's rows at or above the ceiling; search_below() (exact CPU) ranks only those below."""
     corpus = encoder.embed(list(dict.fromkeys(n for r in sts_rows for n in r["neg"])))
     queries = encoder.embed([r["query"] for r in sts_rows])
     exact = queries @ corpus.T
     ceilings = np.quantile(exact, 0.9, axis=1).astype(np.float32)  # the best tenth of every row is off limits
     k = 5
-    scores, ids = Searcher(corpus, index=kind).search(queries, k, ceilings)
+    searcher = Searcher(corpus, index=kind)
+    _, ids = searcher.search(queries, k, ceilings)
+    assert all((exact[row, ids[row][ids[row] >= 0]] < ceilings[row]).all() for row in range(len(queries)))
+    assert searcher.can_search_below is (kind == "flat" and not searcher.on_gpu)
+    if not searcher.can_search_below:
+        return
+    scores, ids = searcher.search_below(queries, k, ceilings)
     for row in range(len(queries)):
-        kept = ids[row][ids[row] >= 0]
-        assert (exact[row, kept] < ceilings[row]).all()
-        if kind == "flat":
-            below = np.sort(exact[row][exact[row] < ceilings[row]])[::-1][:k]
-            assert len(kept) == min(k, len(below))
-            np.testing.assert_allclose(scores[row][: len(kept)], below, atol=1e-5)
+        below = np.sort(exact[row][exact[row] < ceilings[row]])[::-1][:k]
+        assert (ids[row] >= 0).sum() == len(below)
+        np.testing.assert_allclose(scores[row][: len(below)], below, atol=1e-5)
 
 
 def test_each_text_is_encoded_once_and_the_cache_is_shared(tmp_path, sts_rows):
