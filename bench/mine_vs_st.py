@@ -3,7 +3,10 @@
 One process, the same real pairs, the same encoder (bundled all-MiniLM-L6-v2) and window, cold (empty caches)
 and warm (caches filled by the cold run). Prints a table and ratios against the sentence-transformers baseline.
 
-    python bench/mine_vs_st.py --shared ../shared/data --pairs 10000
+    python bench/mine_vs_st.py --shared ../shared/data --pairs 10000 [--int8]
+
+With --int8 it also runs medi's opt-in int8 encoder cold and reports its neighbour agreement with fp32: the
+overlap of each text's 10 nearest neighbours, and the share of rows that get the same negative.
 
 Pairs: Super-NI (input, first output) from the train tasks in SHARED/super-ni, plus the embedding-training rows
 (query, first positive) in SHARED/st-embedding; a seeded sample of --pairs of them.
@@ -26,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
-from medi.encode import Encoder
+from medi.encode import Encoder, EncoderConfig
 from medi.mine import MineConfig, MineReport, mine_pairs
 from medi.schema import Record
 
@@ -99,8 +102,8 @@ def run_st(pairs, model, window: int, cache_folder: str | None):
     return [(r["query"], r["pos"], r["negative"]) for r in result]
 
 
-def run_medi(pairs, cache_dir: Path, window: int):
-    encoder = Encoder(cache_dir=cache_dir)
+def run_medi(pairs, cache_dir: Path, window: int, precision: str = "fp32"):
+    encoder = Encoder(EncoderConfig(precision=precision), cache_dir=cache_dir)
     records = [Record(row_id=f"bench:{i}", query=q, pos=p) for i, (q, p) in enumerate(pairs)]
     report = MineReport()
     triples = mine_pairs(records, encoder, MineConfig(window=window), report, symmetric=False)
@@ -114,6 +117,15 @@ def share_neg_ge_pos(triples, encoder: Encoder) -> float:
     p = encoder.embed([t[1] for t in triples])
     n = encoder.embed([t[2] for t in triples])
     return float(np.mean(np.einsum("ij,ij->i", q, n) >= np.einsum("ij,ij->i", q, p)))
+
+
+def neighbour_agreement(fp32: Encoder, int8: Encoder, texts: list[str], k: int = 10, sample: int = 2000) -> float:
+    """Mean overlap of the k nearest neighbours (among ``texts``) that fp32 and int8 embeddings give."""
+    a, b = fp32.embed(texts), int8.embed(texts)
+    rows = np.random.default_rng(0).choice(len(texts), min(sample, len(texts)), replace=False)
+    near_a = np.argsort(-(a[rows] @ a.T), axis=1)[:, 1 : k + 1]  # column 0 is the text itself
+    near_b = np.argsort(-(b[rows] @ b.T), axis=1)[:, 1 : k + 1]
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(near_a, near_b, strict=True)]))
 
 
 def timed(fn, *args):
@@ -130,6 +142,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=10_000)
     parser.add_argument("--window", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--int8", action="store_true", help="also run medi's opt-in int8 encoder (cold)")
     args = parser.parse_args()
     pairs = load_pairs(args.shared, args.pairs, args.seed)
     print(f"{len(pairs)} real pairs from {args.shared}", file=sys.stderr)
@@ -185,6 +198,18 @@ def main() -> None:
     print(f"  peak RSS, medi / ST:             {medi_cold_mib / max(st_cold_mib, 1):5.2f}   [<= 1]")
     print(f"  negatives >= positive, medi:     {rows[1][6]:.3f}  [<= 0.02]; ST {rows[0][6]:.3f}")
     print(f"  fallbacks (medi) vs dropped (ST): {rows[1][5]} vs {rows[0][5]}")
+    if args.int8:
+        report_int8(pairs, work, args.window, medi_cold, medi_cold_s, st_cold_s, distinct, judge)
+
+
+def report_int8(pairs, work, window, medi_cold, medi_cold_s, st_cold_s, distinct, judge) -> None:
+    (int8_rows, _, int8_encoder), int8_s, int8_mib = timed(run_medi, pairs, work / "medi-int8", window, "int8")
+    same_negative = np.mean([a[2] == b[2] for a, b in zip(medi_cold, int8_rows, strict=True)])
+    print("\nmedi --precision int8 (opt-in):")
+    print(f"  cold {int8_s:.1f} s: {st_cold_s / int8_s:.2f}x faster than ST, {medi_cold_s / int8_s:.2f}x than fp32")
+    print(f"  peak RSS {int8_mib:.0f} MiB; negatives >= positive (fp32 judge) {share_neg_ge_pos(int8_rows, judge):.3f}")
+    print(f"  10-NN overlap with fp32: {neighbour_agreement(judge, int8_encoder, distinct):.3f}")
+    print(f"  same negative as fp32: {same_negative:.3f}")
 
 
 if __name__ == "__main__":

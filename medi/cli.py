@@ -51,6 +51,9 @@ def build_command(
     ] = "bundled:all-MiniLM-L6-v2",
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda")] = "auto",
     batch_size: int = 64,
+    precision: Annotated[
+        str, typer.Option(help="fp32, or int8 (CPU, ~1.8x faster encoding; neighbours agree less, see bench/)")
+    ] = "fp32",
     max_chars: Annotated[int, typer.Option(help="Texts longer than this are cut")] = 8000,
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache, downloads (~/.cache/medi)")] = None,
     fresh: Annotated[bool, typer.Option(help="Recompute every stage instead of resuming from checkpoints")] = False,
@@ -86,6 +89,7 @@ def build_command(
             encoder=encoder,
             device=device,
             batch_size=batch_size,
+            precision=precision,
             max_chars=max_chars,
             max_per_source=max_per_source,
             select=select,

@@ -108,6 +108,7 @@ class EncoderConfig:
     max_seq_length: int | None = None
     query_prompt: str = ""
     document_prompt: str = ""
+    precision: str = "fp32"  # fp32, or int8: dynamically quantised linear layers (CPU; opt-in, see bench/)
 
 
 class Encoder:
@@ -137,6 +138,8 @@ class Encoder:
     @cached_property
     def key(self) -> str:
         parts = [self.weights_sha256, str(self.max_seq_length), "normalized"]
+        if self.config.precision != "fp32":  # other vectors: another cache folder (fp32 keys stay as they were)
+            parts.append(self.config.precision)
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
 
     def identity(self) -> dict:
@@ -145,6 +148,7 @@ class Encoder:
             "weights_sha256": self.weights_sha256,
             "max_seq_length": self.max_seq_length,
             "normalized": True,
+            "precision": self.config.precision,
             "query_prompt": self.config.query_prompt,
             "document_prompt": self.config.document_prompt,
             "cache_key": self.key,
@@ -161,6 +165,8 @@ class Encoder:
             self._model = SentenceTransformer(str(self.folder), device=pick_device(self.config.device))
             if self.config.max_seq_length:
                 self._model.max_seq_length = self.config.max_seq_length
+            if self.config.precision == "int8":
+                self._model = _quantized(self._model)
         return self._model
 
     def embed(self, texts: list[str], *, side: str = "document", progress=None) -> np.ndarray:
@@ -218,6 +224,20 @@ class Encoder:
             texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _quantized(model):
+    """int8 weights for every linear layer, activations quantised on the fly (fbgemm; CPU only)."""
+    import warnings
+
+    import torch
+
+    if model.device.type != "cpu":
+        raise MediError(f"--precision int8 runs on CPU only; the encoder is on {model.device}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao's eager API, still the one that runs offline
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def text_key(prompt: str, text: str) -> bytes:

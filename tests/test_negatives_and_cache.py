@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from rapidfuzz import fuzz
 
-from medi.encode import Encoder, cache_info, pick_device, prune_cache
+from medi.encode import Encoder, EncoderConfig, cache_info, pick_device, prune_cache
 from medi.mine import MineConfig, MineReport, mine_pairs
 from medi.normalize import canonical
 from medi.schema import Record
@@ -170,3 +170,14 @@ def test_concurrent_writers_and_prune(tmp_path, sts_rows):
     assert np.array_equal(reader.embed(groups[1]), before) and reader.texts_encoded == 0
     prune_cache(tmp_path, keep=[])
     assert cache_info(tmp_path) == []
+
+
+def test_int8_precision_is_opt_in_cached_apart_and_close_to_fp32(tmp_path, sts_rows):
+    texts = [r["query"] for r in sts_rows]
+    fp32 = Encoder(EncoderConfig(), cache_dir=tmp_path)
+    int8 = Encoder(EncoderConfig(precision="int8"), cache_dir=tmp_path)
+    assert fp32.key != int8.key and int8.identity()["precision"] == "int8"
+    a, b = fp32.embed(texts), int8.embed(texts)
+    assert int8.texts_encoded == len(texts), "int8 vectors must not come from the fp32 cache"
+    cosines = np.einsum("ij,ij->i", a, b)
+    assert not np.allclose(a, b) and cosines.min() > 0.9
