@@ -6,13 +6,14 @@ manifest, one source at a time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
 import time
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -37,7 +38,7 @@ from medi.dedup import DedupConfig, DedupReport, SeenPairs, dedup
 from medi.encode import BUNDLED, Encoder, EncoderConfig, default_cache_dir
 from medi.errors import MediError, Problem, SourceError, explain_validation
 from medi.fetch import Fetched, fetch, find_in_mirrors, sha256_file
-from medi.filter import FilterConfig, FilterReport, filter_records
+from medi.filter import FilterConfig, FilterReport, apply_token_budget, filter_records
 from medi.instruct import InstructionBook, attach
 from medi.manifest import MANIFEST, library_versions, write_manifest
 from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
@@ -66,6 +67,7 @@ class BuildOptions(BaseModel):
     device: str = "auto"
     batch_size: int = 64
     max_seq_length: int | None = None
+    precision: Literal["fp32", "int8"] = "fp32"  # int8: faster CPU encoding, slightly different neighbours
     query_prompt: str = ""  # prepended to queries before encoding (for models trained with prompts)
     document_prompt: str = ""
     mining: dict = Field(default_factory=dict)  # MineConfig fields
@@ -224,7 +226,7 @@ class Pipeline:
         if self._encoder is None:
             o = self.options
             config = EncoderConfig(
-                o.encoder, o.device, o.batch_size, o.max_seq_length, o.query_prompt, o.document_prompt
+                o.encoder, o.device, o.batch_size, o.max_seq_length, o.query_prompt, o.document_prompt, o.precision
             )
             self._encoder = Encoder(config, self.cache_dir)
         return self._encoder
@@ -264,15 +266,15 @@ class Pipeline:
         result.meta, result.rows_read, result.problems = prepared.meta, prepared.rows_read, prepared.problems
         result.normalize = prepared.normalize
         self._refuse_shared_test_source(spec, result.meta)
-        self._stage("dedup · decontaminate · filter · select")
-        clean_key = stage_key(
-            "clean", prepare_key, self._clean_options(spec, result.meta), self.eval_index_fingerprint()
-        )
+        self._stage("dedup · decontaminate · filter")
+        clean_key = stage_key("clean", prepare_key, self._clean_options(spec), self.eval_index_fingerprint())
         result.clean = self.checkpoints.run("clean", spec.name, clean_key, partial(self._clean, spec, prepared))
         self.contamination[spec.name] = result.clean.decontaminate
-        records, removed = self._across_sources(spec, result.clean)
+        self._stage("token budget · select")
+        records = self._budget_and_select(spec, result.clean, result.meta)
         config = self._mine_config(spec)
-        mine_key = stage_key("mine", clean_key, removed, asdict(config), self.encoder.identity())
+        rows = hashlib.sha256("\n".join(r.row_id for r in records).encode()).hexdigest()
+        mine_key = stage_key("mine", clean_key, rows, asdict(config), self.encoder.identity())
         self._stage(f"mine {len(records)} rows")
         mine = partial(self._mine, spec, records, config)
         result.triples, result.mining = self.checkpoints.run("mine", spec.name, mine_key, mine)
@@ -282,16 +284,14 @@ class Pipeline:
         result.instructions = wordings.summary()
         return result
 
-    def _clean_options(self, spec: SourceSpec, meta: dict) -> dict:
-        o = self.options
-        needs_vectors = o.select == "diverse" or self._decontam_config().audit
+    def _clean_options(self, spec: SourceSpec) -> dict:
+        """What the checkpointed clean stage reads (not the instructions: the token budget runs after it)."""
+        audit = self._decontam_config().audit
         return {
             "dedup": asdict(self._dedup_config()),
             "decontaminate": asdict(self._decontam_config()),
             "filter": asdict(self._filter_config(spec)),
-            "select": asdict(self._select_config(spec)),
-            "instructions": self._longest_wordings(spec, meta),
-            "encoder": self.encoder.identity() if needs_vectors else None,
+            "encoder": self.encoder.identity() if audit else None,
         }
 
     def _dedup_config(self) -> DedupConfig:
@@ -335,29 +335,38 @@ class Pipeline:
         self.eval_index  # noqa: B018  (loads the sets; their checksums key the clean stage)
         return self.eval_fingerprint
 
+    def _embed(self, spec: SourceSpec):
+        return partial(self.encoder.embed, side="document" if spec.adapter == SUPERNI else "query")
+
     def _clean(self, spec: SourceSpec, prepared: Prepared) -> Cleaned:
+        """dedup, decontaminate, filter (all but the token budget): the checkpointed part of cleaning."""
         cleaned = Cleaned()
         symmetric = spec.symmetric and spec.adapter != SUPERNI
         records = dedup(prepared.records, self._dedup_config(), cleaned.dedup, symmetric=symmetric, source=spec.name)
-        side = "document" if spec.adapter == SUPERNI else "query"
-        embed = partial(self.encoder.embed, side=side)
-        audit = embed if self._decontam_config().audit and self.eval_index.texts else None
+        audit = self._embed(spec) if self._decontam_config().audit and self.eval_index.texts else None
         datasets = self.catalog.datasets_of(spec, prepared.meta)
         records = decontaminate(
             records, self.eval_index, cleaned.decontaminate, source=spec.name, source_datasets=datasets, embed=audit
         )
-        wordings = self._longest_wordings(spec, prepared.meta)
-        records = filter_records(records, self._filter_config(spec), cleaned.filter, wordings)
-        cleaned.records = select(records, self._select_config(spec), cleaned.select, embed)
+        no_budget = replace(self._filter_config(spec), token_budget=None)
+        cleaned.records = filter_records(records, no_budget, cleaned.filter)
         return cleaned
 
-    def _across_sources(self, spec: SourceSpec, cleaned: Cleaned) -> tuple[list[Record], list[str]]:
+    def _budget_and_select(self, spec: SourceSpec, cleaned: Cleaned, meta: dict) -> list[Record]:
+        """Token budget (reads the instructions, so outside the checkpoint), the cap, then cross-source repeats."""
+        config = self._filter_config(spec)
+        records = apply_token_budget(cleaned.records, config, cleaned.filter, self._longest_wordings(spec, meta))
+        cleaned.select = SelectReport()
+        records = select(records, self._select_config(spec), cleaned.select, self._embed(spec))
+        return self._across_sources(spec, cleaned, records)
+
+    def _across_sources(self, spec: SourceSpec, cleaned: Cleaned, records: list[Record]) -> list[Record]:
         """Count (and with dedup.across_sources=remove, drop) pairs an earlier source of this build already had."""
         config = self._dedup_config()
         symmetric = spec.symmetric and spec.adapter != SUPERNI
         report = DedupReport()
         records = dedup(
-            cleaned.records,
+            records,
             DedupConfig(**{**asdict(config), "near": False}),
             report,
             symmetric=symmetric,
@@ -368,8 +377,7 @@ class Pipeline:
         removed = report.dropped.get("duplicate_in_other_source", 0)
         if removed:
             cleaned.dedup.dropped["duplicate_in_other_source"] = removed
-        kept = {r.row_id for r in records}
-        return records, sorted(r.row_id for r in cleaned.records if r.row_id not in kept)
+        return records
 
     def _prepare_options(self) -> dict:
         return {k: getattr(self.options, k) for k in ("seed", "max_chars", "on_error")}

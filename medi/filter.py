@@ -128,10 +128,8 @@ def filter_records(
             kept.append(cleaned)
     if config.languages:
         kept = _language(kept, config, report)
-    if config.token_budget:
-        kept = _budget(kept, config, report, instructions or {})
     report.kept = len(kept)
-    return kept
+    return apply_token_budget(kept, config, report, instructions)
 
 
 def _check(record: Record, config: FilterConfig, report: FilterReport) -> Record | None:
@@ -188,8 +186,16 @@ def _language_identifier():
     return langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE, norm_probs=True).classify
 
 
-def _budget(records: list[Record], config: FilterConfig, report: FilterReport, instructions: dict) -> list[Record]:
-    """Count tokens per side (instruction + text); record the truncation rate, drop over-budget rows if asked."""
+def apply_token_budget(
+    records: list[Record], config: FilterConfig, report: FilterReport, instructions: dict | None = None
+) -> list[Record]:
+    """Count tokens per side (instruction + text); record the truncation rate, drop over-budget rows if asked.
+
+    ``instructions``: the longest wording per side (``query``, ``document``). A no-op without a budget.
+    """
+    if not config.token_budget:
+        return records
+    instructions = instructions or {}
     report.tokenizer = tokenizer_name(config.tokenizer)
     budget = config.token_budget
     query_instr = instructions.get("query", "")
@@ -208,7 +214,8 @@ def _budget(records: list[Record], config: FilterConfig, report: FilterReport, i
             over |= counts > budget
     if config.over_budget == "drop" and over.any():
         report.dropped["over_token_budget"] += int(over.sum())
-        return [r for r, o in zip(records, over, strict=True) if not o]
+        records = [r for r, o in zip(records, over, strict=True) if not o]
+    report.kept = len(records)
     return records
 
 

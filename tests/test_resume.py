@@ -82,7 +82,7 @@ def test_a_changed_template_reruns_only_the_instructions(make_release, medi_home
 
     second = make_release("st/quora_duplicates", tmp_path / "two", [MIRROR])
     assert checkpoints(cache_dir) == saved, "a wording change must not redo prepare or mine"
-    assert "resumed: reused 2" in second.log
+    assert "resumed: reused 3" in second.log  # prepare, clean, mine
     assert {row["query"]["instruction"] for row in second.dataset} == {new_wording}
     assert [r["neg"]["text"] for r in second.dataset] == [r["neg"]["text"] for r in first.dataset]
 
