@@ -144,7 +144,7 @@ class SourceResult:
             "adapter": self.spec.adapter,
             "catalog": spec_summary(self.spec),
             "input": self.fetched.summary() if self.fetched else None,
-            "task": {k: v for k, v in self.meta.items() if k != "Definition"} or None,
+            "task": self.meta or None,  # Super-NI: Definition, Categories, Domains, Source (reviewers read them)
             "rows_read": self.rows_read,
             "rows_kept": len(self.triples),
             "dropped": self.dropped(),

@@ -13,6 +13,7 @@ import functools
 import http.server
 import json
 import random
+import textwrap
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -147,6 +148,8 @@ def _source_view(name: str, rows, release: Release, catalog: Catalog, book: Inst
         reviewer = date = note = None
     task = recorded.get("task") or {}
     context = "; ".join(f"{k}: {', '.join(task[k])}" for k in ("Categories", "Domains") if task.get(k))
+    if definition := " ".join(task.get("Definition") or []):
+        context += f"{'; ' if context else ''}Definition: {textwrap.shorten(definition, 600, placeholder=' …')}"
     return {
         "name": name,
         "symmetric": symmetric,
