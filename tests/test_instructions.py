@@ -216,6 +216,7 @@ def test_drafts_from_real_task_files(catalog):
 
 
 def test_instructions_draft_writes_reviewable_entries(medi_home, catalog):
+    (medi_home.root / "instructions" / "superni.yaml").unlink()  # start from no drafts at all
     result = CliRunner().invoke(app, ["instructions", "draft", "--data-dir", str(TASKS.parents[1])])
     assert result.exit_code == 0, result.output
     book = InstructionBook.load(medi_home.root)

@@ -232,8 +232,10 @@ def test_stale_decisions_are_refused_and_nothing_is_written(exported, medi_home,
     assert result.exit_code == 1 and "stale" in plain(result.output)
 
 
-def test_a_drafted_super_ni_task_gets_its_own_entry(exported, medi_home, tmp_path, catalog):
-    data = page_data(exported)
+def test_a_drafted_super_ni_task_gets_its_own_entry(demo_release, medi_home, tmp_path, catalog):
+    """A task drafted at build time (no entry yet: here, no superni.yaml at all) gets one when reviewed."""
+    (medi_home.root / "instructions" / "superni.yaml").unlink()
+    data = page_data(export_review(demo_release.out, tmp_path / "review", root=medi_home.root))
     name = "superni/task1146_country_capital"
     view = next(s for s in data["sources"] if s["name"] == name)
     edited = "Represent the country name for retrieving countries whose capital is asked the same way:"
