@@ -7,9 +7,6 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from medi.errors import MediError
-from medi.schema import FORMAT_VERSION
-
 MANIFEST = "manifest.json"
 KEY_LIBRARIES = (
     "medi",
@@ -40,16 +37,3 @@ def write_manifest(folder: Path, manifest: dict) -> Path:
     path = folder / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
     return path
-
-
-def read_manifest(folder: Path) -> dict:
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise MediError(f"{path}: no manifest; is {folder} a medi release?")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MediError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from exc
-    if manifest.get("format") != FORMAT_VERSION:
-        raise MediError(f"{path}: release format {manifest.get('format')!r}, this medi reads {FORMAT_VERSION}")
-    return manifest

@@ -13,7 +13,7 @@ from support import DEMO_MIRROR, MIRROR, RELEASE_FILES, json_lines, release_text
 import medi
 from medi.encode import Encoder, EncoderConfig
 from medi.instruct import InstructionBook
-from medi.manifest import read_manifest
+from medi.release import load_manifest
 from medi.schema import FEATURES, medi_row
 
 
@@ -26,7 +26,7 @@ def test_demo_release_loads_with_the_schema(demo_release):
     assert dataset.features == FEATURES
     assert len(dataset) == demo_release.manifest["rows"] > 0
     assert sorted(p.name for p in demo_release.out.iterdir()) == sorted(RELEASE_FILES)
-    assert read_manifest(demo_release.out) == demo_release.manifest
+    assert load_manifest(demo_release.out) == demo_release.manifest
 
 
 def test_demo_release_covers_the_demo_set(demo_release, catalog):
@@ -213,4 +213,4 @@ def test_a_stale_old_release_folder_does_not_block_the_next_build(make_release, 
     (stale / "data-00000-of-00001.arrow").write_bytes(b"partly removed")
     again = make_release("st/AllNLI", out, [MIRROR])
     assert again.manifest["rows"] == 20
-    assert read_manifest(out) == again.manifest
+    assert load_manifest(out) == again.manifest
