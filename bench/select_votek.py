@@ -6,6 +6,7 @@ ratio, and the coverage of each selection (mean cosine of every row to its neare
 
     python bench/select_votek.py --shared ../shared/data --rows 100000 --pick 10000
     python bench/select_votek.py --synthetic --rows 100000          # no encoder: clustered random vectors
+    python bench/select_votek.py --embeddings vectors.npy             # any (rows, dim) unit vectors, e.g. a cache chunk
 
 Real rows: the distinct inputs and outputs of every Super-NI task file in SHARED/super-ni/tasks (about 104k
 texts), embedded with the bundled all-MiniLM-L6-v2 through medi's embedding cache (--cache-dir; a warm cache,
@@ -64,15 +65,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--synthetic", action="store_true")
+    parser.add_argument("--embeddings", type=Path, help="a .npy of unit vectors (rows, dim) instead of --shared texts")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--pick", type=int, default=10_000)
     parser.add_argument("--knn", type=int, default=10)
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     args = parser.parse_args()
 
-    vectors = synthetic_vectors(args.rows) if args.synthetic else real_vectors(args.shared, args.rows, args.cache_dir)
+    if args.embeddings:
+        vectors, kind = np.ascontiguousarray(np.load(args.embeddings)[: args.rows], dtype=np.float32), "from file"
+    elif args.synthetic:
+        vectors, kind = synthetic_vectors(args.rows), "synthetic"
+    else:
+        vectors, kind = real_vectors(args.shared, args.rows, args.cache_dir), "real"
     rows = len(vectors)
-    print(f"{rows} rows x {vectors.shape[1]} dims ({'synthetic' if args.synthetic else 'real'}), pick {args.pick}")
+    print(f"{rows} rows x {vectors.shape[1]} dims ({kind}), pick {args.pick}")
 
     started = time.perf_counter()
     graph = knn_graph(vectors, args.knn)
