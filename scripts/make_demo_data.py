@@ -663,6 +663,11 @@ def write_fixture_docs(recs: list[dict]) -> None:
         "",
         *_written(recs),
         "",
+        "## `clean/`",
+        "",
+        "Real slices for the dedup / decontaminate / filter / select tests, with their own provenance and licences in",
+        "`clean/README.md` (made by `clean/make_clean_fixtures.py`, not by `scripts/make_demo_data.py`).",
+        "",
     ]
     (FIXTURES / "README.md").write_text("\n".join(doc), encoding="utf-8")
     (FIXTURES / "PROVENANCE.tsv").write_text(_tsv(recs), encoding="utf-8")
