@@ -29,11 +29,11 @@ import numpy as np
 
 from medi.errors import MediError, SourceError
 from medi.normalize import NormalizeReport, canonical, normalize
+from medi.report import MAX_EXAMPLES
 from medi.schema import Record
 from medi.search import Searcher
 
 LAYERS = ("registry", "exact", "ngram", "embedding")
-MAX_EXAMPLES = 3
 MAX_CANDIDATES = 5  # evaluation texts sharing the most n-grams get the coverage check
 _ID = re.compile(r"[^a-z0-9]+")
 

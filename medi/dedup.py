@@ -28,9 +28,9 @@ import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 from medi.normalize import canonical
+from medi.report import StageReport
 from medi.schema import Record
 
-MAX_EXAMPLES = 3
 _PRIME = np.uint64(4294967291)  # largest prime below 2**32: a * x + b stays inside uint64
 
 
@@ -51,24 +51,13 @@ class DedupConfig:
 
 
 @dataclass
-class DedupReport:
-    kept: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    changed: Counter = field(default_factory=Counter)
+class DedupReport(StageReport):
     same_query_other_pair: int = 0  # kept: same query with another positive/outputs (not a duplicate)
     across: Counter = field(default_factory=Counter)  # earlier source -> pairs of this source seen there
-    examples: dict[str, list[dict]] = field(default_factory=dict)
-
-    def example(self, reason: str, **item) -> None:
-        bucket = self.examples.setdefault(reason, [])
-        if len(bucket) < MAX_EXAMPLES:
-            bucket.append(item)
 
     def summary(self) -> dict:
         return {
-            "kept": self.kept,
-            "dropped": dict(sorted(self.dropped.items())),
-            "changed": dict(sorted(self.changed.items())),
+            **super().summary(),
             "same_query_other_pair": self.same_query_other_pair,
             "across_sources": dict(sorted(self.across.items())),
             "examples": self.examples,

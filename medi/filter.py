@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -26,11 +25,11 @@ import numpy as np
 
 from medi.errors import MediError
 from medi.normalize import canonical
+from medi.report import StageReport
 from medi.schema import Record
 
 SIDES = ("query", "pos")
 BUNDLED_TOKENIZER = "bundled"
-MAX_EXAMPLES = 3
 
 
 @dataclass
@@ -59,28 +58,12 @@ class FilterConfig:
 
 
 @dataclass
-class FilterReport:
-    kept: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    changed: Counter = field(default_factory=Counter)
+class FilterReport(StageReport):
     tokens: dict[str, dict] = field(default_factory=dict)  # side -> {rows, over_budget, truncation_rate, ...}
     tokenizer: str | None = None
-    examples: dict[str, list[dict]] = field(default_factory=dict)
-
-    def example(self, reason: str, **item) -> None:
-        bucket = self.examples.setdefault(reason, [])
-        if len(bucket) < MAX_EXAMPLES:
-            bucket.append(item)
 
     def summary(self) -> dict:
-        return {
-            "kept": self.kept,
-            "dropped": dict(sorted(self.dropped.items())),
-            "changed": dict(sorted(self.changed.items())),
-            "tokenizer": self.tokenizer,
-            "tokens": self.tokens,
-            "examples": self.examples,
-        }
+        return {**super().summary(), "tokenizer": self.tokenizer, "tokens": self.tokens, "examples": self.examples}
 
 
 @cache
