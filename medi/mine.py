@@ -28,6 +28,7 @@ from medi.schema import Record, Triple
 from medi.search import Searcher
 
 Accept = Callable[[int, int, float], bool]  # (row, candidate, score) -> usable
+SAMPLE_ROWS = 512  # corpus rows that estimate how crowded a query's window is above its ceiling
 
 
 @dataclass
@@ -114,36 +115,58 @@ def first_accepted(
 ):
     """For each query row, the best-ranked candidate that ``accept`` takes: {row: (candidate, score)}.
 
-    Candidates scoring at or above the row's ceiling (if given) are never taken. Starts with ``cfg.window``
-    candidates; rows left without one get, on exact CPU search, the top window below their ceiling in one pass;
-    then (or on faiss indexes straight away) the window widens x4 for the rows still left.
+    Candidates scoring at or above the row's ceiling (if given) are never taken. On exact CPU search, rows get
+    one faiss window, or (when a sample says their window is crowded above the ceiling, or it was) the exact
+    top window below their ceiling; on faiss indexes the window widens x4 instead. Rows whose candidates are
+    all refused by ``accept`` widen x4 in either case.
     """
     limit = min(searcher.max_k, cfg.max_window or searcher.ntotal)
+    window = min(cfg.window, limit)
+    rows = list(range(len(queries)))
     chosen: dict[int, tuple[int, float]] = {}
-    pending = list(range(len(queries)))
-    search, first_pass = searcher.search, True
-    seen, k = 0, min(cfg.window, limit)
-    while pending:
-        row_ceilings = None if ceilings is None else ceilings[pending]
-        scores, ids = search(queries[pending], k, row_ceilings)
+    if ceilings is None or not searcher.can_search_below:
+        report.widened += len(_widening(searcher.search, queries, ceilings, rows, accept, window, limit, chosen))
+        return chosen
+    crowded = _window_likely_above_ceiling(searcher.corpus, queries, ceilings, window)
+    ranked = [row for row in rows if not crowded[row]]
+    # one faiss window for the rows likely to find a candidate there; the exact pass below the ceiling for the rest
+    left = _widening(searcher.search, queries, ceilings, ranked, accept, window, window, chosen)
+    below = [row for row in rows if crowded[row]] + left
+    report.widened += len(below)
+    _widening(searcher.search_below, queries, ceilings, sorted(below), accept, window, limit, chosen)
+    return chosen
+
+
+def _widening(search, queries, ceilings, rows, accept, k, limit, chosen) -> list[int]:
+    """Search ``rows`` with k candidates, x4 for those whose candidates ``accept`` all refused, up to ``limit``.
+
+    Fills ``chosen``; returns the rows the first k candidates left without one.
+    """
+    first_left, seen = None, 0
+    while rows:
+        scores, ids = search(queries[rows], k, None if ceilings is None else ceilings[rows])
         left = []
-        for row, row_scores, row_ids in zip(pending, scores, ids, strict=True):
-            hit = _first(row, row_scores[seen:], row_ids[seen:], accept)
-            if hit is None:
+        for row, row_scores, row_ids in zip(rows, scores, ids, strict=True):
+            if (hit := _first(row, row_scores[seen:], row_ids[seen:], accept)) is None:
                 left.append(row)
             else:
                 chosen[row] = hit
-        if not left:
+        first_left = left if first_left is None else first_left
+        if k >= limit:
             break
-        report.widened += len(left) if first_pass else 0
-        if first_pass and ceilings is not None and searcher.can_search_below:
-            search, seen = searcher.search_below, 0  # the window held only texts above the ceiling: look below it
-        elif k >= limit:
-            break
-        else:
-            seen, k = k, min(k * 4, limit)
-        pending, first_pass = left, False
-    return chosen
+        rows, seen, k = left, k, min(k * 4, limit)
+    return first_left or []
+
+
+def _window_likely_above_ceiling(corpus: np.ndarray, queries: np.ndarray, ceilings: np.ndarray, k: int) -> np.ndarray:
+    """Rows whose top-k window would very likely hold only texts above their ceiling, judged on a fixed sample.
+
+    Those rows go straight to the exact below-ceiling pass instead of paying for a faiss window first; a wrong
+    guess costs time, never a different result (both passes find the best candidate below the ceiling).
+    """
+    sample = corpus[np.linspace(0, len(corpus) - 1, min(len(corpus), SAMPLE_ROWS)).astype(int)]
+    above = (queries @ sample.T >= ceilings[:, None]).mean(axis=1) * len(corpus)
+    return above >= 4 * k
 
 
 def _first(row: int, scores: np.ndarray, ids: np.ndarray, accept: Accept) -> tuple[int, float] | None:
@@ -307,14 +330,20 @@ def _mine_negatives(records, need, q, pos_scores, pool, encoder, cfg, report) ->
     pool_vectors = encoder.embed(pool)
     searcher = Searcher(pool_vectors, index=cfg.index)
     dups = NearDuplicates(pool, cfg.near_duplicate)
-    row_forms: dict[int, tuple[str, str]] = {}
+    in_pool = {text: i for i, text in enumerate(pool)}  # positives (and symmetric queries) share the pool's forms
+
+    other_forms: dict[str, str] = {}
+
+    def form_of(text: str) -> str:
+        if text in in_pool:
+            return dups.form(in_pool[text])
+        if text not in other_forms:
+            other_forms[text] = canonical(text)
+        return other_forms[text]
 
     def too_close(r: int, cand: int) -> bool:
-        if r not in row_forms:
-            row_forms[r] = (canonical(records[need[r]].query), canonical(records[need[r]].pos))
-        query_form, pos_form = row_forms[r]
-        form = dups.form(cand)
-        return dups.same_text(query_form, form) or dups.same_text(pos_form, form)
+        record, form = records[need[r]], dups.form(cand)
+        return dups.same_text(form_of(record.query), form) or dups.same_text(form_of(record.pos), form)
 
     pos = pos_scores[need]
     if cfg.absolute_margin is not None:
