@@ -256,7 +256,8 @@ class Pipeline:
         return Progress(*columns, console=self.console, transient=True)
 
     def run_source(self, spec: SourceSpec) -> SourceResult:
-        """fetch, then the checkpointed stages (prepare, mine), then instruct (cheap, always rerun)."""
+        """fetch, the checkpointed stages (prepare, clean, mine) with the cheap uncheckpointed steps between them
+        (token budget, select, cross-source repeats), then instruct (cheap, always rerun)."""
         result = SourceResult(spec)
         self._stage("fetch")
         result.fetched = fetch(spec, self.dirs, self.catalog.root, remote=self.options.remote, cache_dir=self.cache_dir)
@@ -286,12 +287,12 @@ class Pipeline:
 
     def _clean_options(self, spec: SourceSpec) -> dict:
         """What the checkpointed clean stage reads (not the instructions: the token budget runs after it)."""
-        audit = self._decontam_config().audit
+        decontam = self._decontam_config()
         return {
             "dedup": asdict(self._dedup_config()),
-            "decontaminate": asdict(self._decontam_config()),
+            "decontaminate": asdict(decontam),
             "filter": asdict(self._filter_config(spec)),
-            "encoder": self.encoder.identity() if audit else None,
+            "encoder": self.encoder.identity() if decontam.audit else None,
         }
 
     def _dedup_config(self) -> DedupConfig:
@@ -341,8 +342,9 @@ class Pipeline:
     def _clean(self, spec: SourceSpec, prepared: Prepared) -> Cleaned:
         """dedup, decontaminate, filter (all but the token budget): the checkpointed part of cleaning."""
         cleaned = Cleaned()
-        symmetric = spec.symmetric and spec.adapter != SUPERNI
-        records = dedup(prepared.records, self._dedup_config(), cleaned.dedup, symmetric=symmetric, source=spec.name)
+        records = dedup(
+            prepared.records, self._dedup_config(), cleaned.dedup, symmetric=_pairs_symmetric(spec), source=spec.name
+        )
         audit = self._embed(spec) if self._decontam_config().audit and self.eval_index.texts else None
         datasets = self.catalog.datasets_of(spec, prepared.meta)
         records = decontaminate(
@@ -363,13 +365,12 @@ class Pipeline:
     def _across_sources(self, spec: SourceSpec, cleaned: Cleaned, records: list[Record]) -> list[Record]:
         """Count (and with dedup.across_sources=remove, drop) pairs an earlier source of this build already had."""
         config = self._dedup_config()
-        symmetric = spec.symmetric and spec.adapter != SUPERNI
         report = DedupReport()
         records = dedup(
             records,
             DedupConfig(**{**asdict(config), "near": False}),
             report,
-            symmetric=symmetric,
+            symmetric=_pairs_symmetric(spec),
             source=spec.name,
             seen=self.seen_pairs,
         )
@@ -451,6 +452,11 @@ def _stage_config(cls, values: dict, option: str):
         return cls(**values)
     except ValueError as exc:
         raise MediError(f"build option {option}: {exc}") from exc
+
+
+def _pairs_symmetric(spec: SourceSpec) -> bool:
+    """Dedup compares (query, positive) unordered for symmetric pair sources; Super-NI inputs never pair so."""
+    return spec.symmetric and spec.adapter != SUPERNI
 
 
 def _show_stage(progress: Progress, task, source: str, stage: str) -> None:

@@ -169,14 +169,14 @@ class Encoder:
                 self._model = _quantized(self._model)
         return self._model
 
-    def embed(self, texts: list[str], *, side: str = "document", progress=None) -> np.ndarray:
+    def embed(self, texts: list[str], *, side: str = "document") -> np.ndarray:
         """Unit-length float32 embeddings, one row per text (duplicates embedded once, cache first)."""
         prompt = self.config.query_prompt if side == "query" else self.config.document_prompt
         unique = list(dict.fromkeys(texts))
         keys = [text_key(prompt, t) for t in unique]
         matrix, missing = self.cache.lookup(keys)
         if missing:
-            fresh = self._encode_and_store([prompt + unique[i] for i in missing], [keys[i] for i in missing], progress)
+            fresh = self._encode_and_store([prompt + unique[i] for i in missing], [keys[i] for i in missing])
             if matrix is None:
                 matrix = np.zeros((len(unique), fresh.shape[1]), np.float32)
             matrix[missing] = fresh
@@ -191,7 +191,7 @@ class Encoder:
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
-    def _encode_and_store(self, texts: list[str], keys: list[bytes], progress=None) -> np.ndarray:
+    def _encode_and_store(self, texts: list[str], keys: list[bytes]) -> np.ndarray:
         """Encode in a canonical batching and store every ``FLUSH_BATCHES`` batches.
 
         Texts are ordered by (token length, key) and cut into fixed batches, so each text meets the same
@@ -210,8 +210,6 @@ class Encoder:
             )
             self.cache.put([keys[i] for i in block], fresh)
             vectors[block] = fresh
-            if progress:
-                progress(min(start + block_rows, len(order)), len(order))
         return vectors
 
     def _canonical_order(self, texts: list[str], keys: list[bytes]) -> list[int]:
@@ -269,12 +267,6 @@ class EmbeddingCache:
             self._seen.add(chunk_id)
             for row, key in enumerate(keys):
                 self._index.setdefault(key.tobytes(), (number, row))
-
-    def get(self, keys: list[bytes]) -> list[np.ndarray | None]:
-        """One vector (or None) per key."""
-        matrix, missing = self.lookup(keys)
-        absent = set(missing)
-        return [None if i in absent or matrix is None else matrix[i] for i in range(len(keys))]
 
     def lookup(self, keys: list[bytes]) -> tuple[np.ndarray | None, list[int]]:
         """(vectors, positions not cached): a float32 matrix with a row per key (zeros where missing),

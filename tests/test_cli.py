@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from support import MIRROR, plain
@@ -71,20 +72,25 @@ def test_sources_one_family(runner):
     assert len(json.loads(result.stdout)) == 8
 
 
-def test_build_prints_the_summary(runner, tmp_path, cache_dir):
-    out = tmp_path / "release"
-    args = [
+def build_args(sources: str, out: Path, cache_dir: Path, *extra: str) -> list[str]:
+    """``medi build`` over the fixture mirror with the session's embedding cache."""
+    return [
         "build",
         "--sources",
-        "st/quora_duplicates,gritlm/toy_data_embedding",
+        sources,
         "--out",
         str(out),
         "--data-dir",
         str(MIRROR),
         "--cache-dir",
         str(cache_dir),
+        *extra,
     ]
-    result = runner.invoke(app, args)
+
+
+def test_build_prints_the_summary(runner, tmp_path, cache_dir):
+    out = tmp_path / "release"
+    result = runner.invoke(app, build_args("st/quora_duplicates,gritlm/toy_data_embedding", out, cache_dir))
     assert result.exit_code == 0, result.output
     text = plain(result.stdout)
     assert "release: 20 rows, 1 shard(s)" in text
@@ -97,19 +103,8 @@ def test_build_prints_the_summary(runner, tmp_path, cache_dir):
 
 def test_build_reports_skipped_sources(runner, tmp_path, cache_dir):
     out = tmp_path / "release"
-    args = [
-        "build",
-        "--sources",
-        "st/quora_duplicates,superni/task1657_gooaq_question_generation",
-        "--out",
-        str(out),
-        "--data-dir",
-        str(MIRROR),
-        "--cache-dir",
-        str(cache_dir),
-        "--no-remote",
-    ]
-    result = runner.invoke(app, args)
+    sources = "st/quora_duplicates,superni/task1657_gooaq_question_generation"
+    result = runner.invoke(app, build_args(sources, out, cache_dir, "--no-remote"))
     assert result.exit_code == 0, result.output
     rows = lines_of(result.stdout)
     assert "skipped: missing_file" in rows["superni/task1657_gooaq_question_generation"]
