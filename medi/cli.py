@@ -37,7 +37,7 @@ def build_command(
     sources: Annotated[
         str | None, typer.Option(help="all, a set (demo), a family (superni) or comma-separated names")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Release folder to write (replaced when the build succeeds)")] = None,
+    out: Annotated[Path | None, typer.Option(help="New or empty folder, or an earlier release (replaced)")] = None,
     config: Annotated[Path | None, typer.Option(help="A release config, e.g. manifests/demo/build.yaml")] = None,
     data_dir: DataDirs = None,
     seed: int = 0,
@@ -300,7 +300,7 @@ app.add_typer(review_app, name="review")
 @review_app.command("export")
 def review_export_command(
     release: Annotated[Path, typer.Option(help="A release folder (medi build --out)")],
-    out: Annotated[Path, typer.Option(help="Folder to write index.html into")],
+    out: Annotated[Path, typer.Option(help="Folder for index.html: new, empty or an earlier review page (replaced)")],
     rows: Annotated[int, typer.Option(help="Rows shown per source")] = 3,
     pick: Annotated[str, typer.Option(help="vote-k (diverse rows, by query embeddings) or random")] = "vote-k",
     seed: int = 0,
@@ -422,7 +422,7 @@ def export_command(
     st_instructions: Annotated[
         str, typer.Option(help="st-triplets: prefix (instruction + text) or prompts (bare texts + prompts file)")
     ] = "prefix",
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier medi export of this format")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Write a release for a trainer: `medi export out/v1 --format instructor --batch-size 32 --out medi-data.json`.
