@@ -464,6 +464,9 @@ def _show_stage(progress: Progress, task, source: str, stage: str) -> None:
 
 
 def _write_release(out, results, skipped, absent, options, selection, dirs, pipeline) -> dict:
+    from medi.outdir import RELEASE, check_out
+
+    check_out(out, RELEASE, replace=True)  # a new or empty folder or an earlier release only (medi/outdir.py)
     tasks = [(r.spec.name, r.triples) for r in results if r.triples]
     table = release_table(tasks)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -503,13 +506,11 @@ def _file_checksums(folder: Path) -> list[dict]:
 
 
 def _replace(staging: Path, out: Path) -> None:
-    """Move the finished release into place; an older release at ``out`` is removed only then."""
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)  # left by an interrupted earlier build
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    """Move the finished release into place; an older release at ``out`` is removed only then (never a folder
+    medi did not write, nor one holding files medi did not write: ``medi.outdir``)."""
+    from medi.outdir import RELEASE, install
+
+    install(staging, out, RELEASE, replace=True)
 
 
 def _manifest(results, skipped, absent, options, selection, dirs, pipeline, shards, tasks) -> dict:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from medi.errors import MediError
 from medi.fetch import sha256_file
+from medi.outdir import check_out, install
 from medi.release import Release
 from medi.schema import FEATURES, medi_row
 
@@ -153,16 +154,11 @@ def export(
 
 
 def _check_target(out: Path, fmt: str, release_folder: Path, overwrite: bool) -> None:
-    """Refuse to replace what --overwrite would wrongly delete: the release itself, a folder for a file."""
+    """Refuse what --overwrite must not delete: the release itself, and all but an earlier export of ``fmt``."""
     resolved, release_folder = out.resolve(), release_folder.resolve()
     if resolved == release_folder or resolved in release_folder.parents:
         raise MediError(f"{out}: would replace the release {release_folder}; export somewhere else")
-    if fmt == "instructor" and out.is_dir():
-        raise MediError(f"{out}: is a folder; --format instructor writes one JSON file")
-    if fmt != "instructor" and out.is_file():
-        raise MediError(f"{out}: is a file; --format {fmt} writes a folder")
-    if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
-        raise MediError(f"{out}: already exists; give --overwrite to replace it")
+    check_out(out, fmt, replace=overwrite)  # a new path, an empty folder or an earlier export of fmt
 
 
 def _plan(task: dict, batch_size: int | None, policy: str, seed: int) -> tuple[TaskExport, list[int]]:
@@ -202,14 +198,14 @@ def _staging(out: Path) -> Path:
     return staging
 
 
-def _publish(staging: Path, out: Path) -> None:
+def _publish(staging: Path, out: Path, fmt: str) -> None:
     """Swap the finished export into place (the old one, if any, goes only once the new one is complete)."""
-    if out.is_dir():
-        shutil.rmtree(out)
-    elif out.exists():
-        out.unlink()
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging.replace(out)
+    try:
+        install(staging, out, fmt, replace=True)  # checked again: replaces only an earlier export of fmt
+    except MediError:
+        shutil.rmtree(staging) if staging.is_dir() else staging.unlink()
+        raise
 
 
 def instructor_row(row: dict) -> dict:
@@ -241,7 +237,7 @@ def _write_instructor(release: Release, out: Path, plans: list) -> list[dict]:
                 handle.write(separator + json.dumps(instructor_row(row), ensure_ascii=False))
                 separator = ",\n"
         handle.write("\n]\n")
-    _publish(staging, out)
+    _publish(staging, out, "instructor")
     return [_file_entry(out, out.name, sum(p.written for p, _ in plans))]
 
 
@@ -281,7 +277,7 @@ def _write_medi2(release: Release, out: Path, plans: list) -> list[dict]:
             for row in _task_rows(release, plan, offsets):
                 handle.write(json.dumps(medi2_row(row), ensure_ascii=False) + "\n")
         files.append({"source": plan.task_name, **_file_entry(path, path.name, plan.written)})
-    _publish(staging, out)
+    _publish(staging, out, "medi2")
     return files
 
 
@@ -309,7 +305,7 @@ def _write_st_triplets(release: Release, out: Path, plans: list, mode: str) -> l
     datasets.DatasetDict(splits).save_to_disk(str(staging))
     sidecar = {"format": "st-triplets", "instructions": mode, "splits": names, "prompts": prompts or None}
     (staging / "medi_export.json").write_text(json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n")
-    _publish(staging, out)
+    _publish(staging, out, "st-triplets")
     return [
         {"source": names[name], "split": name, "rows": len(dataset), "path": f"{name}"}
         for name, dataset in splits.items()
@@ -336,7 +332,7 @@ def _one_prompt(table: pa.Table, side: str, task_name: str) -> str:
 def _write_parquet(release: Release, out: Path, plans: list) -> list[dict]:
     staging = _staging(out)
     files = write_parquet_per_source(release, staging)
-    _publish(staging, out)
+    _publish(staging, out, "parquet")
     return files
 
 

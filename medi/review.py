@@ -13,6 +13,8 @@ import functools
 import http.server
 import json
 import random
+import shutil
+import tempfile
 import textwrap
 import threading
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from medi.catalog import Catalog, project_root
 from medi.encode import Encoder, EncoderConfig
 from medi.errors import MediError, explain_validation
 from medi.instruct import InstructionBook, InstructionEntry, read_instruction_file, write_instruction_file
+from medi.outdir import REVIEW, check_out, install
 from medi.release import Release, open_release
 from medi.select import vote_k
 
@@ -66,7 +69,11 @@ def export_review(
     root: Path | None = None,
     cache_dir: Path | None = None,
 ) -> Path:
-    """Write ``out_dir/index.html`` for the sources of a release; return its path."""
+    """Write ``out_dir/index.html`` for the sources of a release; return its path.
+
+    ``out_dir`` is new, empty or an earlier review page folder (replaced whole; ``medi.outdir``).
+    """
+    check_out(out_dir, REVIEW, replace=True)
     release = open_release(release_dir)
     root = root or project_root()
     catalog, book = Catalog.load(root), InstructionBook.load(root)
@@ -89,8 +96,14 @@ def export_review(
     # "</" inside a JSON string would end the <script> element early
     page = template.replace(DATA_MARK, json.dumps(data, ensure_ascii=False).replace("</", "<\\/"))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "index.html").write_text(page, encoding="utf-8")
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.absolute().name}.", dir=out.absolute().parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the page is meant to be shared
+        (staging / "index.html").write_text(page, encoding="utf-8")
+        install(staging, out, REVIEW, replace=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out / "index.html"
 
 
