@@ -19,8 +19,10 @@ How medi knows an earlier output of its own, and which of its files it wrote:
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -96,6 +98,7 @@ def install(staging: Path, out: Path | str, kind: str, *, replace: bool) -> None
         os.replace(staging, out)  # one file: atomic
         return
     out = out.absolute()  # `.` has no name to put beside it
+    _remove_leftovers(out)
     old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
     if out.exists():
         out.rename(old)
@@ -104,6 +107,15 @@ def install(staging: Path, out: Path | str, kind: str, *, replace: bool) -> None
         shutil.rmtree(old)
     if kind == MEDI2:
         _write_sibling_record(out, kind)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Earlier outputs an interrupted swap left beside ``out`` (``.<name>.old-<8 hex>``, or ``.<name>.old`` as
+    older medi named them): only medi names folders so, and one may be half removed, past recognising by marker."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.old(-[0-9a-f]{{8}})?")
+    for path in out.parent.glob(f".{glob.escape(out.name)}.old*"):
+        if pattern.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
 
 
 def medi_kind(folder: Path) -> str | None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from medi.cli import app
 from medi.errors import MediError
 from medi.export import export
-from medi.outdir import check_out, medi_kind
+from medi.outdir import check_out, install, medi_kind
 from medi.release import open_release
 from medi.review import export_review
 from medi.verify import verify_release
@@ -216,3 +216,16 @@ def test_check_out_knows_older_outputs_and_refuses_odd_paths(demo_release, tmp_p
     (tmp_path / "damaged" / "manifest.json").write_text('{"format": 1, "sha')  # cut: not recognisably medi's
     with pytest.raises(MediError, match="is not empty and not a release"):
         check_out(tmp_path / "damaged", "release", replace=True)
+
+
+def test_leftovers_of_an_interrupted_swap_go_with_the_next_one(tmp_path):
+    """A kill while the old output was being removed leaves it half gone beside the new one; only those go."""
+    for leftover in (".page.old-0123abcd", ".page.old"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "state.json").write_text("{}")  # what is left once the manifest is gone
+    (tmp_path / ".page.older").mkdir()  # not a name medi gives
+    staging = tmp_path / ".page.staging"
+    staging.mkdir()
+    (staging / "index.html").write_text("<title>medi · instruction review</title>")
+    install(staging, tmp_path / "page", "review", replace=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".page.older", "page"]
