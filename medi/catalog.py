@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from rapidfuzz import process
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from medi.errors import MediError, explain_validation
+from medi.yamlio import ParsedCache, load_yaml
 
 SUPERNI = "superni"
 EVAL = "eval"  # sources/eval/: evaluation sets, read only to keep their text out of releases
@@ -184,6 +182,8 @@ class Catalog:
             raise MediError(f"{name}: evaluation sets (sources/{EVAL}/) never enter a release; see --eval-sets")
         if name in self.specs:
             return self.specs[name]
+        from rapidfuzz import process
+
         choices = [*self.specs, *self.sets, *{s.family for s in self.specs.values()}, "all"]
         close = [m for m, _, _ in process.extract(name, choices, limit=3, score_cutoff=60)]
         hint = f"; closest: {', '.join(close)}" if close else ""
@@ -199,17 +199,24 @@ class Catalog:
 
 
 def _read_specs(sources_dir: Path) -> list[SourceSpec]:
+    parsed = ParsedCache(user_cache_dir() / "catalog.pkl")
     specs = []
     for path in sorted(sources_dir.glob("*/*.yaml")):
         if path.name.startswith("_") or path.parent.name.startswith("_"):
             continue
-        specs.append(read_spec(path, sources_dir))
+        specs.append(read_spec(path, sources_dir, parsed.load))
+    parsed.save()
     return specs
 
 
-def read_spec(path: Path, sources_dir: Path) -> SourceSpec:
+def user_cache_dir() -> Path:
+    """medi's cache folder: $MEDI_CACHE, else ~/.cache/medi (embeddings, stage checkpoints, the parsed catalog)."""
+    return Path(os.environ.get("MEDI_CACHE", Path.home() / ".cache" / "medi"))
+
+
+def read_spec(path: Path, sources_dir: Path, load=load_yaml) -> SourceSpec:
     """Parse one source file; a wrong key or value is an error naming the file and the key."""
-    data = load_yaml(path)
+    data = load(path)
     if not isinstance(data, dict):
         raise MediError(f"{path}: expected a mapping of source fields, got {type(data).__name__}")
     name = f"{path.parent.name}/{path.stem}"
@@ -232,13 +239,6 @@ def _read_sets(path: Path, root: Path) -> dict[str, SourceSet]:
         data_dir = root / body["data_dir"] if body.get("data_dir") else None
         sets[name] = SourceSet(name=name, sources=list(body["sources"]), data_dir=data_dir)
     return sets
-
-
-def load_yaml(path: Path):
-    try:
-        return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except YAMLError as exc:
-        raise MediError(f"{path}: invalid YAML: {exc}") from exc
 
 
 def _read_lines(path: Path) -> frozenset[str]:

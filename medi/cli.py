@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,16 +12,49 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medi.build import BuildOptions, ReleaseConfig, build
-from medi.catalog import Catalog
-from medi.checkpoint import clear_stages, stages_info
-from medi.encode import cache_info, default_cache_dir, prune_cache
 from medi.errors import MediError
-from medi.fetch import find_in_mirrors
 
-app = typer.Typer(help="Build MEDI-style instruction-embedding training data.", no_args_is_help=True)
-out_console = Console()
-err_console = Console(stderr=True)
+# Only typer, rich and medi.errors load up front: each command imports what it needs (datasets, torch, faiss, the
+# Hub client ...) so that `medi --help` and `medi sources` start fast (bench/cli_start.py).
+
+
+def _reader_left() -> None:
+    """The reader of stdout went away (`medi sources | head -1`): stop quietly with exit 0, as `cat` would."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit cannot fail again
+    raise SystemExit(0)
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _reader_left()
+
+
+class _App(typer.Typer):
+    def __call__(self, *args, **kwargs):
+        was_devnull = _stdout_is_devnull()
+        try:
+            return super().__call__(*args, **kwargs)
+        except BrokenPipeError:
+            _reader_left()
+        except SystemExit as exc:
+            # typer's own rich console (--help) ends a broken pipe with exit 1 after pointing stdout at /dev/null
+            if exc.code == 1 and _stdout_is_devnull() and not was_devnull:
+                raise SystemExit(0) from None
+            raise
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        out, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError):  # no real stdout (CliRunner's buffer)
+        return False
+    return (out.st_dev, out.st_ino) == (null.st_dev, null.st_ino)
+
+
+app = _App(help="Build MEDI-style instruction-embedding training data.", no_args_is_help=True)
+out_console = _Console()
+err_console = _Console(stderr=True)
 
 DataDirs = Annotated[
     list[Path] | None,
@@ -82,6 +117,8 @@ def build_command(
 
     With --config, the file's options are used and command-line build options are ignored.
     """
+    from medi.build import BuildOptions, ReleaseConfig, build
+
     try:
         options = BuildOptions(
             seed=seed,
@@ -157,6 +194,9 @@ def sources_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
     """List the catalog: every source, its adapter, licence and whether a local copy is there."""
+    from medi.catalog import Catalog
+    from medi.fetch import find_in_mirrors
+
     try:
         catalog = Catalog.load()
     except MediError as exc:
@@ -170,16 +210,25 @@ def sources_command(
         pinned = spec.upstream.revision[:10] if spec.upstream and spec.upstream.revision else "unpinned"
         rows.append({"name": name, "adapter": spec.adapter, "licence": spec.licence, "status": local, "rev": pinned})
     if as_json:
-        out_console.print_json(json.dumps(rows))
+        out_console.out(json.dumps(rows, indent=2), highlight=False)
         return
-    table = Table(title=f"{len(rows)} sources" + (f" ({', '.join(map(str, dirs))})" if dirs else ""))
-    for column in ("name", "adapter", "licence", "status", "rev"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row.values())
-    out_console.print(table)
+    # plain aligned columns, licence last: rich's Table needs ~0.5 s for the 800 catalog rows (bench/cli_start.py)
+    columns = ("name", "adapter", "status", "rev", "licence")
+    table = columns_text([columns, *([r[c] for c in columns] for r in rows)])
+    out_console.print(table, highlight=False, markup=False, soft_wrap=True)
+    where = f" ({', '.join(map(str, dirs))})" if dirs else ""
+    out_console.print(f"{len(rows)} sources{where}", highlight=False, markup=False)
     for set_name, source_set in catalog.sets.items():
         out_console.print(f"set [bold]{set_name}[/]: {len(source_set.sources)} sources, data dir {source_set.data_dir}")
+
+
+def columns_text(lines: list[list[str]], widest: int = 64) -> str:
+    """Rows as left-aligned columns (each at most ``widest`` wide; a longer cell pushes its line); last one free."""
+    widths = [min(widest, max(map(len, column))) for column in zip(*(line[:-1] for line in lines), strict=True)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1]
+        for line in lines
+    )
 
 
 cache_app = typer.Typer(help="The embedding cache (~/.cache/medi/embeddings, or --cache-dir).", no_args_is_help=True)
@@ -190,6 +239,9 @@ CacheDir = Annotated[Path | None, typer.Option(help="Cache folder (default ~/.ca
 @cache_app.command("info")
 def cache_info_command(cache_dir: CacheDir = None) -> None:
     """Show each encoder's cached embeddings: `medi cache info`."""
+    from medi.checkpoint import stages_info
+    from medi.encode import cache_info, default_cache_dir
+
     table = Table(title=f"embedding cache {cache_dir or default_cache_dir()}")
     for column in ("encoder key", "chunks", "vectors", "distinct texts", "MiB"):
         table.add_column(column)
@@ -208,6 +260,9 @@ def cache_prune_command(
     stages: Annotated[bool, typer.Option(help="Also delete every stage checkpoint (all recomputable)")] = False,
 ) -> None:
     """Merge chunks and drop duplicates (and other encoders' folders with --keep): `medi cache prune`."""
+    from medi.checkpoint import clear_stages
+    from medi.encode import default_cache_dir, prune_cache
+
     report = prune_cache(cache_dir, keep)
     if stages:
         report["stage_checkpoints_removed"] = clear_stages(cache_dir or default_cache_dir())

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medi.catalog import user_cache_dir
 from medi.errors import MediError
 
 BUNDLED = "bundled:all-MiniLM-L6-v2"
@@ -26,7 +27,7 @@ FLUSH_BATCHES = 32  # batches encoded between cache writes: what a killed build 
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("MEDI_CACHE", Path.home() / ".cache" / "medi"))
+    return user_cache_dir()
 
 
 def resolve_model_path(name: str) -> tuple[str, Path]:

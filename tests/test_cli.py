@@ -22,10 +22,10 @@ def runner() -> CliRunner:
 
 
 def lines_of(text: str) -> dict[str, str]:
-    """The table row of each source name found at the start of a line ('│ name │ ...')."""
+    """The line of each source name found at its start: a table row ('│ name │ ...') or aligned columns (sources)."""
     rows = {}
     for line in plain(text).splitlines():
-        cells = [c.strip() for c in line.strip().strip("│|").split("│")]
+        cells = [c.strip() for c in line.strip().strip("│|").split("│")] if "│" in line else line.split()
         if cells and cells[0]:
             rows.setdefault(cells[0], line)
     return rows
