@@ -46,15 +46,30 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def find_in_mirrors(spec: SourceSpec, data_dirs: list[Path]) -> Path | None:
-    """The first data dir holding the spec's mirror path."""
-    if not spec.mirror:
-        return None
-    for data_dir in data_dirs:
-        candidate = data_dir / spec.mirror
-        if candidate.is_file():
-            return candidate
+def mirror_paths(spec: SourceSpec) -> list[str]:
+    """Where a source's input may lie under a data dir, preferred first.
+
+    A hand-made derived file (``options.derived``, e.g. a KILT task joined with its passages) comes before the
+    upstream file (``mirror``), so those who have one keep using it and everyone else reads the upstream file.
+    """
+    derived = spec.options.get("derived")
+    return [path for path in (derived, spec.mirror) if isinstance(path, str) and path]
+
+
+def locate_in_mirrors(spec: SourceSpec, data_dirs: list[Path]) -> tuple[Path, str] | None:
+    """(file, its path relative to the data dir) for the first preferred path some data dir holds."""
+    for relative in mirror_paths(spec):
+        for data_dir in data_dirs:
+            candidate = data_dir / relative
+            if candidate.is_file():
+                return candidate, relative
     return None
+
+
+def find_in_mirrors(spec: SourceSpec, data_dirs: list[Path]) -> Path | None:
+    """The file a data dir holds for the source (see ``mirror_paths``), or None."""
+    found = locate_in_mirrors(spec, data_dirs)
+    return found[0] if found else None
 
 
 def fetch(spec: SourceSpec, data_dirs: list[Path], root: Path, *, remote: bool, cache_dir: Path) -> Fetched:
@@ -64,11 +79,12 @@ def fetch(spec: SourceSpec, data_dirs: list[Path], root: Path, *, remote: bool, 
         if not path.is_file():
             raise SourceError(spec.name, "missing_file", f"file not found: {path}", path)
         return _fetched(path, "local", None, spec.path)
-    if found := find_in_mirrors(spec, data_dirs):
-        revision = spec.upstream.revision if spec.upstream else None
-        return _fetched(found, "mirror", revision, spec.mirror or "")
+    if found := locate_in_mirrors(spec, data_dirs):
+        file, relative = found
+        upstream_file = spec.upstream is not None and relative == spec.mirror  # not a derived file
+        return _fetched(file, "mirror", spec.upstream.revision if upstream_file else None, relative)
     if data_dirs and not remote:
-        looked = ", ".join(str(d / (spec.mirror or "?")) for d in data_dirs)
+        looked = ", ".join(str(d / relative) for relative in (mirror_paths(spec) or ["?"]) for d in data_dirs)
         raise SourceError(spec.name, "missing_file", f"not in the mirror: expected {looked}")
     if spec.upstream is None:
         raise SourceError(spec.name, "missing_file", "has no upstream location and no local mirror file")

@@ -40,7 +40,7 @@ def test_sources_lists_the_catalog(runner, catalog):
     assert families["superni"] == 756
     assert families["st"] == 37 and families["flagembedding"] == 8 and families["gritlm"] == 1
     assert {r["status"] for r in rows} == {"remote"}  # no data dir: nothing is local
-    assert {r["adapter"] for r in rows} == {"superni", "st_jsonl", "table"}
+    assert {r["adapter"] for r in rows} == {"superni", "st_jsonl", "table", "kilt"}
 
 
 def test_sources_marks_local_with_a_data_dir(runner, catalog):

@@ -54,6 +54,6 @@ def text_problem(file: str, where: str, value: object, field_name: str) -> Probl
     return Problem(file, where, f"{field_name} must be a string, got {type(value).__name__}")
 
 
-from medi.adapters import st_jsonl, superni, table  # noqa: E402  (registers the kinds)
+from medi.adapters import kilt, st_jsonl, superni, table  # noqa: E402  (registers the kinds)
 
-__all__ = ["ADAPTERS", "Adapted", "adapter", "get_adapter", "row_rng", "st_jsonl", "superni", "table"]
+__all__ = ["ADAPTERS", "Adapted", "adapter", "get_adapter", "kilt", "row_rng", "st_jsonl", "superni", "table"]

@@ -20,16 +20,16 @@ def read_table(path: Path, spec: SourceSpec, seed: int) -> Adapted:
     fmt = spec.options.get("format") or ("parquet" if path.suffix == ".parquet" else "jsonl")
     if fmt not in ("jsonl", "parquet"):
         raise MediError(f"{spec.file}: options.format must be jsonl or parquet, not {fmt!r}")
-    rows = _parquet_rows(path, spec.name) if fmt == "parquet" else _jsonl_rows(path)
+    rows = parquet_rows(path, spec.name) if fmt == "parquet" else jsonl_rows(path)
     return Adapted(rows=_records(rows, columns, spec.name, str(path), seed))
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[str, object] | Problem]:
+def jsonl_rows(path: Path) -> Iterator[tuple[str, object] | Problem]:
     for item in read_json_lines(path):
         yield item if isinstance(item, Problem) else (f"L{item[0]}", item[1])
 
 
-def _parquet_rows(path: Path, source: str) -> Iterator[tuple[str, object]]:
+def parquet_rows(path: Path, source: str) -> Iterator[tuple[str, object]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -1,0 +1,275 @@
+"""KILT sources from the upstream files: task rows joined with their provenance paragraphs from the knowledge source.
+
+The fixtures are made here in KILT's upstream layouts (a ``<task>-train-kilt.jsonl`` task file and a
+``kilt_knowledgesource.json`` of one page per line) from real text: the Natural Questions queries and Wikipedia
+passages of FlagEmbedding's ``retrieval/nq.jsonl`` example file (tests/fixtures, MIT; provenance in
+tests/fixtures/README.md). Each positive passage becomes paragraph 1 of a page titled by hand after the DPR title the
+passage starts with; negatives fill other paragraphs and the unneeded pages.
+"""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+import unicodedata
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from support import FLAG, json_lines, spec
+from typer.testing import CliRunner
+
+from medi.adapters import get_adapter
+from medi.adapters.kilt import load_pages, needed_paragraphs, task_rows
+from medi.cli import app
+from medi.errors import Problem, SourceError
+from medi.fetch import fetch, locate_in_mirrors
+from medi.schema import Record
+
+NQ = json_lines(FLAG / "retrieval" / "nq.jsonl")
+TITLES = [  # the Wikipedia title each positive passage starts with (DPR passages are "<title> <text>")
+    "Big Little Lies (TV series)",
+    "Waiting for a Girl Like You",
+    "Arctic Norway",
+    "Green Eggs and Ham",
+    "Peter Ostrum",
+    "Bates Motel (season 5)",
+    "Game of Thrones (season 7)",
+    "Succession to the British throne",
+    "Pendleton Civil Service Reform Act",
+    "Spanish–American War",
+]
+MISSING_PAGE = "999999999"
+
+
+def page_id(index: int) -> str:
+    return str(27_000_000 + index)
+
+
+def needed_page(index: int) -> dict:
+    """Paragraph 0 is the title line (as in KILT), 1 the positive passage, 2 a second real passage, 3 a section line."""
+    row, title = NQ[index], TITLES[index]
+    assert row["pos"][0].startswith(title)
+    text = [title, row["pos"][0][len(title) :].strip(), row["neg"][0], "Section::::See also."]
+    return {"_id": page_id(index), "wikipedia_id": page_id(index), "wikipedia_title": title, "text": text}
+
+
+def unneeded_pages(count: int) -> list[dict]:
+    texts = [neg for row in NQ for neg in row["neg"][1:]]
+    return [
+        {
+            "_id": str(n),
+            "wikipedia_id": str(n),
+            "wikipedia_title": f"Unneeded page {n}",
+            "text": [f"Unneeded page {n}\n", texts[n % len(texts)] + "\n"],
+            "anchors": [{"text": "linked", "href": "x", "paragraph_id": 1, "wikipedia_id": page_id(0)}],
+        }
+        for n in range(1, count + 1)
+    ]
+
+
+def provenance(index: int, start: int, end: int, wikipedia_id: str | None = None) -> dict:
+    return {
+        "wikipedia_id": wikipedia_id or page_id(index),
+        "title": TITLES[index],
+        "section": "Section::::Abstract",
+        "start_paragraph_id": start,
+        "start_character": 0,
+        "end_paragraph_id": end,
+        "end_character": 40,
+        "bleu_score": 1.0,
+    }
+
+
+def task_row(index: int, *outputs: dict, suffix: str = "") -> dict:
+    return {"id": f"nq-{index}{suffix}", "input": NQ[index]["query"], "output": list(outputs), "meta": {}}
+
+
+# Line of each row in the task file (1-based) and the paragraphs its passage must hold.
+GOOD = {
+    1: (0, 1, 1),  # (NQ row, start, end)
+    2: (1, 1, 2),  # two paragraphs
+    3: (2, 0, 1),  # range from paragraph 0: the title line is not repeated
+    4: (3, 1, 1),  # its first output has no provenance: the second output's is used
+    **{line: (index, 1, 1) for line, index in zip(range(5, 11), range(4, 10), strict=True)},
+}
+
+
+def task_file_rows() -> list[dict]:
+    rows = []
+    for index, start, end in GOOD.values():
+        outputs = [{"answer": "an answer", "provenance": [provenance(index, start, end)]}]
+        if index == 3:
+            outputs.insert(0, {"answer": "Sam-I-Am"})  # answer-only output, as KILT NQ rows have
+        rows.append(task_row(index, *outputs))
+    rows.append(task_row(0, {"answer": "x", "provenance": [provenance(0, 1, 1, MISSING_PAGE)]}, suffix="-a"))  # L11
+    rows.append(task_row(1, {"answer": "x", "provenance": [provenance(1, 2, 9)]}, suffix="-b"))  # L12
+    rows.append(task_row(2, {"answer": "NOT ENOUGH INFO", "provenance": []}, suffix="-c"))  # L13
+    return rows
+
+
+def write_jsonl(rows: list[dict], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def knowledge_source(path: Path, unneeded: int) -> Path:
+    pages = unneeded_pages(unneeded)
+    needed = [needed_page(index) for index in range(len(TITLES))]
+    for position, page in enumerate(needed):  # spread the needed pages through the file
+        pages.insert(position * (len(pages) // len(needed) + 1), page)
+    for page in pages:
+        page["text"] = [p if p.endswith("\n") else p + "\n" for p in page["text"]]
+    return write_jsonl(pages, path)
+
+
+def expected_passage(index: int, start: int, end: int) -> str:
+    text = needed_page(index)["text"]
+    paragraphs = [p.strip() for p in text[max(start, 1) : end + 1]]
+    return "\n".join([TITLES[index], *paragraphs])
+
+
+@pytest.fixture
+def mirror(tmp_path) -> Path:
+    root = tmp_path / "mirror"
+    write_jsonl(task_file_rows(), root / "KILT" / "nq-train-kilt.jsonl")
+    knowledge_source(root / "KILT" / "kilt_knowledgesource.json", unneeded=200)
+    return root
+
+
+def kilt_spec(**options):
+    return spec("kilt/nq", "kilt", mirror="KILT/nq-train-kilt.jsonl", options=options)
+
+
+def read(path: Path, source_spec) -> tuple[list[Record | Problem], dict]:
+    adapted = get_adapter("kilt", source_spec.name)(path, source_spec, 0)
+    return list(adapted.rows), adapted.meta
+
+
+# --- the join --------------------------------------------------------------------------------------------------
+
+
+def test_rows_join_their_first_provenance_paragraphs(mirror):
+    task = mirror / "KILT" / "nq-train-kilt.jsonl"
+    rows, meta = read(task, kilt_spec())
+    records = {int(r.row_id.rsplit(":L", 1)[1]): r for r in rows if isinstance(r, Record)}
+    assert sorted(records) == sorted(GOOD)
+    for line, (index, start, end) in GOOD.items():
+        record = records[line]
+        assert record.row_id == f"kilt/nq:L{line}"
+        assert record.query == NQ[index]["query"]
+        assert record.pos == expected_passage(index, start, end)
+        assert record.neg is None
+    assert records[1].pos == f"{TITLES[0]}\n{NQ[0]['pos'][0][len(TITLES[0]) :].strip()}"
+    assert records[2].pos.count("\n") == 2 and records[2].pos.endswith(NQ[1]["neg"][0])  # paragraphs 1 and 2
+    assert records[3].pos.startswith(f"{TITLES[2]}\n{TITLES[2]} ")  # paragraph 0 (the title line) not repeated
+    source = meta["knowledge_source"]
+    assert source["pages_in_file"] == 210 and source["pages_needed"] == 11 and source["pages_found"] == 10
+    assert (
+        len(source["sha256"]) == 64
+        and source["bytes"] == (mirror / "KILT" / "kilt_knowledgesource.json").stat().st_size
+    )
+
+
+def test_missing_page_paragraph_and_provenance_are_problems_with_file_and_line(mirror):
+    task = mirror / "KILT" / "nq-train-kilt.jsonl"
+    rows, _ = read(task, kilt_spec())
+    problems = [r for r in rows if isinstance(r, Problem)]
+    assert [(p.file, p.where) for p in problems] == [(str(task), f"line {n}") for n in (11, 12, 13)]
+    page, paragraph, none = (p.message for p in problems)
+    assert MISSING_PAGE in page and "not in" in page and "kilt_knowledgesource.json" in page
+    assert page_id(1) in paragraph and "has 4 paragraphs" in paragraph and "paragraph(s) 4, 5, 6, 7, 8, 9" in paragraph
+    assert "no provenance" in none
+
+
+def test_hub_parquet_rows_read_like_the_jsonl(mirror, tmp_path):
+    """facebook/kilt_tasks on the Hub holds the same rows as Parquet; the adapter reads either."""
+    parquet = tmp_path / "nq" / "train-00000-of-00001.parquet"
+    parquet.parent.mkdir()
+    rows = [{k: v for k, v in row.items() if k != "meta"} for row in task_file_rows()]  # Parquet has no empty struct
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    options = {"knowledge_source": str(mirror / "KILT" / "kilt_knowledgesource.json")}
+    rows, _ = read(parquet, kilt_spec(**options))
+    jsonl_rows, _ = read(mirror / "KILT" / "nq-train-kilt.jsonl", kilt_spec())
+    assert [(r.query, r.pos) for r in rows if isinstance(r, Record)] == [
+        (r.query, r.pos) for r in jsonl_rows if isinstance(r, Record)
+    ]
+    assert [p.where for p in rows if isinstance(p, Problem)] == ["row 10", "row 11", "row 12"]
+
+
+def test_missing_knowledge_source_is_a_source_error(mirror):
+    (mirror / "KILT" / "kilt_knowledgesource.json").unlink()
+    with pytest.raises(SourceError, match=r"KILT knowledge source not found at .*kilt_knowledgesource\.json"):
+        read(mirror / "KILT" / "nq-train-kilt.jsonl", kilt_spec())
+
+
+# --- memory: bounded by the needed pages -------------------------------------------------------------------------
+
+
+def peak_while_loading(path: Path, needed) -> tuple[int, dict]:
+    tracemalloc.start()
+    try:
+        knowledge = load_pages(path, needed)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, knowledge.pages
+
+
+def test_memory_does_not_grow_with_unneeded_pages(tmp_path):
+    task = write_jsonl(task_file_rows(), tmp_path / "task.jsonl")
+    needed = needed_paragraphs(task_rows(task, "kilt/nq"))
+    assert needed[page_id(1)] == {1, 2, 3, 4, 5, 6, 7, 8, 9} and needed[page_id(2)] == {0, 1}
+    small = knowledge_source(tmp_path / "small.json", unneeded=1_000)
+    large = knowledge_source(tmp_path / "large.json", unneeded=20_000)
+    assert large.stat().st_size > 15 * small.stat().st_size
+    small_peak, small_pages = peak_while_loading(small, needed)
+    large_peak, large_pages = peak_while_loading(large, needed)
+    wanted = {page_id(i) for i in range(len(TITLES))}
+    assert set(small_pages) == set(large_pages) == wanted  # only the needed pages are kept
+    for pages in (small_pages, large_pages):
+        assert set(pages[page_id(1)].paragraphs) == {1, 2, 3}  # the needed paragraphs the page has
+    assert large_peak < 2 * small_peak  # 20x the pages, not 20x the memory
+    assert large_peak < large.stat().st_size / 20
+
+
+# --- derived files and the build -----------------------------------------------------------------------------------
+
+
+def test_a_derived_file_is_preferred_and_read_as_is(mirror, catalog, tmp_path):
+    nq = catalog.specs["kilt/nq"]
+    assert nq.adapter == "kilt" and nq.mirror == "KILT/nq-train-kilt.jsonl"
+    assert locate_in_mirrors(nq, [mirror]) == (mirror / nq.mirror, nq.mirror)
+    derived = [{"input": NQ[i]["query"], "passage": expected_passage(i, 1, 1)} for i in range(3)]
+    write_jsonl(derived, mirror / nq.options["derived"])
+    fetched = fetch(nq, [mirror], catalog.root, remote=False, cache_dir=tmp_path / "cache")
+    assert fetched.path == mirror / "kilt_tasks" / "nq-train.jsonl" and fetched.location == nq.options["derived"]
+    assert fetched.revision is None  # a hand-made file is not the upstream revision
+    (mirror / "KILT" / "kilt_knowledgesource.json").unlink()  # a derived file needs no knowledge source
+    rows, meta = read(fetched.path, nq)
+    assert [(r.query, r.pos) for r in rows] == [(d["input"], d["passage"]) for d in derived]
+    assert meta == {"kilt_input": "derived rows"}
+
+
+def test_medi_build_kilt_nq_from_upstream_files(mirror, tmp_path, cache_dir):
+    out = tmp_path / "release"
+    args = ["build", "--sources", "kilt/nq", "--data-dir", str(mirror), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--cache-dir", str(cache_dir), "--no-remote"])
+    assert result.exit_code == 0, result.output
+    release = datasets.load_from_disk(str(out))
+    assert sorted(release["row_id"]) == sorted(f"kilt/nq:L{line}" for line in GOOD)
+    by_id = {row["row_id"]: row for row in release}
+    for line, (index, start, end) in GOOD.items():
+        row = by_id[f"kilt/nq:L{line}"]
+        assert row["query"]["text"] == NQ[index]["query"]
+        assert row["pos"]["text"] == unicodedata.normalize("NFC", expected_passage(index, start, end))
+        assert row["neg"]["text"] and row["neg"]["text"] != row["pos"]["text"]
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    source = manifest["sources"]["kilt/nq"]
+    assert source["rows_kept"] == len(GOOD) and source["input"]["location"] == "KILT/nq-train-kilt.jsonl"
+    # file and line (a warm checkpoint from an earlier run keeps that run's folder: compare from the mirror down)
+    where = [p.split(": ", 1)[0] for p in source["problems"]]
+    assert [w.rsplit("/mirror/", 1)[1] for w in where] == [f"KILT/nq-train-kilt.jsonl, line {n}" for n in (11, 12, 13)]
