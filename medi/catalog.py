@@ -19,12 +19,32 @@ EVAL = "eval"  # sources/eval/: evaluation sets, read only to keep their text ou
 SUPERNI_REVISION = "e0fd31052b21acea5bd95fb00253e1ee1f5d8259"  # the commit the catalog's task files pin
 
 
+PACKAGED_DATA = Path(__file__).resolve().parent / "_data"  # sources/, instructions/, ... copied in by setup.py
+
+
 def project_root() -> Path:
-    """The folder holding ``sources/`` and ``instructions/``: $MEDI_HOME, else the checkout medi runs from."""
+    """The folder holding ``sources/``, ``instructions/``, ``manifests/`` and ``demo/``: $MEDI_HOME; else the working
+    copy medi is imported from (a checkout, or an editable install of one); else the copy an installed wheel carries
+    (``medi/_data``, read-only: see ``working_copy``)."""
     if home := os.environ.get("MEDI_HOME"):
         return Path(home)
-    here = Path(__file__).resolve().parents[1]
-    return here if (here / "sources").is_dir() else Path.cwd()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "sources").is_dir() and (checkout / "pyproject.toml").is_file():
+        return checkout
+    return PACKAGED_DATA if PACKAGED_DATA.is_dir() else Path.cwd()
+
+
+def working_copy(root: Path | None = None, *, command: str) -> Path:
+    """``root`` (default: ``project_root()``) when ``command`` may write into it. The data inside an installed
+    package is refused: an upgrade or reinstall would silently lose the change."""
+    root = root or project_root()
+    if root.resolve() == PACKAGED_DATA:
+        raise MediError(
+            f"{command} edits the catalog or instruction files, and {root} is the read-only copy inside the "
+            "installed medi package: run it in a working copy of medi (a git clone, `pip install -e .`) or set "
+            "MEDI_HOME to one"
+        )
+    return root
 
 
 class Upstream(BaseModel):

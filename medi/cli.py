@@ -219,7 +219,8 @@ def sources_command(
     where = f" ({', '.join(map(str, dirs))})" if dirs else ""
     out_console.print(f"{len(rows)} sources{where}", highlight=False, markup=False)
     for set_name, source_set in catalog.sets.items():
-        out_console.print(f"set [bold]{set_name}[/]: {len(source_set.sources)} sources, data dir {source_set.data_dir}")
+        line = f"set [bold]{set_name}[/]: {len(source_set.sources)} sources, data dir {source_set.data_dir}"
+        out_console.print(line, highlight=False, soft_wrap=True)  # a path to copy, never broken
 
 
 def columns_text(lines: list[list[str]], widest: int = 64) -> str:

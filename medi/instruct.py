@@ -178,8 +178,9 @@ def write_superni_drafts(root: Path, tasks_dir: Path, tasks: list[str] | None = 
     from ruamel.yaml.comments import CommentedSeq
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-    from medi.catalog import Catalog
+    from medi.catalog import Catalog, working_copy
 
+    working_copy(root, command="medi instructions draft")
     catalog, book = Catalog.load(root), InstructionBook.load(root)
     wanted = tasks or [s.stem for s in catalog.specs.values() if s.adapter == SUPERNI]
     path = root / "instructions" / "superni.yaml"

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
-from medi.catalog import Catalog, project_root
+from medi.catalog import Catalog, project_root, working_copy
 from medi.encode import Encoder, EncoderConfig
 from medi.errors import MediError, explain_validation
 from medi.instruct import InstructionBook, InstructionEntry, read_instruction_file, write_instruction_file
@@ -282,8 +282,8 @@ def import_decisions(
     path: Path | str, *, root: Path | None = None, reviewer: str | None = None, today: dt.date | None = None
 ) -> ImportResult:
     """Apply a decisions file to ``instructions/*.yaml``; nothing is written if any decision is stale."""
+    root = working_copy(root, command="medi review import")
     decisions = read_decisions(path)
-    root = root or project_root()
     book = InstructionBook.load(root)
     reviewer = reviewer or decisions.reviewer
     when = decisions.date or today or dt.date.today()

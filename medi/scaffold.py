@@ -19,7 +19,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from medi.adapters import ADAPTERS, get_adapter
-from medi.catalog import SUPERNI, Catalog, SourceSpec, project_root
+from medi.catalog import SUPERNI, Catalog, SourceSpec, working_copy
 from medi.encode import default_cache_dir
 from medi.errors import MediError, Problem, SourceError, explain_validation
 from medi.fetch import fetch
@@ -78,7 +78,7 @@ def add_source(
     cache_dir: Path | None = None,
 ) -> Scaffolded:
     """Check the request, load its first ``rows`` rows, then write the source and its draft instructions."""
-    root = root or project_root()
+    root = working_copy(root, command="medi add-source")
     family, stem = check_name(request.name)
     catalog = Catalog.load(root)
     if request.adapter not in ADAPTERS:
