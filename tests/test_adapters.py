@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zipfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,7 +13,8 @@ import pytest
 from support import ETD, FLAG, GRIT, json_lines, spec, squash
 
 from medi.adapters import ADAPTERS, get_adapter
-from medi.errors import MediError, Problem
+from medi.errors import MediError, Problem, SourceError
+from medi.fetch import fetch
 from medi.schema import Record
 
 
@@ -238,7 +240,7 @@ def test_table_needs_query_and_pos_columns(tmp_path):
     with pytest.raises(MediError, match=r"sources/tests/kilt_like\.yaml.*options\.columns\.pos"):
         read(path, bad)
     bad_format = spec("tests/kilt_like", "table", options={"format": "csv", "columns": TABLE_COLUMNS})
-    with pytest.raises(MediError, match=r"options\.format must be jsonl or parquet"):
+    with pytest.raises(MediError, match=r"options\.format must be one of jsonl, parquet, zip_lines, not .csv."):
         read(path, bad_format)
 
 
@@ -277,3 +279,81 @@ def test_table_source_end_to_end(tmp_path, medi_home, make_release):
     assert [r["neg"]["text"] for r in built] == [squash(r["hard"]["negative"]) for r in rows]
     assert {r["neg_origin"] for r in built} == {"given"}
     assert {r["query"]["instruction"] for r in built} != {r["pos"]["instruction"] for r in built}  # asymmetric
+
+
+# --- table: parallel text files in a zip (Gigaword's org_data), joined list columns (SciTLDR) -------------------
+
+
+def write_org_data(path, documents: list[str], summaries: list[str]):
+    """A zip laid out like Gigaword's ggw_data.zip: org_data/train.src.txt and train.tgt.txt, one text per line."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("org_data/train.src.txt", "".join(f"{d}\n" for d in documents))
+        archive.writestr("org_data/train.tgt.txt", "".join(f"{s}\n" for s in summaries))
+    return path
+
+
+ZIP_OPTIONS = {
+    "format": "zip_lines",
+    "members": {"document": "org_data/train.src.txt", "summary": "org_data/train.tgt.txt"},
+    "columns": {"query": "document", "pos": "summary"},
+}
+
+
+def test_table_zip_lines_pairs_the_members_line_by_line(tmp_path):
+    pairs = json_lines(ETD / "AllNLI.jsonl.gz")  # real sentences: premise -> hypothesis
+    path = write_org_data(tmp_path / "ggw_data.zip", [p[0] for p in pairs], [p[1] for p in pairs])
+    records = read(path, spec("st/gigaword", "table", options=ZIP_OPTIONS))
+    assert [(r.query, r.pos, r.neg) for r in records] == [(p[0], p[1], None) for p in pairs]
+    assert [r.row_id for r in records] == [f"st/gigaword:L{n}" for n in range(1, len(pairs) + 1)]
+
+
+def test_table_zip_lines_uneven_members_and_missing_member(tmp_path):
+    pairs = json_lines(ETD / "AllNLI.jsonl.gz")[:4]
+    path = write_org_data(tmp_path / "ggw_data.zip", [p[0] for p in pairs], [p[1] for p in pairs[:3]])
+    *records, problem = read(path, spec("st/gigaword", "table", options=ZIP_OPTIONS))
+    assert len(records) == 3 and isinstance(problem, Problem)
+    assert (problem.file, problem.where) == (str(path), "line 4")
+    assert "org_data/train.tgt.txt ended before the other members" in problem.message
+    other = dict(ZIP_OPTIONS, members={"document": "org_data/train.src.txt", "summary": "org_data/dev.tgt.txt"})
+    with pytest.raises(SourceError, match=r"ggw_data\.zip: the archive has no org_data/dev\.tgt\.txt"):
+        read(path, spec("st/gigaword", "table", options=other))
+    with pytest.raises(MediError, match=r"zip_lines needs options\.members"):
+        read(path, spec("st/gigaword", "table", options={**ZIP_OPTIONS, "members": None}))
+
+
+def test_table_join_concatenates_a_list_column(tmp_path):
+    """SciTLDR rows hold the abstract as a list of sentences and several TLDRs: join the one, take the first other."""
+    raw = json_lines(ETD / "AllNLI.jsonl.gz")
+    rows = [{"source": [a, b], "target": [c, a]} for a, b, c in raw]
+    path = write_jsonl(rows, tmp_path / "train.jsonl")
+    options = {"columns": {"query": "source", "pos": "target"}, "join": {"query": " "}}
+    records = read(path, spec("st/scitldr", "table", options=options))
+    assert [(r.query, r.pos) for r in records] == [(f"{a} {b}", c) for a, b, c in raw]
+    with pytest.raises(MediError, match=r"options\.join must map query/pos/neg"):
+        read(path, spec("st/scitldr", "table", options={**options, "join": {"title": " "}}))
+
+
+def test_medi2_sources_read_their_upstream_layouts(tmp_path, catalog):
+    """st/reddit-title-body, st/gigaword and st/scitldr as the catalog configures them, on files laid out like their
+    upstream files (real sentences from the AllNLI fixture stand in for the text)."""
+    triples = json_lines(ETD / "AllNLI.jsonl.gz")
+    mirror = tmp_path / "mirror"
+    reddit, gigaword, scitldr = (catalog.specs[f"st/{n}"] for n in ("reddit-title-body", "gigaword", "scitldr"))
+    (mirror / reddit.mirror).parent.mkdir(parents=True)
+    with gzip.open(mirror / reddit.mirror, "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps({"title": a, "body": b, "subreddit": "test"}) + "\n" for a, b, _ in triples)
+    (mirror / gigaword.mirror).parent.mkdir(parents=True)
+    write_org_data(mirror / gigaword.mirror, [a for a, _, _ in triples], [b for _, b, _ in triples])
+    (mirror / scitldr.mirror).parent.mkdir(parents=True)
+    write_jsonl([{"source": [a, c], "target": [b, c], "paper_id": "x"} for a, b, c in triples], mirror / scitldr.mirror)
+    expected = {
+        "st/reddit-title-body": [(a, b) for a, b, _ in triples],
+        "st/gigaword": [(a, b) for a, b, _ in triples],
+        "st/scitldr": [(f"{a} {c}", b) for a, b, c in triples],
+    }
+    for source in (reddit, gigaword, scitldr):
+        fetched = fetch(source, [mirror], catalog.root, remote=False, cache_dir=tmp_path / "cache")
+        assert fetched.revision == source.upstream.revision and len(source.upstream.revision) == 40
+        records = read(fetched.path, source)
+        assert [(r.query, r.pos) for r in records] == expected[source.name]
+        assert source.medi.included is True and not source.symmetric

@@ -38,7 +38,7 @@ def test_sources_lists_the_catalog(runner, catalog):
     assert [r["name"] for r in rows] == sorted(catalog.specs)
     families = Counter(r["name"].split("/", 1)[0] for r in rows)
     assert families["superni"] == 756
-    assert families["st"] == 37 and families["flagembedding"] == 8 and families["gritlm"] == 1
+    assert families["st"] == 40 and families["flagembedding"] == 8 and families["gritlm"] == 1
     assert {r["status"] for r in rows} == {"remote"}  # no data dir: nothing is local
     assert {r["adapter"] for r in rows} == {"superni", "st_jsonl", "table", "kilt"}
 

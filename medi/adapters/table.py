@@ -1,8 +1,16 @@
-"""Generic tables (JSONL or Parquet) with a column mapping: ``options: {format, columns: {query, pos, neg}}``."""
+"""Generic tables with a column mapping: ``options: {format, columns: {query, pos, neg}, join, members}``.
+
+Formats: ``jsonl`` (optionally gzipped), ``parquet``, and ``zip_lines``: parallel text files inside a zip archive, one
+row per line number, each member a column (``members: {column: path in the archive}``; Gigaword's ``org_data``).
+A list value gives its first item, or, for a side named in ``join: {side: separator}``, all its items joined.
+"""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Iterator
+from itertools import zip_longest
 from pathlib import Path
 
 from medi.adapters import Adapted, RowOrProblem, adapter
@@ -18,10 +26,55 @@ def read_table(path: Path, spec: SourceSpec, seed: int) -> Adapted:
     if not columns.get("query") or not columns.get("pos"):
         raise MediError(f"{spec.file}: the table adapter needs options.columns.query and options.columns.pos")
     fmt = spec.options.get("format") or ("parquet" if path.suffix == ".parquet" else "jsonl")
-    if fmt not in ("jsonl", "parquet"):
-        raise MediError(f"{spec.file}: options.format must be jsonl or parquet, not {fmt!r}")
-    rows = parquet_rows(path, spec.name) if fmt == "parquet" else jsonl_rows(path)
-    return Adapted(rows=_records(rows, columns, spec.name, str(path), seed))
+    if fmt not in FORMATS:
+        raise MediError(f"{spec.file}: options.format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    join = spec.options.get("join") or {}
+    if not isinstance(join, dict) or not all(isinstance(v, str) for v in join.values()) or set(join) - SIDES:
+        raise MediError(f"{spec.file}: options.join must map query/pos/neg to a separator string, not {join!r}")
+    if fmt == "zip_lines":
+        rows = zip_line_rows(path, _members(spec), spec.name)
+    else:
+        rows = parquet_rows(path, spec.name) if fmt == "parquet" else jsonl_rows(path)
+    return Adapted(rows=_records(rows, columns, join, spec.name, str(path)))
+
+
+FORMATS = ("jsonl", "parquet", "zip_lines")
+SIDES = {"query", "pos", "neg"}
+
+
+def _members(spec: SourceSpec) -> dict[str, str]:
+    members = spec.options.get("members")
+    if not isinstance(members, dict) or not members or not all(isinstance(v, str) for v in members.values()):
+        raise MediError(f"{spec.file}: format zip_lines needs options.members: {{column: path in the archive}}")
+    return members
+
+
+def zip_line_rows(path: Path, members: dict[str, str], source: str) -> Iterator[tuple[str, object] | Problem]:
+    """One row per line number of the archive's members: ``{column: line}`` with locator ``L<line>``."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SourceError(source, "malformed_file", f"{path}: not a readable zip archive ({exc})", path) from exc
+    with archive:
+        missing = sorted(set(members.values()) - set(archive.namelist()))
+        if missing:
+            raise SourceError(source, "malformed_file", f"{path}: the archive has no {', '.join(missing)}", path)
+        handles = [io.TextIOWrapper(archive.open(member), encoding="utf-8") for member in members.values()]
+        number = 0
+        try:
+            for number, lines in enumerate(zip_longest(*handles), start=1):
+                if None in lines:
+                    short = [m for m, line in zip(members.values(), lines, strict=True) if line is None]
+                    yield Problem(str(path), f"line {number}", f"{', '.join(short)} ended before the other members")
+                    return
+                yield f"L{number}", {column: line.rstrip("\n") for column, line in zip(members, lines, strict=True)}
+        except (UnicodeDecodeError, zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise SourceError(
+                source, "malformed_file", f"{path}: unreadable after line {number} ({exc})", path
+            ) from exc
+        finally:
+            for handle in handles:
+                handle.close()
 
 
 def jsonl_rows(path: Path) -> Iterator[tuple[str, object] | Problem]:
@@ -59,7 +112,7 @@ def lookup(row: dict, dotted: str) -> object:
     return value
 
 
-def _records(rows, columns: dict, source: str, file: str, seed: int) -> Iterator[RowOrProblem]:
+def _records(rows, columns: dict, join: dict, source: str, file: str) -> Iterator[RowOrProblem]:
     for item in rows:
         if isinstance(item, Problem):
             yield item
@@ -69,7 +122,7 @@ def _records(rows, columns: dict, source: str, file: str, seed: int) -> Iterator
         if not isinstance(row, dict):
             yield Problem(file, where, f"expected an object, got {type(row).__name__}")
             continue
-        texts = {side: _text(row, columns.get(side)) for side in ("query", "pos", "neg")}
+        texts = {side: _text(row, columns.get(side), join.get(side)) for side in ("query", "pos", "neg")}
         if not isinstance(texts["query"], str) or not isinstance(texts["pos"], str):
             yield Problem(file, where, f"columns {columns.get('query')!r}/{columns.get('pos')!r} must be strings")
             continue
@@ -77,10 +130,12 @@ def _records(rows, columns: dict, source: str, file: str, seed: int) -> Iterator
         yield Record(row_id=f"{source}:{locator}", query=texts["query"], pos=texts["pos"], neg=neg)
 
 
-def _text(row: dict, column: str | None) -> object:
+def _text(row: dict, column: str | None, separator: str | None = None) -> object:
     if not column:
         return None
     value = lookup(row, column)
+    if isinstance(value, list) and separator is not None:  # e.g. an abstract stored as a list of sentences
+        return separator.join(value) if value and all(isinstance(v, str) for v in value) else None
     if isinstance(value, list):  # e.g. several reference answers: the first is the canonical one
         return value[0] if value else None
     return value
