@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from medi.errors import MediError
@@ -495,6 +496,7 @@ def export_command(
         )  # fmt: skip
     except MediError as exc:
         _fail(exc)
+    _warn_left_out(report)
     if as_json:
         out_console.print_json(json.dumps(report))
         return
@@ -509,8 +511,23 @@ def export_command(
                           str(t["in_batch_repeats"]))  # fmt: skip
         out_console.print(table)
     out_console.print(
-        f"wrote {report['rows']} rows of {len(report['tasks'])} tasks as {format} to {out} "
+        f"wrote {report['rows']} rows of {report['tasks_written']} tasks as {format} to {out} "
         f"({report['dropped']} rows dropped, {report['added']} added)"
+    )
+
+
+def _warn_left_out(report: dict) -> None:
+    """Tasks the batch size trimmed away whole: a warning on stderr naming them, and the two ways to keep them."""
+    by_name = {t["task_name"]: t for t in report["tasks"]}
+    if not (left := [by_name[name] for name in report["tasks_left_out"]]):
+        return
+    names = ", ".join(f"{escape(t['task_name'])} ({t['rows']} rows)" for t in left)
+    err_console.print(
+        f"[yellow]warning:[/] {len(left)} of {len(report['tasks'])} tasks are smaller than --batch-size "
+        f"{report['batch_size']} and were left out whole ({sum(t['rows'] for t in left)} rows): {names}. "
+        f"Keep them with --batch-policy pad (repeats rows within each task) or --batch-size "
+        f"{min(t['rows'] for t in left)} or smaller.",
+        highlight=False,
     )
 
 

@@ -148,6 +148,8 @@ def export(
         "batch_policy": batch_policy if batch_size else None,
         "dropped": sum(t["dropped"] for t in tasks),
         "added": sum(t["added"] for t in tasks),
+        "tasks_written": sum(1 for t in tasks if t["written"]),
+        "tasks_left_out": [t["task_name"] for t in tasks if t["rows"] and not t["written"]],  # all rows trimmed
         "tasks": tasks,
         "files": files,
     }

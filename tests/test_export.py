@@ -286,3 +286,34 @@ def test_paraphrased_instructions_prefix_per_row_and_refuse_prompts(make_release
     export(release, "st-triplets", tmp_path / "st")
     anchors = datasets.load_from_disk(str(tmp_path / "st"))[split_name("st/AllNLI")]["anchor"]
     assert anchors == [f"{r['query']['instruction']} {r['query']['text']}" for r in rows]
+
+
+def test_instructor_batch_size_names_the_tasks_it_left_out(demo_release, rows_by_task, tmp_path):
+    """Issue 14, case 4: `--batch-size 32` on the demo leaves out every task smaller than a batch; the summary
+    counts what the file holds and stderr names the tasks left out, with both ways to keep them."""
+    runner = CliRunner(env=WIDE)
+    out = tmp_path / "medi-data.json"
+    args = ["export", str(demo_release.out), "--format", "instructor", "--batch-size", "32", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    in_file = Counter(row["task_name"] for row in read_instructor(out))
+    small = {task: len(rows) for task, rows in rows_by_task.items() if len(rows) < 32}
+    assert small and set(in_file) == set(rows_by_task) - set(small)
+    summary = " ".join(plain(result.stdout).split())
+    assert f"wrote {sum(in_file.values())} rows of {len(in_file)} tasks as instructor" in summary
+    warning = " ".join(plain(result.stderr).split())
+    assert f"warning: {len(small)} of {len(rows_by_task)} tasks are smaller than --batch-size 32" in warning
+    assert f"left out whole ({sum(small.values())} rows)" in warning
+    assert all(f"{task} ({n} rows)" in warning for task, n in small.items())
+    assert f"--batch-policy pad (repeats rows within each task) or --batch-size {min(small.values())} or smaller" in (
+        warning
+    )
+
+    padded = runner.invoke(app, [*args[:-1], str(tmp_path / "padded.json"), "--batch-policy", "pad"])
+    assert padded.exit_code == 0 and "warning" not in plain(padded.stderr)
+    assert set(Counter(r["task_name"] for r in read_instructor(tmp_path / "padded.json"))) == set(rows_by_task)
+    assert f"of {len(rows_by_task)} tasks as instructor" in " ".join(plain(padded.stdout).split())
+    as_json = runner.invoke(app, [*args[:-1], str(tmp_path / "j.json"), "--json"])
+    report = json.loads(as_json.stdout)
+    assert sorted(report["tasks_left_out"]) == sorted(small) and report["tasks_written"] == len(in_file)
+    assert "warning:" in plain(as_json.stderr)
