@@ -115,6 +115,7 @@ class PublishPlan:
     delete: list[str]
     commits: list[CommitBatch]
     tag_at: str | None  # the commit the tag names now, None when there is no such tag
+    not_compared: str | None = None  # why the repo could not be read (offline dry run): the plan assumes it empty
 
 
 @dataclass
@@ -184,7 +185,7 @@ def publish(
     staging = Path(tempfile.mkdtemp(prefix="medi-publish-"))
     try:
         files = stage_files(release, staging, repo_id, tag)
-        plan = make_plan(api, repo_id, tag, files, files_per_commit, bytes_per_commit)
+        plan = make_plan(api, repo_id, tag, files, files_per_commit, bytes_per_commit, offline_ok=dry_run)
         print_plan(plan, console, dry_run=dry_run, private=private)
         _check_tag(plan)
         result = PublishResult(plan, dry_run)
@@ -218,22 +219,30 @@ def stage_files(release: Release, staging: Path, repo_id: str, tag: str) -> list
 
 
 def make_plan(
-    api: HfApi, repo_id: str, tag: str, files: list[HubFile], files_per_commit: int, bytes_per_commit: int
+    api: HfApi,
+    repo_id: str,
+    tag: str,
+    files: list[HubFile],
+    files_per_commit: int,
+    bytes_per_commit: int,
+    *,
+    offline_ok: bool = False,
 ) -> PublishPlan:
-    """Compare ``files`` with the repo's main branch: what to upload, what is already there, what to delete."""
+    """Compare ``files`` with the repo's main branch: what to upload, what is already there, what to delete.
+
+    With ``offline_ok`` (a dry run) a Hub that cannot be reached (HF_HUB_OFFLINE, no network) is no error: the plan
+    is made as for an empty repo and says it could not compare (``not_compared``).
+    """
     endpoint = api.endpoint
-    with hub_errors(repo_id, "read the repo", endpoint):
-        try:
-            info = api.dataset_info(repo_id)
-        except RepositoryNotFoundError:
-            info = None
-        remote = {}
-        tag_at = None
-        if info is not None:
-            tree = api.list_repo_tree(repo_id, recursive=True, revision=info.sha, repo_type=REPO_TYPE)
-            remote = {entry.path: entry for entry in tree if isinstance(entry, RepoFile)}
-            tags = {ref.name: ref.target_commit for ref in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).tags}
-            tag_at = tags.get(tag)
+    not_compared = None
+    try:
+        with hub_errors(repo_id, "read the repo", endpoint):
+            info, remote, tag_at = _read_repo(api, repo_id, tag)
+    except MediError as exc:
+        not_compared = _unreachable(exc.__cause__)
+        if not (offline_ok and not_compared):
+            raise
+        info, remote, tag_at = None, {}, None
     upload = [f for f in files if f.path not in remote or not f.same_as(remote[f.path])]
     unchanged = [f for f in files if f.path in remote and f.same_as(remote[f.path])]
     ours = {f.path for f in files}
@@ -251,7 +260,29 @@ def make_plan(
         delete=delete,
         commits=batch_commits(upload, delete, tag, files_per_commit, bytes_per_commit),
         tag_at=tag_at,
+        not_compared=not_compared,
     )
+
+
+def _read_repo(api: HfApi, repo_id: str, tag: str) -> tuple:
+    """(repo info or None, {path: RepoFile} on main, the commit ``tag`` names or None)."""
+    try:
+        info = api.dataset_info(repo_id)
+    except RepositoryNotFoundError:
+        return None, {}, None
+    tree = api.list_repo_tree(repo_id, recursive=True, revision=info.sha, repo_type=REPO_TYPE)
+    remote = {entry.path: entry for entry in tree if isinstance(entry, RepoFile)}
+    tags = {ref.name: ref.target_commit for ref in api.list_repo_refs(repo_id, repo_type=REPO_TYPE).tags}
+    return info, remote, tags.get(tag)
+
+
+def _unreachable(exc: BaseException | None) -> str | None:
+    """Why the Hub could not be asked at all (offline mode, no connection), or None for any other failure."""
+    if isinstance(exc, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set"
+    if isinstance(exc, HubTransportError) and not isinstance(exc, HfHubHTTPError):
+        return f"the Hub is unreachable ({type(exc).__name__}: {exc})"
+    return None
 
 
 def batch_commits(
@@ -343,18 +374,27 @@ def _write(api: HfApi, plan: PublishPlan, private: bool, result: PublishResult, 
 
 def print_plan(plan: PublishPlan, console: Console, *, dry_run: bool, private: bool) -> None:
     where = f"exists, main at {plan.head[:12]}" if plan.repo_exists and plan.head else "does not exist yet"
+    if plan.not_compared:
+        where = "not compared"
     console.print(f"{'plan' if dry_run else 'publishing'}: dataset repo {plan.repo_id} ({where}) on {plan.endpoint}")
+    if plan.not_compared:
+        console.print(
+            f"could not compare with the remote repo: {plan.not_compared}. The plan lists every file as an upload "
+            "and the tag as new; a real publish uploads only what differs and refuses a tag naming other content",
+            highlight=False,
+        )
     if plan.repo_exists and private and plan.remote_private is False:
         console.print("note: the repo exists and is public; --private does not change an existing repo")
-    if not plan.repo_exists:
+    if not plan.repo_exists and not plan.not_compared:
         console.print(f"{'would create' if dry_run else 'create'} the repo ({'private' if private else 'public'})")
     if dry_run:
         table = Table(title=f"{len(plan.files)} files")
         for column in ("path", "rows", "size", "action"):
             table.add_column(column, overflow="fold")
         uploads = {f.path for f in plan.upload}
+        upload = "upload (not compared)" if plan.not_compared else "upload"
         for f in plan.files:
-            action = "upload" if f.path in uploads else "skip (same content on the Hub)"
+            action = upload if f.path in uploads else "skip (same content on the Hub)"
             table.add_row(f.path, str(f.rows) if f.rows is not None else "-", _size(f.size), action)
         for path in plan.delete:
             table.add_row(path, "-", "-", "delete (not in this release)")
@@ -369,7 +409,9 @@ def print_plan(plan: PublishPlan, console: Console, *, dry_run: bool, private: b
     for batch in plan.commits:
         deletes = f", delete {len(batch.deletes)}" if batch.deletes else ""
         console.print(f"  commit: {batch.message}: {len(batch.files)} file(s), {_size(batch.bytes)}{deletes}")
-    if plan.tag_at is None:
+    if plan.not_compared:
+        console.print(f"tag {plan.tag}: would be created on the last commit, unless the repo has it already")
+    elif plan.tag_at is None:
         console.print(f"tag {plan.tag}: {'would be created' if dry_run else 'to create'} on the last commit")
     else:
         console.print(f"tag {plan.tag}: exists at {plan.tag_at[:12]}")

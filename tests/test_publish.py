@@ -231,6 +231,31 @@ def test_dry_run_prints_the_plan_and_writes_nothing(hub, demo_release, tmp_path)
     assert_no_token(client, hub)
 
 
+@pytest.mark.parametrize("way", ["HF_HUB_OFFLINE", "unreachable endpoint"])
+def test_dry_run_offline_prints_the_full_plan(way, hub, demo_release, tmp_path):
+    """Issue 14, case 5: `medi publish R --repo ORG/medi --tag v1 --dry-run` without the Hub prints the whole plan,
+    says it could not compare with the remote repo, and exits 0."""
+    if way == "HF_HUB_OFFLINE":
+        client = Client(hub.url, tmp_path)
+        client.env["HF_HUB_OFFLINE"] = "1"
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        client = Client(f"http://127.0.0.1:{free_port()}", tmp_path)
+        why = "the Hub is unreachable ("
+    done = client.publish(demo_release.out, "--dry-run", "--files-per-commit", "8")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = plain(done.stdout)
+    flat = " ".join(out.split())
+    assert f"plan: dataset repo {REPO} (not compared) on " in flat
+    assert f"could not compare with the remote repo: {why}" in flat
+    assert "21 file(s) to upload" in flat and "in 3 commit(s)" in flat
+    assert "tag v1: would be created on the last commit, unless the repo has it already" in flat
+    for path in [*map(data_path, task_names(demo_release)), "README.md", "manifest.json"]:
+        assert re.search(rf"{re.escape(path)}\s.*\supload \(not compared\)", out), path
+    assert hub.requests == []  # not one request reached the stub
+    assert_no_token(client, hub)
+
+
 def test_interrupted_publish_resumes_without_uploading_again(hub, demo_release, tmp_path):
     client = Client(hub.url, tmp_path)
     hub.fail_next("POST", r"^/api/datasets/.*/commit/", 500, after=1, message="disk full")
@@ -304,7 +329,7 @@ def test_hub_errors_name_the_repo_and_what_failed(hub, demo_release, tmp_path):
 
     offline = Client(hub.url, tmp_path / "offline")
     offline.env["HF_HUB_OFFLINE"] = "1"
-    done = offline.publish(demo_release.out, "--dry-run")
+    done = offline.publish(demo_release.out)  # a dry run offline is fine (test_dry_run_offline_...), this is not
     assert done.returncode == 1 and "cannot read the repo: HF_HUB_OFFLINE is set" in plain(done.stderr)
 
     client = Client(hub.url, tmp_path / "ok")
