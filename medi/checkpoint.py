@@ -1,27 +1,34 @@
-"""Stage checkpoints: what makes a build resumable.
+"""Stage outputs on disk: what makes a build resumable, streamable and runnable by several processes.
 
-A stage's output for one source is stored under a key that hashes everything it depends on (its inputs'
-checksums, the options it reads, the encoder identity, medi's own code). The file is written under a temporary
-name and renamed into place, so its existence is the completion marker: a build killed at any point leaves
-either a whole checkpoint or none, and a rerun skips every stage whose key it finds.
+A stage's output for one source is a Parquet file of its rows plus a JSON file of its report, stored under a key
+that hashes everything the stage depends on (its input's key, the options it reads, the encoder identity, medi's
+own code). Both are written under temporary names and renamed into place, the JSON last, so the JSON's
+existence is the completion marker: a build killed at any point leaves either a whole output or none, and a
+rerun skips every stage whose key it finds. Reports round-trip through JSON (``to_jsonable`` / ``from_jsonable``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-import pickle
 import tempfile
-from collections.abc import Callable
+import types
+import typing
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 import medi
 
-T = TypeVar("T")
 STAGES_DIR = "stages"
+BATCH_ROWS = 8192
 # modules that only read a finished release or talk to people: editing them cannot change a stage's output
 NOT_PIPELINE = {"cli.py", "export.py", "verify.py", "stats.py", "publish.py", "review.py", "lint.py", "scaffold.py"}
 
@@ -43,57 +50,137 @@ def stage_key(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-class Checkpoints:
-    """``<root>/<stage>/<key>.pkl`` files, one per (stage, source, inputs); counts what was reused."""
+@dataclass(frozen=True)
+class StageOutput:
+    """One finished stage output: its rows (read back in batches) and its report."""
 
-    def __init__(self, root: Path, enabled: bool = True):
+    path: Path
+    info: dict
+
+    @property
+    def rows(self) -> int:
+        return pq.ParquetFile(self.path).metadata.num_rows
+
+    def batches(self, rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        yield from pq.ParquetFile(self.path).iter_batches(batch_size=rows)
+
+    def table(self) -> pa.Table:
+        return pq.read_table(self.path)
+
+
+Writer = Callable[[pa.RecordBatch], None]
+
+
+class Checkpoints:
+    """``<root>/<stage>/<key>.parquet`` + ``.json``, one pair per (stage, inputs); counts what was reused.
+
+    With ``reuse=False`` (``--fresh``) every stage is recomputed and its output replaced.
+    """
+
+    def __init__(self, root: Path, reuse: bool = True):
         self.root = root
-        self.enabled = enabled
+        self.reuse = reuse
         self.reused: list[tuple[str, str]] = []
         self.computed: list[tuple[str, str]] = []
 
-    def run(self, stage: str, source: str, key: str, compute: Callable[[], T]) -> T:
-        """The stage's stored output when there is one; else compute, store atomically, return."""
-        path = self.root / stage / f"{key}.pkl"
-        if self.enabled and path.is_file():
-            with path.open("rb") as handle:
-                value = pickle.load(handle)
+    def run(
+        self, stage: str, source: str, key: str, schema: pa.Schema, compute: Callable[[Writer], dict]
+    ) -> StageOutput:
+        """The stored output when there is one; else ``compute(write)`` — it writes its row batches through
+        ``write`` and returns its report — stored atomically."""
+        data, info_path = self.root / stage / f"{key}.parquet", self.root / stage / f"{key}.json"
+        if self.reuse and info_path.is_file() and data.is_file():
             self.reused.append((stage, source))
-            return value
-        value = compute()
-        if self.enabled:
-            _atomic_pickle(path, value)
+            return StageOutput(data, json.loads(info_path.read_text(encoding="utf-8")))
+        data.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=data.parent, prefix=".tmp-", suffix=".parquet")
+        os.close(fd)
+        try:
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+                info = compute(lambda batch: writer.write_batch(batch) if batch.num_rows else None)
+            os.replace(tmp, data)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        text = json.dumps(info, ensure_ascii=False, sort_keys=True)
+        _atomic_text(info_path, text)
         self.computed.append((stage, source))
-        return value
+        return StageOutput(data, json.loads(text))  # as a rerun reads it back: same key order, same types
 
 
-def _atomic_pickle(path: Path, value: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pkl")
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def write_in_batches(write: Writer, rows: list, to_batch: Callable[[list], pa.RecordBatch]) -> None:
+    """Write ``rows`` through ``write`` as Arrow batches of ``BATCH_ROWS``."""
+    for start in range(0, len(rows), BATCH_ROWS):
+        write(to_batch(rows[start : start + BATCH_ROWS]))
+
+
+# --- reports to JSON and back --------------------------------------------------------------------------
+
+
+def to_jsonable(value: object) -> object:
+    """Dataclasses (reports, problems) as dicts, tuples as lists, paths as strings; the rest as is."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def from_jsonable(hint: object, data: object) -> object:
+    """``data`` (from ``to_jsonable``) rebuilt as the type ``hint``: dataclasses, Counters, dicts, lists, tuples."""
+    if data is None:
+        return None
+    if dataclasses.is_dataclass(hint):
+        hints = typing.get_type_hints(hint)
+        return hint(**{k: from_jsonable(hints.get(k), v) for k, v in data.items()})
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Counter or origin is Counter:
+        return Counter(data)
+    if origin in (types.UnionType, typing.Union):
+        concrete = [a for a in args if a is not type(None)]
+        return from_jsonable(concrete[0], data) if len(concrete) == 1 else data
+    if origin is dict and args:
+        return {k: from_jsonable(args[1], v) for k, v in data.items()}
+    if origin is list and args:
+        return [from_jsonable(args[0], v) for v in data]
+    if origin is tuple and args:
+        item = args[0]
+        return tuple(from_jsonable(item, v) for v in data)
+    return data
+
+
 def stages_info(cache_dir: Path) -> dict:
-    """Checkpoint files and bytes per stage."""
+    """Finished stage outputs and bytes per stage."""
     root = cache_dir / STAGES_DIR
     info = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        files = list(folder.glob("*.pkl"))
-        info[folder.name] = {"checkpoints": len(files), "bytes": sum(f.stat().st_size for f in files)}
+        files = [p for p in folder.iterdir() if p.suffix in (".parquet", ".json")]
+        outputs = sum(p.suffix == ".json" for p in files)
+        info[folder.name] = {"checkpoints": outputs, "bytes": sum(f.stat().st_size for f in files)}
     return info
 
 
 def clear_stages(cache_dir: Path) -> int:
-    """Remove every checkpoint (they are all recomputable); return how many were removed."""
+    """Remove every stage output (they are all recomputable); return how many outputs were removed."""
     root = cache_dir / STAGES_DIR
     removed = 0
-    for path in root.glob("*/*.pkl") if root.is_dir() else []:
-        path.unlink()
-        removed += 1
+    for path in root.glob("*/*") if root.is_dir() else []:
+        if path.suffix in (".parquet", ".json", ".pkl"):
+            removed += path.suffix == ".json" or path.suffix == ".pkl"
+            path.unlink()
     return removed

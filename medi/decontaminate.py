@@ -216,7 +216,7 @@ class DecontamReport:
             "eval_sets": {
                 name: {
                     "registry": self.registry.get(name, []),
-                    **{layer: self.hits[name].get(layer, 0) for layer in LAYERS[1:]},
+                    **{layer: self.hits.get(name, {}).get(layer, 0) for layer in LAYERS[1:]},
                     "examples": self.examples.get(name, []),
                 }
                 for name in sets

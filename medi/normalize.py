@@ -24,8 +24,13 @@ class NormalizeReport:
     changed: Counter = field(default_factory=Counter)
 
 
+_NEEDS_WORK = re.compile(r"[^\x20-\x7e\n]|  |\n\n\n| \n|\n |^\s|\s$")  # printable ASCII already clean: as is
+
+
 def clean_text(text: str, max_chars: int) -> tuple[str, bool]:
     """NFC, no control characters, single spaces, at most two newlines in a row; (text, was truncated)."""
+    if len(text) <= max_chars and not _NEEDS_WORK.search(text):
+        return text, False
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
     text = _NEWLINES.sub("\n\n", _SPACES.sub(" ", text))

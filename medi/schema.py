@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import datasets
+import pyarrow as pa
 
 FORMAT_VERSION = 1
 NEG_ORIGINS = ("given", "mined", "fallback")
@@ -97,3 +98,64 @@ def medi_row(row: dict) -> dict:
         "task_name": row["task_name"],
         "task_id": row["task_id"],
     }
+
+
+# --- stage outputs as Arrow: records before mining, triples after ------------------------------------------
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("row_id", pa.string()),
+        ("query", pa.string()),
+        ("pos", pa.string()),
+        ("neg", pa.string()),
+        ("outputs", pa.list_(pa.string())),
+    ]
+)
+TRIPLE_SCHEMA = pa.schema(
+    [
+        ("row_id", pa.string()),
+        ("query", pa.string()),
+        ("pos", pa.string()),
+        ("neg", pa.string()),
+        ("pos_origin", pa.string()),
+        ("neg_origin", pa.string()),
+        ("pos_score", pa.float32()),
+        ("neg_score", pa.float32()),
+        ("pos_ref", pa.string()),
+        ("neg_ref", pa.string()),
+    ]
+)
+
+
+def records_batch(records: list[Record]) -> pa.RecordBatch:
+    columns = {
+        "row_id": [r.row_id for r in records],
+        "query": [r.query for r in records],
+        "pos": [r.pos for r in records],
+        "neg": [r.neg for r in records],
+        "outputs": [list(r.outputs) for r in records],
+    }
+    return pa.RecordBatch.from_pydict(columns, schema=RECORD_SCHEMA)
+
+
+def records_of(batch: pa.RecordBatch | pa.Table) -> list[Record]:
+    columns = batch.to_pydict()
+    return [
+        Record(row_id, query, pos, neg, tuple(outputs or ()))
+        for row_id, query, pos, neg, outputs in zip(
+            columns["row_id"], columns["query"], columns["pos"], columns["neg"], columns["outputs"], strict=True
+        )
+    ]
+
+
+def triples_batch(triples: list[Triple]) -> pa.RecordBatch:
+    names = TRIPLE_SCHEMA.names
+    return pa.RecordBatch.from_pydict({n: [getattr(t, n) for t in triples] for n in names}, schema=TRIPLE_SCHEMA)
+
+
+def triples_of(batch: pa.RecordBatch | pa.Table) -> list[Triple]:
+    columns = batch.to_pydict()
+    names = TRIPLE_SCHEMA.names
+    return [
+        Triple(**dict(zip(names, values, strict=True))) for values in zip(*(columns[n] for n in names), strict=True)
+    ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
-from support import BAD, FIXTURES, FLAG, MIRROR, json_lines, quiet_console
+from support import BAD, FIXTURES, FLAG, MIRROR, json_lines, quiet_console, squash
 
 import medi
 from medi.adapters.superni import load_task
@@ -92,13 +93,14 @@ def test_task_without_instances(medi_home, tmp_path):
 
 
 def damaged_parquet(tmp_path, damage: str):
-    """A Parquet file of real rows, then damaged: cut half-way (no footer), or its first data page overwritten."""
+    """A Parquet file of real rows in two row groups, then damaged: cut half-way (no footer), or the first page of
+    its first row group overwritten."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = [{"q": r["query"], "p": r["pos"][0]} for r in json_lines(FLAG / "retrieval" / "nli.jsonl")]
     whole = tmp_path / "whole.parquet"
-    pq.write_table(pa.Table.from_pylist(rows), whole)
+    pq.write_table(pa.Table.from_pylist(rows), whole, row_group_size=len(rows) // 2)
     data = bytearray(whole.read_bytes())
     if damage == "cut":  # a download that stopped half-way
         data = data[: len(data) // 2]
@@ -111,10 +113,10 @@ def damaged_parquet(tmp_path, damage: str):
     return path
 
 
-@pytest.mark.parametrize("damage", ["cut", "bad_page"])
-def test_unreadable_parquet_is_a_source_error(medi_home, make_release, tmp_path, damage):
-    """With on_error=skip a damaged Parquet file skips its source (naming the file); the others still build."""
-    path = damaged_parquet(tmp_path, damage)
+def test_unreadable_parquet_is_a_source_error(medi_home, make_release, tmp_path):
+    """With on_error=skip a Parquet file cut before its footer skips its source (naming the file); the others
+    still build."""
+    path = damaged_parquet(tmp_path, "cut")
     medi_home.add_source(
         "tests/damaged_parquet",
         {"adapter": "table", "mirror": path.name, "options": {"columns": {"query": "q", "pos": "p"}}},
@@ -130,6 +132,26 @@ def test_unreadable_parquet_is_a_source_error(medi_home, make_release, tmp_path,
     assert caught.value.reason == "malformed_file" and str(path) in str(caught.value)
 
 
+def test_a_damaged_parquet_page_costs_its_row_group_only(medi_home, make_release, tmp_path):
+    """Row groups are read one by one: the rows of the damaged group are problems (file and row, one each), the
+    other group's rows are kept; with on_error=fail the first of them stops the build."""
+    path = damaged_parquet(tmp_path, "bad_page")
+    medi_home.add_source(
+        "tests/damaged_parquet",
+        {"adapter": "table", "mirror": path.name, "options": {"columns": {"query": "q", "pos": "p"}}},
+    )
+    medi_home.add_instructions(["tests/damaged_parquet"])
+    release = make_release("tests/damaged_parquet", tmp_path / "out", [path.parent])
+    source = release.manifest["sources"]["tests/damaged_parquet"]
+    assert source["rows_read"] == 10 and source["dropped"]["malformed_row"] == 5
+    assert [p.split(": unreadable")[0] for p in source["problems"]] == [f"{path}, row {i}" for i in range(5)]
+    second_group = {squash(r["query"]) for r in json_lines(FLAG / "retrieval" / "nli.jsonl")[5:]}
+    assert release.manifest["rows"] > 0 and {row["query"]["text"] for row in release.dataset} <= second_group
+
+    with pytest.raises(MediError, match=rf"{re.escape(str(path))}, row 0: unreadable: row group 0"):
+        build("tests/damaged_parquet", tmp_path, [path.parent], on_error="fail")
+
+
 # --- missing files and names ------------------------------------------------------------------------------------
 
 
@@ -141,7 +163,9 @@ def test_missing_mirror_file_names_the_expected_path(tmp_path):
         build(name, tmp_path, [MIRROR], remote=False, on_error="fail")
     assert caught.value.reason == "missing_file" and str(expected) in str(caught.value)
 
-    manifest = build(name, tmp_path, [MIRROR], remote=False)
+    with pytest.raises(MediError, match="0 rows"):  # a named source that gave nothing is a failed build
+        build(name, tmp_path, [MIRROR], remote=False)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())  # written all the same, for the record
     assert manifest["skipped_sources"][name]["reason"] == "missing_file"
     assert str(expected) in manifest["skipped_sources"][name]["message"]
     assert manifest["rows"] == 0 and manifest["tasks"] == []
@@ -268,9 +292,11 @@ def test_hub_unreachable(tmp_path, data_dirs, cache_dir, catalog):
     spec_ = catalog.specs[name]
     assert spec_.upstream.kind == "hub" and not find_in_mirrors(spec_, [MIRROR])
 
-    manifest = medi.build(
-        name, tmp_path / "out", data_dirs, BuildOptions(remote=True), cache_dir=cache_dir, console=quiet_console()
-    )
+    with pytest.raises(MediError, match="0 rows"):
+        medi.build(
+            name, tmp_path / "out", data_dirs, BuildOptions(remote=True), cache_dir=cache_dir, console=quiet_console()
+        )
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     skipped = manifest["skipped_sources"][name]
     assert skipped["reason"] == "hub_unreachable"
     assert "--data-dir" in skipped["message"] and spec_.mirror in skipped["message"]

@@ -30,7 +30,8 @@ def medi_build(out: Path, cache: Path) -> subprocess.Popen:
 
 
 def checkpoints(cache: Path, stage: str = "*") -> list[Path]:
-    return sorted((cache / STAGES_DIR).glob(f"{stage}/*.pkl"))
+    """Finished stage outputs (their report file is written last: the completion marker)."""
+    return sorted((cache / STAGES_DIR).glob(f"{stage}/*.json"))
 
 
 def embedding_chunks(cache: Path) -> list[Path]:
@@ -81,17 +82,22 @@ def test_a_changed_template_reruns_only_the_instructions(make_release, medi_home
     yaml.dump(entries, path)
 
     second = make_release("st/quora_duplicates", tmp_path / "two", [MIRROR])
-    assert checkpoints(cache_dir) == saved, "a wording change must not redo prepare or mine"
-    assert "resumed: reused 3" in second.log  # prepare, clean, mine
+    # the token budget (select) counts the instruction's tokens, so it reruns; its rows are the same, so the
+    # stages before and after it are reused
+    assert [p for p in checkpoints(cache_dir) if p.parent.name != "select"] == [
+        p for p in saved if p.parent.name != "select"
+    ], "a wording change must not redo sample, clean or mine"
+    # sample, clean, select (the longest wording, which the token budget counts, is unchanged) and mine
+    assert "resumed: reused 4" in second.log
     assert {row["query"]["instruction"] for row in second.dataset} == {new_wording}
     assert [r["neg"]["text"] for r in second.dataset] == [r["neg"]["text"] for r in first.dataset]
 
 
 def test_a_changed_mining_option_reruns_mining_only(make_release, cache_dir, tmp_path):
     make_release("st/AllNLI", tmp_path / "one", [MIRROR])
-    prepared, mined = checkpoints(cache_dir, "prepare"), checkpoints(cache_dir, "mine")
+    sampled, mined = checkpoints(cache_dir, "sample"), checkpoints(cache_dir, "mine")
     make_release("st/AllNLI", tmp_path / "two", [MIRROR], mining={"relative_margin": 0.2})
-    assert checkpoints(cache_dir, "prepare") == prepared
+    assert checkpoints(cache_dir, "sample") == sampled
     assert len(checkpoints(cache_dir, "mine")) == len(mined) + 1
 
 

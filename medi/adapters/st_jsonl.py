@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from queue import Full, Queue
 from typing import IO
+
+import orjson
 
 from medi.adapters import Adapted, RowOrProblem, adapter, row_rng
 from medi.catalog import SourceSpec
 from medi.errors import Problem
 from medi.schema import Record
+
+BLOCK = 1 << 22  # compressed bytes per read: large blocks keep gzip and the line split in C
 
 
 def open_text(path: Path) -> IO[str]:
@@ -25,23 +32,124 @@ def open_text(path: Path) -> IO[str]:
     return path.open("r", encoding="utf-8")
 
 
+def _gunzip_blocks(raw: IO[bytes]) -> Iterator[bytes]:
+    """Decompressed blocks of a (multi-member) gzip stream; a truncated stream raises EOFError at its end."""
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    while chunk := raw.read(BLOCK):
+        while chunk:
+            yield decompressor.decompress(chunk)
+            chunk = b""
+            if decompressor.eof:
+                chunk = decompressor.unused_data
+                decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS) if chunk else decompressor
+    if not decompressor.eof:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The file's bytes in large blocks; gzip is inflated in a background thread (zlib releases the GIL)."""
+    with path.open("rb") as raw:
+        if path.suffix != ".gz":
+            while block := raw.read(BLOCK):
+                yield block
+            return
+        yield from _prefetched(_gunzip_blocks(raw))
+
+
+def _prefetched(blocks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                while not stop.is_set():
+                    try:
+                        queue.put(block, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(_END)
+        except BaseException as exc:  # handed to the reader, raised there
+            queue.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+_END = object()
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) per non-blank line, read in large blocks."""
+    line_number = 0
+    for lines in _line_blocks(path):
+        for line in lines:
+            line_number += 1
+            if line and not line.isspace():
+                yield line_number, line
+
+
+def _line_blocks(path: Path) -> Iterator[list[bytes]]:
+    """The file's lines, a block's worth at a time (the last line of a block is completed by the next)."""
+    rest = b""
+    for block in _blocks(path):
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        yield lines
+    if rest:
+        yield [rest]
+
+
+def parse_json(line: bytes) -> object:
+    """orjson, with the standard library as the judge of what orjson refuses (NaN, huge integers)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line.decode("utf-8"))
+
+
 def read_json_lines(path: Path) -> Iterator[tuple[int, object] | Problem]:
     """(line number, value) per line, or a Problem for a line that is not JSON; blank lines are skipped.
 
-    A file that stops being readable (truncated gzip, bad bytes) ends with one Problem for the rest of it.
+    A file that stops being readable (truncated gzip, an I/O error) ends with one Problem for the rest of it.
     """
     line_number = 0
     try:
-        with open_text(path) as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
+        for lines in _line_blocks(path):
+            for line in lines:
+                line_number += 1
                 try:
-                    yield line_number, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield Problem(str(path), f"line {line_number}", f"invalid JSON: {exc.msg} (column {exc.colno})")
-    except (UnicodeDecodeError, OSError, EOFError) as exc:
+                    yield line_number, orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    if not line or line.isspace():
+                        continue
+                    yield _slow_parse(path, line_number, line)
+    except (OSError, EOFError, zlib.error) as exc:
         yield Problem(str(path), f"after line {line_number}", f"unreadable from here on: {exc}")
+
+
+def _slow_parse(path: Path, line_number: int, line: bytes) -> tuple[int, object] | Problem:
+    """What orjson refused: the standard library's verdict, with its message."""
+    where = f"line {line_number}"
+    try:
+        return line_number, json.loads(line.decode("utf-8"))
+    except json.JSONDecodeError as exc:
+        return Problem(str(path), where, f"invalid JSON: {exc.msg} (column {exc.colno})")
+    except UnicodeDecodeError as exc:
+        return Problem(str(path), where, f"not UTF-8: {exc.reason} at byte {exc.start}")
+    except RecursionError:
+        return Problem(str(path), where, "invalid JSON: nested too deeply")
 
 
 @adapter("st_jsonl")
@@ -50,17 +158,20 @@ def read_st_jsonl(path: Path, spec: SourceSpec, seed: int) -> Adapted:
 
 
 def _rows(path: Path, source: str, seed: int) -> Iterator[RowOrProblem]:
+    file = str(path)
     for item in read_json_lines(path):
         if isinstance(item, Problem):
             yield item
             continue
         line, value = item
-        yield parse_row(value, f"{source}:L{line}", str(path), f"line {line}", seed)
+        if type(value) is list and len(value) == 2 and type(value[0]) is str and type(value[1]) is str:
+            yield Record(f"{source}:L{line}", value[0], value[1])  # the common pair layout, without the checks
+        else:
+            yield parse_row(value, f"{source}:L{line}", file, f"line {line}", seed)
 
 
 def parse_row(value: object, row_id: str, file: str, where: str, seed: int) -> RowOrProblem:
     """One JSON value in any of the five layouts, as a Record; anything else is a Problem."""
-    rng = row_rng(seed, row_id)
     if isinstance(value, list):
         texts = value
         if len(texts) not in (2, 3):
@@ -69,8 +180,9 @@ def parse_row(value: object, row_id: str, file: str, where: str, seed: int) -> R
         members = value["set"]
         if not isinstance(members, list) or len(members) < 2:
             return Problem(file, where, "`set` needs a list of at least 2 texts")
-        texts = rng.sample(members, 2)
+        texts = row_rng(seed, row_id).sample(members, 2)
     elif isinstance(value, dict) and "query" in value and "pos" in value:
+        rng = _LazyRng(seed, row_id)
         pos, neg = _pick(value["pos"], rng), _pick(value.get("neg"), rng)
         if pos is None:
             return Problem(file, where, "`pos` is empty")
@@ -84,7 +196,23 @@ def parse_row(value: object, row_id: str, file: str, where: str, seed: int) -> R
     return Record(row_id=row_id, query=texts[0], pos=texts[1], neg=texts[2] if len(texts) == 3 else None)
 
 
-def _pick(value: object, rng) -> object:
+def _pick(value: object, rng: _LazyRng) -> object:
     if isinstance(value, list):
-        return rng.choice(value) if value else None
+        if len(value) == 1:
+            return value[0]  # what rng.choice would give, without seeding a generator per row
+        return rng.get().choice(value) if value else None
     return value
+
+
+class _LazyRng:
+    """The row's generator (``row_rng``), seeded only when a choice among several items is needed."""
+
+    __slots__ = ("_rng", "row_id", "seed")
+
+    def __init__(self, seed: int, row_id: str):
+        self.seed, self.row_id, self._rng = seed, row_id, None
+
+    def get(self):
+        if self._rng is None:
+            self._rng = row_rng(self.seed, self.row_id)
+        return self._rng

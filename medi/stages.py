@@ -1,0 +1,470 @@
+"""The per-source stages as units an engine can run: each has one shape — a name, the schema of its output rows,
+a config (what it reads besides its input rows: that keys its stored output) and a function from Arrow batches
+(plus the source's context) to Arrow batches and a report.
+
+``PIPELINE`` lists them in run order: sample (adapt + sample + normalize), clean (dedup, decontaminate, filter),
+select (token budget + cap) and mine. ``run_source`` is the local executor for one source: it runs each stage
+through the checkpoint store (a finished output is reused, never recomputed) and reads again with a larger sample
+when the cap is not met. The build (``medi.build``) runs ``run_source`` per source, in this process or in a pool
+of worker processes, then streams the mined rows into shards.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property, partial
+from pathlib import Path
+
+import pyarrow as pa
+
+from medi.adapters import get_adapter
+from medi.catalog import SUPERNI, Catalog, SourceSpec
+from medi.checkpoint import (
+    STAGES_DIR,
+    Checkpoints,
+    StageOutput,
+    Writer,
+    from_jsonable,
+    stage_key,
+    to_jsonable,
+    write_in_batches,
+)
+from medi.decontaminate import DecontamConfig, DecontamReport, EvalIndex, decontaminate, load_eval_sets
+from medi.dedup import DedupConfig, DedupReport, dedup
+from medi.encode import Encoder, EncoderConfig
+from medi.errors import MediError, Problem, SourceError
+from medi.fetch import Fetched, fetch, sha256_file
+from medi.filter import FilterConfig, FilterReport, apply_token_budget, filter_records
+from medi.instruct import InstructionBook
+from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
+from medi.normalize import NormalizeReport, normalize
+from medi.sample import GROWTH, Sampler, SampleReport, eval_form_hashes, sample_size
+from medi.schema import RECORD_SCHEMA, TRIPLE_SCHEMA, Record, records_batch, records_of, triples_batch
+from medi.select import SelectConfig, SelectReport, select
+
+MAX_KEPT_PROBLEMS = 1000  # problems listed per source (all are counted)
+PROGRESS_EVERY = 50_000  # rows between progress reports while reading
+
+
+# --- what every stage sees -----------------------------------------------------------------------------------
+
+
+class Runner:
+    """What a process needs to run stages: options, catalog, instructions, eval sets, the encoder (lazily)."""
+
+    def __init__(self, options, dirs: list[Path], cache_dir: Path, *, reuse: bool = True, progress=None):
+        self.options, self.dirs, self.cache_dir = options, dirs, cache_dir
+        self.catalog = Catalog.load()
+        self.book = InstructionBook.load(self.catalog.root)
+        self.checkpoints = Checkpoints(cache_dir / STAGES_DIR, reuse=reuse)
+        self.progress = progress or (lambda *args, **kwargs: None)
+        self.test_sources = dict(self.catalog.superni_test_sources)
+        self._encoder: Encoder | None = None
+        self._eval: tuple[EvalIndex, list, dict] | None = None
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            o = self.options
+            config = EncoderConfig(
+                o.encoder, o.device, o.batch_size, o.max_seq_length, o.query_prompt, o.document_prompt, o.precision
+            )
+            self._encoder = Encoder(config, self.cache_dir)
+        return self._encoder
+
+    def _eval_sets(self) -> tuple[EvalIndex, list, dict]:
+        if self._eval is None:
+            sets, fingerprint, skipped = load_eval_sets(
+                self.catalog, self.options.eval_sets, self.dirs, self.options, self.cache_dir
+            )
+            self._eval = (EvalIndex(sets, self.decontam_config()), fingerprint, skipped)
+        return self._eval
+
+    @property
+    def eval_index(self) -> EvalIndex:
+        return self._eval_sets()[0]
+
+    @property
+    def eval_fingerprint(self) -> list:
+        return self._eval_sets()[1]
+
+    @property
+    def eval_skipped(self) -> dict:
+        return self._eval_sets()[2]
+
+    @cached_property
+    def eval_forms(self) -> frozenset[int]:
+        return eval_form_hashes(text.text for text in self.eval_index.texts)
+
+    def dedup_config(self) -> DedupConfig:
+        return stage_config(DedupConfig, self.options.dedup, "dedup")
+
+    def decontam_config(self) -> DecontamConfig:
+        return stage_config(DecontamConfig, self.options.decontaminate, "decontaminate")
+
+    def all_test_sources(self) -> dict[str, list[str]]:
+        """Shipped table plus the Source of every test task file found in the data dirs."""
+        for data_dir in self.dirs:
+            for task in self.catalog.superni_test_tasks - set(self.test_sources):
+                path = data_dir / "super-ni" / "tasks" / f"{task}.json"
+                if path.is_file():
+                    self.test_sources[task] = json.loads(path.read_text(encoding="utf-8")).get("Source") or []
+        return self.test_sources
+
+
+@dataclass
+class SourceContext:
+    """One source's trip: its spec and input, the runner, and the reports of the stages run so far."""
+
+    spec: SourceSpec
+    runner: Runner
+    fetched: Fetched | None = None
+    infos: dict[str, dict] = field(default_factory=dict)
+    sample_factor: int = 1
+
+    @property
+    def options(self):
+        return self.runner.options
+
+    @property
+    def meta(self) -> dict:
+        return self.infos.get("sample", {}).get("meta") or {}
+
+    def embed(self) -> Callable:
+        side = "document" if self.spec.adapter == SUPERNI else "query"
+        return partial(self.runner.encoder.embed, side=side)
+
+    def filter_config(self) -> FilterConfig:
+        base = stage_config(FilterConfig, self.options.filter, "filter")
+        try:
+            return base.with_overrides(self.spec.filter)
+        except MediError as exc:
+            raise MediError(f"{self.spec.file}: filter: {exc}") from exc
+
+    def cap(self) -> int | None:
+        return self.options.max_per_source or self.spec.medi.cap
+
+    def symmetric_pairs(self) -> bool:
+        """Dedup compares (query, positive) unordered for symmetric pair sources; Super-NI inputs never pair so."""
+        return self.spec.symmetric and self.spec.adapter != SUPERNI
+
+    def refuse_shared_test_source(self, meta: dict) -> None:
+        """A Super-NI task outside the train split must not share a Source with any test task."""
+        spec = self.spec
+        if spec.adapter != SUPERNI or spec.stem in self.runner.catalog.superni_train_tasks:
+            return
+        own = set(meta.get("Source") or [])
+        for test_task, test_sources in self.runner.all_test_sources().items():
+            if shared := own & set(test_sources):
+                raise SourceError(
+                    spec.name,
+                    "shares_test_source",
+                    f"shares Source {sorted(shared)} with Super-NI test task {test_task}; refused to keep "
+                    "test data out of the release",
+                )
+
+    def longest_wordings(self) -> dict[str, str]:
+        """The longest query and document wording of the source: the token budget counts the worst case."""
+        wordings = self.runner.book.for_source(self.spec, self.meta)
+        found = {
+            "query": max(wordings.query, key=len, default=""),
+            "document": max(wordings.document, key=len, default=""),
+        }
+        return {side: text for side, text in found.items() if text}
+
+
+def stage_config(cls, values: dict, option: str):
+    """A stage's config dataclass from a build option's dict; a wrong key or value names the option."""
+    unknown = set(values) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise MediError(
+            f"build option {option}: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
+        )
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise MediError(f"build option {option}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One unit of the pipeline; ``run(ctx, batches, write) -> report`` writes its output rows through ``write``."""
+
+    name: str
+    schema: pa.Schema
+    config: Callable[[SourceContext], dict]
+    run: Callable[[SourceContext, Iterator[pa.RecordBatch], Writer], dict]
+    check: Callable[[SourceContext, dict], None] | None = None  # runs on the report, stored or fresh
+
+
+# --- sample: adapt, sample while reading, normalize ----------------------------------------------------------
+
+
+def _sample_config(ctx: SourceContext) -> dict:
+    o = ctx.options
+    size = sample_size(ctx.cap(), o.select, ctx.sample_factor)
+    counts_eval = bool(ctx.runner.eval_index.texts)
+    return {
+        "spec": ctx.spec.model_dump(mode="json"),
+        "input": ctx.fetched.sha256,
+        "seed": o.seed,
+        "max_chars": o.max_chars,
+        "on_error": o.on_error,
+        "sample_size": size,
+        "eval": ctx.runner.eval_fingerprint if counts_eval else None,
+    }
+
+
+def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Writer) -> dict:
+    spec, o = ctx.spec, ctx.options
+    adapted = get_adapter(spec.adapter, spec.name)(ctx.fetched.path, spec, o.seed)
+    ctx.refuse_shared_test_source(adapted.meta)  # before reading every row
+    size = sample_size(ctx.cap(), o.select, ctx.sample_factor)
+    sampler = Sampler(size, f"{o.seed}:{spec.name}", ctx.runner.eval_forms if ctx.runner.eval_index.texts else None)
+    problems: list[Problem] = []
+    problem_count = 0
+    report = NormalizeReport()
+    streamed: list[Record] = []
+    started = time.perf_counter()
+    for item in adapted.rows:
+        if isinstance(item, Problem):
+            if o.on_error == "fail":
+                raise MediError(f"{spec.name}: {item} (--on-error fail)")
+            problem_count += 1
+            if len(problems) < MAX_KEPT_PROBLEMS:
+                problems.append(item)
+            continue
+        sampler.offer(item)
+        if size is None:  # every row is kept: normalize and write as it streams
+            streamed.extend(normalize((item,), report, o.max_chars))
+            if len(streamed) >= 8192:
+                write(records_batch(streamed))
+                streamed = []
+        if sampler.report.rows_read % PROGRESS_EVERY == 0:
+            ctx.runner.progress(spec.name, "read", sampler.report.rows_read, time.perf_counter() - started)
+    rows = sampler.finish()
+    if size is None:
+        write(records_batch(streamed))
+    else:
+        write_in_batches(write, list(normalize(rows, report, o.max_chars)), records_batch)
+    ctx.runner.progress(spec.name, "read", sampler.report.rows_read, time.perf_counter() - started)
+    sampler.report.passes = ctx.sample_factor.bit_length() if ctx.sample_factor > 1 else 1
+    return {
+        "meta": adapted.meta,
+        "problem_count": problem_count,
+        "problems": to_jsonable(problems),
+        "normalize": to_jsonable(report),
+        "sample": to_jsonable(sampler.report),
+        "truncated": sampler.truncated,
+    }
+
+
+SAMPLE = Stage(
+    "sample",
+    RECORD_SCHEMA,
+    _sample_config,
+    _sample,
+    check=lambda ctx, info: ctx.refuse_shared_test_source(info["meta"]),
+)
+
+
+# --- clean: dedup, decontaminate, filter (all but the token budget) ------------------------------------------
+
+
+def _clean_config(ctx: SourceContext) -> dict:
+    runner = ctx.runner
+    decontam = runner.decontam_config()
+    return {
+        "dedup": asdict(runner.dedup_config()),
+        "decontaminate": asdict(decontam),
+        "filter": asdict(ctx.filter_config()),
+        "encoder": runner.encoder.identity() if decontam.audit else None,
+        "eval": runner.eval_fingerprint,
+        "datasets": sorted(runner.catalog.datasets_of(ctx.spec, ctx.meta)),
+    }
+
+
+def _clean(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer) -> dict:
+    runner, spec = ctx.runner, ctx.spec
+    records = [r for batch in batches for r in records_of(batch)]
+    dedup_report, decontam_report, filter_report = DedupReport(), DecontamReport(), FilterReport()
+    records = dedup(records, runner.dedup_config(), dedup_report, symmetric=ctx.symmetric_pairs(), source=spec.name)
+    audit = ctx.embed() if runner.decontam_config().audit and runner.eval_index.texts else None
+    datasets = runner.catalog.datasets_of(spec, ctx.meta)
+    records = decontaminate(
+        records, runner.eval_index, decontam_report, source=spec.name, source_datasets=datasets, embed=audit
+    )
+    no_budget = replace(ctx.filter_config(), token_budget=None)
+    records = filter_records(records, no_budget, filter_report)
+    write_in_batches(write, records, records_batch)
+    return {
+        "dedup": to_jsonable(dedup_report),
+        "decontaminate": to_jsonable(decontam_report),
+        "filter": to_jsonable(filter_report),
+    }
+
+
+CLEAN = Stage("clean", RECORD_SCHEMA, _clean_config, _clean)
+
+
+# --- select: the token budget (reads the instructions) and the cap ---------------------------------------------
+
+
+def _select_config_of(ctx: SourceContext) -> SelectConfig:
+    o = ctx.options
+    return SelectConfig(ctx.cap(), o.select, o.diverse_share, seed=f"{o.seed}:{ctx.spec.name}")
+
+
+def _select_config(ctx: SourceContext) -> dict:
+    config = _select_config_of(ctx)
+    return {
+        "select": asdict(config),
+        "filter": asdict(ctx.filter_config()),
+        "wordings": ctx.longest_wordings(),
+        "encoder": ctx.runner.encoder.identity() if config.mode == "diverse" else None,
+    }
+
+
+def _select(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer) -> dict:
+    records = [r for batch in batches for r in records_of(batch)]
+    budget = FilterReport()
+    records = apply_token_budget(records, ctx.filter_config(), budget, ctx.longest_wordings())
+    report = SelectReport()
+    config = _select_config_of(ctx)
+    short = config.max_rows is not None and len(records) < config.max_rows
+    resample = short and ctx.infos["sample"]["truncated"]
+    if not resample:
+        records = select(records, config, report, ctx.embed())
+        write_in_batches(write, records, records_batch)
+    return {"budget": to_jsonable(budget), "select": to_jsonable(report), "resample": resample}
+
+
+SELECT = Stage("select", RECORD_SCHEMA, _select_config, _select)
+
+
+# --- mine ----------------------------------------------------------------------------------------------------
+
+
+def mine_config(ctx: SourceContext) -> MineConfig:
+    fields = {**ctx.options.mining, "seed": ctx.options.seed}
+    if ctx.spec.options.get("mining"):
+        fields["mode"] = ctx.spec.options["mining"]
+    return MineConfig(**fields)
+
+
+def _mine_config(ctx: SourceContext) -> dict:
+    return {"mine": asdict(mine_config(ctx)), "encoder": ctx.runner.encoder.identity()}
+
+
+def _mine(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer) -> dict:
+    records = [r for batch in batches for r in records_of(batch)]
+    report = MineReport()
+    config = mine_config(ctx)
+    encoder = ctx.runner.encoder
+    if ctx.spec.adapter == SUPERNI:
+        triples = mine_task(records, encoder, config, report)
+    else:
+        triples = mine_pairs(records, encoder, config, report, ctx.spec.symmetric)
+    write_in_batches(write, triples, triples_batch)
+    return to_jsonable(report)
+
+
+MINE = Stage("mine", TRIPLE_SCHEMA, _mine_config, _mine)
+
+PIPELINE: tuple[Stage, ...] = (SAMPLE, CLEAN, SELECT, MINE)
+
+
+# --- the local executor --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SourceOutcome:
+    """What a source's stages left: where its rows are and every stage's report (JSON-able, crosses processes)."""
+
+    name: str
+    fetched: dict | None = None
+    infos: dict[str, dict] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)  # stage -> its output file
+    reused: list[str] = field(default_factory=list)
+    skipped: dict | None = None  # {reason, message} when the source was skipped
+    error: str | None = None  # a worker's MediError, raised again by the build
+
+    def output(self, stage: str) -> StageOutput:
+        return StageOutput(Path(self.outputs[stage]), self.infos[stage])
+
+
+def run_source(runner: Runner, spec: SourceSpec, stages: tuple[Stage, ...] = PIPELINE) -> SourceOutcome:
+    """fetch, then every stage in order; a stage with a stored output for its key is not run again."""
+    ctx = SourceContext(spec, runner)
+    runner.progress(spec.name, "fetch")
+    ctx.fetched = fetch(
+        spec, runner.dirs, runner.catalog.root, remote=runner.options.remote, cache_dir=runner.cache_dir
+    )
+    while True:
+        outcome = SourceOutcome(spec.name, ctx.fetched.summary())
+        previous = None
+        for stage in stages:
+            # keyed by its input's content, not the keys before it: a stage whose input came out the same is
+            # not rerun (a new wording reruns the token budget, whose rows are unchanged: mine is reused)
+            source_id = sha256_file(previous.path) if previous else ctx.fetched.sha256
+            key = stage_key(stage.name, source_id, stage.config(ctx))
+            runner.progress(spec.name, stage.name)
+            compute = partial(stage.run, ctx, previous.batches() if previous else iter(()))
+            before = len(runner.checkpoints.reused)
+            output = runner.checkpoints.run(stage.name, spec.name, key, stage.schema, compute)
+            if len(runner.checkpoints.reused) > before:
+                outcome.reused.append(stage.name)
+            if stage.check:
+                stage.check(ctx, output.info)
+            ctx.infos[stage.name] = output.info
+            outcome.infos[stage.name], outcome.outputs[stage.name] = output.info, str(output.path)
+            previous = output
+            if output.info.get("resample"):
+                break
+        else:
+            return outcome
+        ctx.sample_factor *= GROWTH  # the cap was not met from the sample: read again with a larger one
+
+
+def run_source_safely(runner: Runner, spec: SourceSpec) -> SourceOutcome:
+    """``run_source``, with a source problem (under ``--on-error skip``) turned into a skipped outcome."""
+    try:
+        return run_source(runner, spec)
+    except SourceError as exc:
+        if runner.options.on_error == "fail":
+            raise
+        return SourceOutcome(spec.name, skipped={"reason": exc.reason, "message": str(exc)})
+
+
+# --- reading stage reports back ------------------------------------------------------------------------------
+
+
+def reports(outcome: SourceOutcome) -> dict:
+    """The stage reports of an outcome as their report classes (for the manifest and the contamination file)."""
+    infos = outcome.infos
+    clean, chosen = infos.get("clean", {}), infos.get("select", {})
+    return {
+        "normalize": from_jsonable(NormalizeReport, infos.get("sample", {}).get("normalize") or {}),
+        "sample": from_jsonable(SampleReport, infos.get("sample", {}).get("sample") or {}),
+        "problems": [Problem(**p) for p in infos.get("sample", {}).get("problems") or []],
+        "dedup": from_jsonable(DedupReport, clean.get("dedup") or {}),
+        "decontaminate": from_jsonable(DecontamReport, clean.get("decontaminate") or {}),
+        "filter": _merged_filter(clean.get("filter") or {}, chosen.get("budget") or {}),
+        "select": from_jsonable(SelectReport, chosen.get("select") or {}),
+        "mine": from_jsonable(MineReport, infos.get("mine") or {}),
+    }
+
+
+def _merged_filter(clean: dict, budget: dict) -> FilterReport:
+    """The filter stage as one report: its checks (clean) and the token budget (select)."""
+    report = from_jsonable(FilterReport, clean)
+    extra = from_jsonable(FilterReport, budget)
+    report.dropped = Counter(report.dropped) + Counter(extra.dropped)
+    report.tokens, report.tokenizer = extra.tokens or report.tokens, extra.tokenizer or report.tokenizer
+    if budget:
+        report.kept = extra.kept
+    return report
