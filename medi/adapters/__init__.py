@@ -54,6 +54,22 @@ def text_problem(file: str, where: str, value: object, field_name: str) -> Probl
     return Problem(file, where, f"{field_name} must be a string, got {type(value).__name__}")
 
 
+def utf8_safe(value: object) -> bool:
+    """Whether a text (or a JSON value's texts) can be written as UTF-8: JSON's ``\\ud800``-``\\udfff`` escapes
+    decode to lone surrogates, which the standard library's json accepts and Arrow, hashing and files refuse."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, list | tuple):
+        return all(utf8_safe(item) for item in value)
+    if isinstance(value, dict):
+        return all(utf8_safe(key) and utf8_safe(item) for key, item in value.items())
+    return True
+
+
 from medi.adapters import kilt, st_jsonl, superni, table  # noqa: E402  (registers the kinds)
 
 __all__ = ["ADAPTERS", "Adapted", "adapter", "get_adapter", "kilt", "row_rng", "st_jsonl", "superni", "table"]

@@ -82,22 +82,30 @@ def jsonl_rows(path: Path) -> Iterator[tuple[str, object] | Problem]:
         yield item if isinstance(item, Problem) else (f"L{item[0]}", item[1])
 
 
-def parquet_rows(path: Path, source: str) -> Iterator[tuple[str, object]]:
+def parquet_rows(path: Path, source: str) -> Iterator[tuple[str, object] | Problem]:
+    """``R<index>`` and the row as a dict, row group by row group; a file whose footer cannot be read is a
+    SourceError. A damaged page costs the rest of its row group only: one Problem per row lost (so the counts
+    stay true), then reading goes on with the next group, whose pages are independent of it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+        parquet = pq.ParquetFile(path)
+        groups = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(source, "malformed_file", f"{path}: not a readable Parquet file ({exc})", path) from exc
-    index = 0
-    try:
-        for batch in batches:  # a damaged page shows only when its batch is read
-            for row in batch.to_pylist():
-                yield f"R{index}", row
-                index += 1
-    except (pa.ArrowException, OSError) as exc:
-        raise SourceError(source, "malformed_file", f"{path}: unreadable after row {index} ({exc})", path) from exc
+    first = 0
+    for group, size in enumerate(groups):
+        index = first
+        try:
+            for batch in parquet.iter_batches(batch_size=4096, row_groups=[group]):  # a bad page shows when read
+                for row in batch.to_pylist():
+                    yield f"R{index}", row
+                    index += 1
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            reason = f"unreadable: row group {group} (rows {first}-{first + size - 1}) is damaged ({exc})"
+            yield from (Problem(str(path), f"row {lost}", reason) for lost in range(index, first + size))
+        first += size
 
 
 def lookup(row: dict, dotted: str) -> object:
