@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from itertools import groupby
 
 import datasets
 import numpy as np
 import pytest
-from support import plain
+from support import PROJECT_ROOT, plain
 from typer.testing import CliRunner
 
 from medi.cli import app
@@ -317,3 +318,16 @@ def test_instructor_batch_size_names_the_tasks_it_left_out(demo_release, rows_by
     report = json.loads(as_json.stdout)
     assert sorted(report["tasks_left_out"]) == sorted(small) and report["tasks_written"] == len(in_file)
     assert "warning:" in plain(as_json.stderr)
+
+
+def test_medi2_file_names_are_the_ones_the_readme_gives(release, tmp_path):
+    """Issue 14, case 8: the README names medi2 files as the export writes them (`st.msmarco_triplets.jsonl`)."""
+    export(release, "medi2", tmp_path / "medi2")
+    written = {p.name for p in (tmp_path / "medi2").iterdir()}
+    assert {"st.msmarco_triplets.jsonl", "superni.task1146_country_capital.jsonl"} <= written
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"\b((?:st|superni|flagembedding|gritlm)\.[\w.]+?\.jsonl)\b", readme))
+    assert named and named <= written
+    examples = re.findall(r"`([\w/.-]+)` → `([\w.]+\.jsonl)`", readme)
+    assert examples and all(f"{split_name(source)}.jsonl" == file for source, file in examples)
+    assert "<source>.jsonl" not in readme

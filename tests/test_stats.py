@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import Counter
 
@@ -10,7 +11,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 from PIL import Image
-from support import plain
+from support import PROJECT_ROOT, plain
 from typer.testing import CliRunner
 
 import medi.stats
@@ -108,3 +109,15 @@ def test_source_charts_grow_with_the_sources_shown(demo_release, tmp_path, monke
         Image.open(tmp_path / "top5" / "rows_per_source.png") as top,
     ):
         assert top.size[1] < full.size[1]
+
+
+def test_readme_and_help_give_the_same_plots_folder_beside_the_release():
+    """Issue 14, case 8: the README's `medi stats ... --plots` example and `--help`'s agree, and keep the plots out
+    of the release folder (a rebuild into it must not meet files medi did not write)."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    help_text = " ".join(plain(CliRunner(env=WIDE).invoke(app, ["stats", "--help"]).stdout).split())
+    pattern = r"medi stats (\S+) --plots ([^\s`]+)"
+    documented = re.findall(pattern, readme)
+    assert documented and set(documented) == set(re.findall(pattern, help_text))
+    for release, plots in documented:
+        assert not plots.startswith(release.rstrip("/") + "/"), plots
