@@ -76,6 +76,7 @@ bad_bytes = st.one_of(
     st.just(b"\x00\x00\x00"),
     st.just(b'["\xff\xfe caf\xe9", "x"]'),  # Latin-1, not UTF-8
     st.just(b'{"q": "\xc3", "p": "x"}'),  # a cut UTF-8 sequence
+    st.just(b'["\\ud800", "x"]'),  # a lone surrogate escape: valid JSON, but no text
     st.just(b"[" * 5000 + b"]" * 5000),  # nested deeper than any parser's recursion
     st.just(b"1" * 400),  # an integer no 64-bit parser holds
     st.just(b"x" * HUGE),  # a huge line of garbage
@@ -368,16 +369,9 @@ LONE_SURROGATES = [
     (TABLE_JSONL, "rows.jsonl", b'{"q": "\\udfff", "p": "x"}\n{"q": "kept", "p": "row"}\n'),
     (SUPERNI, "task_fuzz.json", json.dumps(task([{"input": "\ud800", "output": []}, {"input": "kept"}])).encode()),
 ]
-ST_JSONL_FALLBACK = pytest.mark.xfail(
-    strict=True, reason="st_jsonl.read_json_lines' json fallback (what orjson refuses) lets lone surrogates through"
-)
 
 
-@pytest.mark.parametrize(
-    ("source_spec", "name", "content"),
-    [pytest.param(*case, marks=ST_JSONL_FALLBACK if case[0] is not SUPERNI else ()) for case in LONE_SURROGATES],
-    ids=["st_jsonl", "table-jsonl", "superni"],
-)
+@pytest.mark.parametrize(("source_spec", "name", "content"), LONE_SURROGATES, ids=["st_jsonl", "table", "superni"])
 def test_a_lone_surrogate_is_a_problem_at_its_row(source_spec, name, content):
     """JSON's ``\\ud800`` escape is valid JSON but no text: Arrow, hashing and the manifest cannot hold it."""
     with folder() as tmp:

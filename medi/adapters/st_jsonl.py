@@ -18,7 +18,7 @@ from typing import IO
 
 import orjson
 
-from medi.adapters import Adapted, RowOrProblem, adapter, row_rng
+from medi.adapters import Adapted, RowOrProblem, adapter, row_rng, utf8_safe
 from medi.catalog import SourceSpec
 from medi.errors import Problem
 from medi.schema import Record
@@ -143,7 +143,10 @@ def _slow_parse(path: Path, line_number: int, line: bytes) -> tuple[int, object]
     """What orjson refused: the standard library's verdict, with its message."""
     where = f"line {line_number}"
     try:
-        return line_number, json.loads(line.decode("utf-8"))
+        value = json.loads(line.decode("utf-8"))
+        if not utf8_safe(value):  # orjson refuses a lone surrogate escape (\ud800); the standard library does not
+            return Problem(str(path), where, "a text holds a lone surrogate (a \\ud800-\\udfff escape): not Unicode")
+        return line_number, value
     except json.JSONDecodeError as exc:
         return Problem(str(path), where, f"invalid JSON: {exc.msg} (column {exc.colno})")
     except UnicodeDecodeError as exc:
