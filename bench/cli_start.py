@@ -19,8 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-MEDI = [shutil.which("medi")] if shutil.which("medi") else [sys.executable, "-m", "medi.cli"]
+# the console script of this interpreter (a pyenv shim on PATH adds ~0.1 s of bash before Python starts)
+SCRIPT = Path(sys.executable).parent / "medi"
+MEDI = [str(SCRIPT)] if SCRIPT.is_file() else [shutil.which("medi") or "medi"]
 COMMANDS = {
     'python -c "import typer"': [sys.executable, "-c", "import typer"],
     "medi --help": [*MEDI, "--help"],
