@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 from medi.catalog import SourceSpec
 from medi.errors import SourceError
 
-GIT_RAW = "https://raw.githubusercontent.com/{repo}/{revision}/{path}"
+GIT_RAW_BASE = "https://raw.githubusercontent.com"  # env MEDI_GIT_RAW_BASE: another host serving <repo>/<rev>/<path>
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,22 +131,33 @@ def _from_git(spec: SourceSpec, cache_dir: Path) -> Fetched:
     up = spec.upstream
     assert up is not None
     revision = up.revision or "HEAD"
-    url = GIT_RAW.format(repo=up.repo, revision=revision, path=up.path)
+    url = git_raw_url(up.repo, revision, up.path)
     target = cache_dir / "git" / up.repo / revision / up.path
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
                 _atomic_copy(response, target)
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:  # cut: IncompleteRead
             raise SourceError(
                 spec.name, "git_unreachable", f"could not download {url} ({exc}); {_offline_hint(spec)}"
             ) from exc
     return _fetched(target, "git", up.revision, url)
 
 
+def git_raw_url(repo: str, revision: str, path: str) -> str:
+    """Where a git file is downloaded from: GitHub's raw host, or ``MEDI_GIT_RAW_BASE`` (a mirror, a test server)."""
+    base = os.environ.get("MEDI_GIT_RAW_BASE") or GIT_RAW_BASE
+    return f"{base.rstrip('/')}/{repo}/{revision}/{path}"
+
+
 def _atomic_copy(stream, target: Path) -> None:
+    """The whole stream into ``target``, or nothing: a cut download leaves no partial file behind."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-    with os.fdopen(fd, "wb") as handle:
-        shutil.copyfileobj(stream, handle)
-    os.replace(tmp, target)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            shutil.copyfileobj(stream, handle)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
