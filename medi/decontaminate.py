@@ -338,7 +338,8 @@ def load_eval_sets(catalog, selection: str, dirs: list, options, cache_dir) -> t
 
     ``selection``: ``mirror`` (the catalog's eval sources the data dirs hold; nothing is downloaded), ``none``,
     ``all`` (every eval source, downloaded where the data dirs lack it and ``options.remote`` allows), or a
-    comma-separated list of eval source names.
+    comma-separated list of eval source names. With ``options.on_error == "fail"`` a set that cannot be read, or a
+    bad row in one, stops the build (a set skipped or cut short would check the release against less than asked).
     """
     from medi.adapters import get_adapter
     from medi.fetch import fetch, find_in_mirrors
@@ -352,15 +353,24 @@ def load_eval_sets(catalog, selection: str, dirs: list, options, cache_dir) -> t
         try:
             fetched = fetch(spec, dirs, catalog.root, remote=remote, cache_dir=cache_dir)
             adapted = get_adapter(spec.adapter, spec.name)(fetched.path, spec, options.seed)
-            records = list(
-                normalize((r for r in adapted.rows if isinstance(r, Record)), NormalizeReport(), options.max_chars)
-            )
+            rows = _eval_rows(adapted.rows, spec.name, fail=options.on_error == "fail")
+            records = list(normalize(rows, NormalizeReport(), options.max_chars))
         except SourceError as exc:
+            if options.on_error == "fail":
+                raise MediError(f"evaluation set {exc} (--on-error fail)") from exc
             skipped[spec.name] = str(exc)
             continue
         sets.append(EvalSet.from_records(spec.name, records, catalog.datasets_of(spec, adapted.meta)))
         fingerprint.append((spec.name, fetched.sha256))
     return sets, fingerprint, skipped
+
+
+def _eval_rows(rows: Iterable, name: str, *, fail: bool) -> Iterable[Record]:
+    for row in rows:
+        if isinstance(row, Record):
+            yield row
+        elif fail:
+            raise MediError(f"evaluation set {name}: {row} (--on-error fail)")
 
 
 def _eval_specs(catalog, selection: str) -> list:

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from git_stub import RawServer
 from hub_stub import GITATTRIBUTES, Blob, HubStub, Repo
 from support import ETD, PROJECT_ROOT, TASKS, json_lines, plain, quiet_console, squash
 
@@ -33,42 +32,11 @@ HUB_REPO = "medi-test/pairs"
 PROCESS_TIMEOUT = 600  # seconds: a hung client fails the test instead of the run
 
 
-class RawServer:
-    """GitHub's raw host in miniature: serves ``root/<repo>/<revision>/<path>``, logs the paths asked for."""
-
-    def __init__(self, root: Path):
-        self.root, self.requests = root, []
-        log = self.requests
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, directory=str(root), **kwargs)
-
-            def log_message(self, format, *args):
-                log.append(self.path)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def serve(self, repo: str, revision: str, path: str, source: Path) -> Path:
-        served = self.root / repo / revision / path
-        served.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, served)
-        return served
-
-
 @pytest.fixture
 def raw(tmp_path, monkeypatch):
-    server = RawServer(tmp_path / "raw")
-    server.thread.start()
-    monkeypatch.setenv("MEDI_GIT_RAW_BASE", server.url)
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with RawServer(tmp_path / "raw") as server:
+        monkeypatch.setenv("MEDI_GIT_RAW_BASE", server.url)
+        yield server
 
 
 def sha256(path: Path) -> str:
