@@ -100,6 +100,21 @@ class MediHome:
             existing[name] = entry
         return dump_yaml(existing, path)
 
+    def set_draft(self, name: str) -> Path:
+        """Make the entry of ``name`` in this copy a draft again (status draft, no reviewer, no date), as an
+        unreviewed entry reads; every other line of its file stays as it was. Returns the file changed."""
+        path = self.root / "instructions" / f"{name.split('/', 1)[0]}.yaml"
+        text = path.read_text(encoding="utf-8")
+        start = text.index(f"\n{name}:\n") + 1
+        end = text.find("\n\n", start)
+        end = len(text) if end < 0 else end
+        block = text[start:end]
+        for key, value in (("status", "draft"), ("reviewer", "null"), ("date", "null")):
+            block, count = re.subn(rf"^  {key}: .*$", f"  {key}: {value}", block, flags=re.MULTILINE)
+            assert count == 1, f"{path}: {name} has {count} '{key}:' lines"
+        path.write_text(text[:start] + block + text[end:], encoding="utf-8")
+        return path
+
 
 def squash(text: str) -> str:
     """Whitespace collapsed, as the build's normalize stage leaves a one-line text."""

@@ -233,6 +233,7 @@ def test_rejected_and_draft_instructions(medi_home, tmp_path):
     path.write_text(path.read_text().replace("status: draft", "status: rejected"))
     with pytest.raises(MediError, match=r"tests/rejected: its instructions in instructions/tests\.yaml are rejected"):
         build("tests/rejected", tmp_path, [MIRROR])
+    medi_home.set_draft("st/AllNLI")  # an entry nobody has reviewed yet, whatever the shipped file says
     with pytest.raises(MediError, match=r"st/AllNLI: its instructions in instructions/st\.yaml are draft"):
         build("st/AllNLI", tmp_path, [MIRROR], require_reviewed=True)
 

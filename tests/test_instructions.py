@@ -6,7 +6,7 @@ import io
 import json
 
 import pytest
-from support import PROJECT_ROOT, TASKS, plain, task_file
+from support import MIRROR, PROJECT_ROOT, TASKS, plain, task_file
 from typer.testing import CliRunner
 
 from medi.cli import app
@@ -213,6 +213,28 @@ def test_drafts_from_real_task_files(catalog):
     for task in sorted(TASKS.glob("*.json")):
         for wording in draft_superni(json.loads(task.read_text(encoding="utf-8")), tables):
             assert not [c for level, c, _ in check_wording(wording) if level == "error"], (task.name, wording)
+
+
+def test_a_super_ni_task_without_an_entry_is_drafted_at_build_time(medi_home, make_release, tmp_path):
+    """Every shipped task has an entry, so take one away in this copy: the build renders a draft from the task
+    file with the drafting tables, uses it for every text and records it as a draft."""
+    name, task = "superni/task1146_country_capital", "task1146_country_capital"
+    path = medi_home.root / "instructions" / "superni.yaml"
+    blocks = path.read_text(encoding="utf-8").split("\n\n")
+    kept = [b for b in blocks if not b.lstrip("\n").startswith(f"{name}:")]
+    assert len(kept) == len(blocks) - 1
+    path.write_text("\n\n".join(kept), encoding="utf-8")
+    assert lint(medi_home.root).drafted == 1
+
+    release = make_release(name, tmp_path / "out", [MIRROR])
+    used = release.manifest["sources"][name]["instructions"]
+    assert (used["origin"], used["status"]) == ("drafted from the task file", "draft")
+    drafted = draft_superni(task_file(task), InstructionBook.load(medi_home.root).drafting)
+    assert used["query"] == used["document"] == drafted
+    rows = release.rows_of(name)
+    assert rows and {(r["query"]["instruction"], r["pos"]["instruction"], r["neg"]["instruction"]) for r in rows} == {
+        (drafted[0], drafted[0], drafted[0])
+    }
 
 
 def test_instructions_draft_writes_reviewable_entries(medi_home, catalog):

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support import PROJECT_ROOT, plain
+from support import MIRROR, PROJECT_ROOT, plain
 from typer.testing import CliRunner
 
 from medi.cli import app
@@ -109,10 +109,14 @@ def test_export_is_the_same_for_the_same_release_and_seed(demo_release, medi_hom
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_review_in_a_real_browser_edit_reject_download_import(exported, medi_home, tmp_path):
+def test_review_in_a_real_browser_edit_reject_download_import(demo_release, medi_home, tmp_path):
     from playwright.sync_api import sync_playwright
 
+    medi_home.set_draft("st/AllNLI")  # a draft beside reviewed entries, whatever the shipped files say
+    exported = export_review(demo_release.out, tmp_path / "review", root=medi_home.root)
     data = page_data(exported)
+    status = {s["name"]: s["status"] for s in data["sources"]}
+    assert status["st/AllNLI"] == "draft" and "reviewed" in status.values()
     allnli = next(s for s in data["sources"] if s["name"] == "st/AllNLI")
     msmarco = next(s for s in data["sources"] if s["name"] == "flagembedding/msmarco")
     old_query, rejected = allnli["wordings"]["query"][1], msmarco["wordings"]["document"][2]
@@ -138,8 +142,12 @@ def test_review_in_a_real_browser_edit_reject_download_import(exported, medi_hom
         assert other.nth(2).get_attribute("data-decision") == "reject"
         assert page.locator("#progress").inner_text() == f"2 of {sum_wordings(data)} wordings decided"
 
-        page.select_option("#filter-status", "reviewed")  # nothing is reviewed yet
-        assert page.locator("section.source:visible").count() == 0
+        shown = "els => els.filter(e => !e.hidden).map(e => e.dataset.source)"
+        for wanted in ("reviewed", "draft"):  # the status filter shows exactly the sources with that status
+            page.select_option("#filter-status", wanted)
+            visible = page.locator("section.source").evaluate_all(shown)
+            assert visible == [name for name, s in status.items() if s == wanted]
+            assert page.locator("section.source:visible").count() == len(visible)
         page.select_option("#filter-status", "all")
         page.select_option("#filter-decided", "undecided")
         assert page.locator("section.source:visible").count() == len(data["sources"])
@@ -191,9 +199,11 @@ def test_review_page_served_on_localhost(exported):
         server.server_close()
 
 
-def test_accepting_every_wording_marks_the_source_reviewed(exported, medi_home, tmp_path):
-    data = page_data(exported)
+def test_accepting_every_wording_marks_the_source_reviewed(demo_release, medi_home, tmp_path):
+    medi_home.set_draft("st/msmarco-triplets")  # an entry nobody has reviewed yet, whatever the shipped file says
+    data = page_data(export_review(demo_release.out, tmp_path / "review", root=medi_home.root))
     view = next(s for s in data["sources"] if s["name"] == "st/msmarco-triplets")
+    assert view["status"] == "draft"
     actions = {(f, i): ("accept", None) for f in ("query", "document") for i in range(len(view["wordings"][f]))}
     path = tmp_path / "decisions.json"
     path.write_text(json.dumps(decision_for(data, "st/msmarco-triplets", actions)), encoding="utf-8")
@@ -232,12 +242,14 @@ def test_stale_decisions_are_refused_and_nothing_is_written(exported, medi_home,
     assert result.exit_code == 1 and "stale" in plain(result.output)
 
 
-def test_a_drafted_super_ni_task_gets_its_own_entry(demo_release, medi_home, tmp_path, catalog):
+def test_a_drafted_super_ni_task_gets_its_own_entry(make_release, medi_home, tmp_path, catalog):
     """A task drafted at build time (no entry yet: here, no superni.yaml at all) gets one when reviewed."""
     (medi_home.root / "instructions" / "superni.yaml").unlink()
-    data = page_data(export_review(demo_release.out, tmp_path / "review", root=medi_home.root))
     name = "superni/task1146_country_capital"
+    release = make_release(name, tmp_path / "out", [MIRROR])  # built without an entry: drafted from the task file
+    data = page_data(export_review(release.out, tmp_path / "review", root=medi_home.root))
     view = next(s for s in data["sources"] if s["name"] == name)
+    assert (view["origin"], view["status"], view["file"]) == ("drafted from the task file", "draft", None)
     edited = "Represent the country name for retrieving countries whose capital is asked the same way:"
     actions = {("query", 0): ("edit", edited), ("query", 1): ("accept", None), ("query", 2): ("reject", None)}
     path = tmp_path / "decisions.json"
