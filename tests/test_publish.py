@@ -25,6 +25,7 @@ from medi.publish import INSTRUCTOR_BIBTEX, config_name
 
 REPO = "medi-org/medi"
 TOKEN = f"hf_{secrets.token_hex(17)}"  # a fresh secret per session: finding it anywhere means medi leaked it
+PROCESS_TIMEOUT = 600  # seconds: a hung client fails its test instead of hanging the run
 
 
 LOAD_SCRIPT = """
@@ -68,8 +69,9 @@ class Client:
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, *args], cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, check=False
-        )
+            [sys.executable, *args], cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, check=False,
+            timeout=PROCESS_TIMEOUT,
+        )  # fmt: skip
         self.outputs += [done.stdout, done.stderr]
         return done
 

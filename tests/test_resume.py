@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from ruamel.yaml import YAML
 from support import DEMO_MIRROR, MIRROR, RELEASE_FILES
 
@@ -19,6 +20,9 @@ from medi.checkpoint import STAGES_DIR
 SOURCES = (
     "superni/task1146_country_capital,superni/task1355_sent_comp_summarization,superni/task1289_trec_classification"
 )
+
+
+PROCESS_TIMEOUT = 900  # seconds: a hung build fails its test instead of hanging the run
 
 
 def medi_build(out: Path, cache: Path) -> subprocess.Popen:
@@ -39,16 +43,29 @@ def embedding_chunks(cache: Path) -> list[Path]:
 
 
 def kill_when(process: subprocess.Popen, ready) -> None:
+    deadline = time.monotonic() + PROCESS_TIMEOUT
     while not ready():
         assert process.poll() is None, f"the build ended before it could be killed:\n{process.stdout.read()}"
+        if time.monotonic() > deadline:  # a hung build fails the test instead of hanging the run
+            process.kill()
+            pytest.fail(f"the build never reached the point to kill it at:\n{process.communicate()[0]}")
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.wait(timeout=PROCESS_TIMEOUT)
+
+
+def finish(process: subprocess.Popen) -> str:
+    """The process's log once it ends (killed, and the test failed, if it hangs)."""
+    try:
+        return process.communicate(timeout=PROCESS_TIMEOUT)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"the build hung:\n{process.communicate()[0]}")
 
 
 def test_a_killed_build_resumes_to_identical_bytes(tmp_path):
     whole = medi_build(tmp_path / "whole", tmp_path / "cache-whole")
-    log, _ = whole.communicate()
+    log = finish(whole)
     assert whole.returncode == 0, log
 
     cache = tmp_path / "cache-killed"
@@ -60,7 +77,7 @@ def test_a_killed_build_resumes_to_identical_bytes(tmp_path):
     assert len(checkpoints(cache, "mine")) < 3
 
     second = medi_build(tmp_path / "killed", cache)
-    log, _ = second.communicate()
+    log = finish(second)
     assert second.returncode == 0, log
     assert "resumed: reused" in log
     for name in RELEASE_FILES:
