@@ -49,6 +49,18 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("medi-cache")
 
 
+@pytest.fixture
+def own_cache(cache_dir, tmp_path) -> Path:
+    """A cache folder of the test's own: no downloads and no stage outputs from earlier builds or runs, but the
+    session's embeddings (keyed by encoder and text: the same vectors whoever computed them), so nothing is
+    embedded twice. For tests that look at what a build downloads or computes."""
+    (cache_dir / "embeddings").mkdir(parents=True, exist_ok=True)
+    own = tmp_path / "own-cache"
+    own.mkdir()
+    (own / "embeddings").symlink_to(cache_dir / "embeddings", target_is_directory=True)
+    return own
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _medi_cache_env(cache_dir):
     """A build or Encoder given no cache_dir= (the CLI without --cache-dir) still uses the session cache."""

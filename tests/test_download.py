@@ -1,8 +1,8 @@
 """Downloads, served by local stand-ins: a git raw file (a real HTTP server on 127.0.0.1 via MEDI_GIT_RAW_BASE) and a
 Hub dataset file at its pinned revision (tests/hub_stub.py via HF_ENDPOINT), through builds and `medi add-source`.
 
-The builds share the session's cache (embeddings, stage outputs) but first remove the download they test from it, so
-what they read was downloaded by the test itself, whatever an earlier run left (MEDI_TEST_CACHE).
+Each build gets a cache of its own (``own_cache``: the session's embeddings, no downloads), so what it reads was
+downloaded by the test itself, whatever an earlier run left (MEDI_TEST_CACHE).
 The session imported huggingface_hub offline (HF_HUB_OFFLINE, read at import), so Hub clients run as processes.
 """
 
@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,13 +49,12 @@ def build(sources: str, out: Path, cache: Path, data_dirs=None, **options) -> di
 # --- git raw files ---------------------------------------------------------------------------------------------
 
 
-def test_a_git_source_downloads_at_its_pinned_revision(raw, catalog, tmp_path, cache_dir):
+def test_a_git_source_downloads_at_its_pinned_revision(raw, catalog, tmp_path, own_cache):
     name = "superni/task1146_country_capital"
     up = catalog.specs[name].upstream
     assert up.kind == "git" and len(up.revision) == 40
     served = raw.serve(up.repo, up.revision, up.path, TASKS / "task1146_country_capital.json")
-    (cache_dir / "git" / up.repo / up.revision / up.path).unlink(missing_ok=True)
-    manifest = build(name, tmp_path / "out", cache_dir)  # no data dir: the file is downloaded
+    manifest = build(name, tmp_path / "out", own_cache)  # no data dir: the file is downloaded
     source = manifest["sources"][name]
     assert source["input"] == {
         "origin": "git",
@@ -71,7 +69,7 @@ def test_a_git_source_downloads_at_its_pinned_revision(raw, catalog, tmp_path, c
     assert {row["query"]["text"] for row in open_release(tmp_path / "out").dataset} <= texts
     assert raw.requests == [f"/{up.repo}/{up.revision}/{up.path}"]
 
-    again = build(name, tmp_path / "again", cache_dir)  # the downloaded copy is reused, byte for byte
+    again = build(name, tmp_path / "again", own_cache)  # the downloaded copy is reused, byte for byte
     assert again["sources"][name]["input"]["sha256"] == sha256(served) and len(raw.requests) == 1
 
 
@@ -136,7 +134,7 @@ def jsonl_gz(rows: list) -> bytes:
     return gzip.compress("".join(json.dumps(row) + "\n" for row in rows).encode(), mtime=0)
 
 
-def test_a_hub_source_downloads_at_its_pinned_revision(hub, medi_home, tmp_path, cache_dir):
+def test_a_hub_source_downloads_at_its_pinned_revision(hub, medi_home, tmp_path, own_cache):
     medi_home.add_source(
         "st/hub_pairs",
         {
@@ -148,8 +146,7 @@ def test_a_hub_source_downloads_at_its_pinned_revision(hub, medi_home, tmp_path,
     medi_home.add_instructions(["st/hub_pairs"])
     out = tmp_path / "out"
     env = hub_env(hub.url, tmp_path, medi_home.root)
-    shutil.rmtree(cache_dir / "hub" / f"datasets--{HUB_REPO.replace('/', '--')}", ignore_errors=True)
-    done = medi_process(env, "build", "--sources", "st/hub_pairs", "--out", str(out), "--cache-dir", str(cache_dir))
+    done = medi_process(env, "build", "--sources", "st/hub_pairs", "--out", str(out), "--cache-dir", str(own_cache))
     assert done.returncode == 0, done.stderr[-3000:]
     source = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["sources"]["st/hub_pairs"]
     pinned_file = hub.repo(HUB_REPO).commits[hub.pinned.oid].files["pairs.jsonl.gz"]

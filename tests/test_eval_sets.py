@@ -53,13 +53,12 @@ def test_eval_sets_mirror_and_none(tmp_path, cache_dir, catalog):
     assert "eval_exact" not in quora["dropped"] and quora["rows_read"] == 31
 
 
-def test_eval_sets_all_downloads_what_the_data_dirs_lack(tmp_path, cache_dir, catalog, monkeypatch):
+def test_eval_sets_all_downloads_what_the_data_dirs_lack(tmp_path, own_cache, catalog, monkeypatch):
     with RawServer(tmp_path / "raw") as raw:
         monkeypatch.setenv("MEDI_GIT_RAW_BASE", raw.url)
         up = catalog.eval_specs[QQP_TEST].upstream
         raw.serve(up.repo, up.revision, up.path, TASKS / "task1345_glue_qqp_question_paraprashing.json")
-        (cache_dir / "git" / up.repo / up.revision / up.path).unlink(missing_ok=True)  # downloaded by this test
-        result = build(tmp_path / "all", cache_dir, [CLEAN], "--eval-sets", "all")
+        result = build(tmp_path / "all", own_cache, [CLEAN], "--eval-sets", "all")  # nothing downloaded before
     assert result.exit_code == 0, result.output
     report = read(tmp_path / "all", "contamination.json")
     assert [s["name"] for s in report["eval_sets"]] == [QQP_TEST]  # the one the stand-in serves
