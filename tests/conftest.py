@@ -72,11 +72,13 @@ def _medi_cache_env(cache_dir):
 
 @pytest.fixture(scope="session")
 def make_release(cache_dir):
-    """``make_release(sources, out, data_dirs=None, **BuildOptions fields) -> Release``."""
+    """``make_release(sources, out, data_dirs=None, cache=None, **BuildOptions fields) -> Release``; ``cache``:
+    another cache folder than the session's (``own_cache``)."""
 
-    def make(sources, out: Path, data_dirs=None, **options) -> Release:
+    def make(sources, out: Path, data_dirs=None, cache: Path | None = None, **options) -> Release:
         console = quiet_console()
-        manifest = medi.build(sources, out, data_dirs, BuildOptions(**options), cache_dir=cache_dir, console=console)
+        built = cache or cache_dir
+        manifest = medi.build(sources, out, data_dirs, BuildOptions(**options), cache_dir=built, console=console)
         return Release(Path(out), manifest, console.file.getvalue())
 
     return make

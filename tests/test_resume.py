@@ -88,9 +88,9 @@ def _instruction_file(home) -> Path:
     return home.root / "instructions" / "st.yaml"
 
 
-def test_a_changed_template_reruns_only_the_instructions(make_release, medi_home, cache_dir, tmp_path):
-    first = make_release("st/quora_duplicates", tmp_path / "one", [MIRROR])
-    saved = checkpoints(cache_dir)
+def test_a_changed_template_reruns_only_the_instructions(make_release, medi_home, own_cache, tmp_path):
+    first = make_release("st/quora_duplicates", tmp_path / "one", [MIRROR], cache=own_cache)
+    saved = checkpoints(own_cache)
     yaml = YAML()
     path = _instruction_file(medi_home)
     entries = yaml.load(path)
@@ -98,10 +98,10 @@ def test_a_changed_template_reruns_only_the_instructions(make_release, medi_home
     entries["st/quora_duplicates"]["query"][0] = new_wording
     yaml.dump(entries, path)
 
-    second = make_release("st/quora_duplicates", tmp_path / "two", [MIRROR])
+    second = make_release("st/quora_duplicates", tmp_path / "two", [MIRROR], cache=own_cache)
     # the token budget (select) counts the instruction's tokens, so it reruns; its rows are the same, so the
     # stages before and after it are reused
-    assert [p for p in checkpoints(cache_dir) if p.parent.name != "select"] == [
+    assert [p for p in checkpoints(own_cache) if p.parent.name != "select"] == [
         p for p in saved if p.parent.name != "select"
     ], "a wording change must not redo sample, clean or mine"
     # sample, clean, select (the longest wording, which the token budget counts, is unchanged) and mine
@@ -110,12 +110,13 @@ def test_a_changed_template_reruns_only_the_instructions(make_release, medi_home
     assert [r["neg"]["text"] for r in second.dataset] == [r["neg"]["text"] for r in first.dataset]
 
 
-def test_a_changed_mining_option_reruns_mining_only(make_release, cache_dir, tmp_path):
-    make_release("st/AllNLI", tmp_path / "one", [MIRROR])
-    sampled, mined = checkpoints(cache_dir, "sample"), checkpoints(cache_dir, "mine")
-    make_release("st/AllNLI", tmp_path / "two", [MIRROR], mining={"relative_margin": 0.2})
-    assert checkpoints(cache_dir, "sample") == sampled
-    assert len(checkpoints(cache_dir, "mine")) == len(mined) + 1
+def test_a_changed_mining_option_reruns_mining_only(make_release, own_cache, tmp_path):
+    """Counted in a cache of the test's own: a cache kept between runs (MEDI_TEST_CACHE) may hold either build."""
+    make_release("st/AllNLI", tmp_path / "one", [MIRROR], cache=own_cache)
+    sampled, mined = checkpoints(own_cache, "sample"), checkpoints(own_cache, "mine")
+    make_release("st/AllNLI", tmp_path / "two", [MIRROR], cache=own_cache, mining={"relative_margin": 0.2})
+    assert checkpoints(own_cache, "sample") == sampled
+    assert len(checkpoints(own_cache, "mine")) == len(mined) + 1
 
 
 def test_resume_false_recomputes_and_gives_the_same_release(cache_dir, tmp_path):
