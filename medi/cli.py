@@ -97,6 +97,7 @@ def build_command(
     max_chars: Annotated[int, typer.Option(help="Texts longer than this are cut")] = 8000,
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache, downloads (~/.cache/medi)")] = None,
     fresh: Annotated[bool, typer.Option(help="Recompute every stage instead of resuming from checkpoints")] = False,
+    workers: Annotated[int, typer.Option(help="Sources built in parallel, one per process (same release bytes)")] = 1,
     max_per_source: Annotated[
         int | None, typer.Option(help="Keep at most N rows per source (replaces the catalog's MEDI caps)")
     ] = None,
@@ -113,13 +114,21 @@ def build_command(
     tokenizer: Annotated[
         str, typer.Option(help="Token counter: bundled (all-MiniLM-L6-v2) or a tokenizer folder/tokenizer.json")
     ] = "bundled",
+    engine: Annotated[
+        str | None, typer.Option(help="local (default), or ray: sources run on a Ray cluster (pip install 'medi[ray]')")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="With --engine ray: the cluster host:port (default: a local `ray start`, or new)")
+    ] = None,
 ) -> None:
     """Build a release: e.g. `medi build --sources demo --out out/demo` or `--config manifests/demo/build.yaml`.
 
-    With --config, the file's options are used and command-line build options are ignored.
+    With --config, the file's options are used and command-line build options are ignored (but --engine and
+    --ray-address, which choose where the build runs, not what it makes).
     """
     from medi.build import BuildOptions, ReleaseConfig, build
 
+    where = {key: value for key, value in (("engine", engine), ("ray_address", ray_address)) if value is not None}
     try:
         options = BuildOptions(
             seed=seed,
@@ -140,6 +149,8 @@ def build_command(
             decontaminate={"registry": eval_shared} if eval_shared != "mark" else {},
             dedup={"across_sources": across_sources} if across_sources != "report" else {},
             filter={"token_budget": token_budget or None, "tokenizer": tokenizer},
+            workers=workers,
+            **where,
         )
     except ValueError as exc:
         err_console.print(f"[red]error:[/] {exc}")
@@ -150,6 +161,7 @@ def build_command(
             sources, options = sources or release.sources, release.options
             out = out or (Path(release.out) if release.out else None)
             data_dir = data_dir or [Path(d) for d in release.data_dirs]
+            options = options.model_copy(update=where)  # validated above
         if not sources or not out:
             raise MediError("give --sources and --out, or a --config that names them")
         manifest = build(sources, out, data_dir, options, cache_dir=cache_dir, console=err_console, resume=not fresh)

@@ -1,8 +1,9 @@
 """The encoder and its content-addressed embedding cache.
 
 Each distinct text is embedded once per (encoder identity, prompt, max length, normalisation) and kept on disk
-as memory-mapped ``.npy`` chunks that any number of builds may share: a writer adds a new chunk under a unique
-name and renames it into place, so readers never see half a chunk.
+as memory-mapped ``.npy`` chunks that any number of builds may share, on one machine or on several nodes over
+shared storage: a writer adds a new chunk under a unique name (written, synced, renamed into place, vectors before
+keys), and a reader skips a chunk it cannot read whole yet, so nobody ever uses half a chunk.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from medi.errors import MediError
 BUNDLED = "bundled:all-MiniLM-L6-v2"
 KEY_BYTES = 16
 FLUSH_BATCHES = 32  # batches encoded between cache writes: what a killed build can lose
+TOKENS_PER_BATCH = 4096  # padded tokens per encode batch: bounds activation memory (64 texts of 64 tokens)
 
 
 def default_cache_dir() -> Path:
@@ -200,22 +202,22 @@ class Encoder:
         vectors as an uninterrupted one (CPU kernels round differently for other batch shapes). Length order
         also keeps padding near zero.
         """
-        order = self._canonical_order(texts, keys)
+        order, lengths = self._canonical_order(texts, keys)
         vectors = np.empty((len(texts), self.dim), np.float32)
-        size = self.config.batch_size
-        block_rows = size * FLUSH_BATCHES
-        for start in range(0, len(order), block_rows):
-            block = order[start : start + block_rows]
-            fresh = np.vstack(
-                [self._encode([texts[i] for i in block[b : b + size]]) for b in range(0, len(block), size)]
-            )
+        batches = token_bounded_batches(order, lengths, self.config.batch_size, TOKENS_PER_BATCH)
+        for start in range(0, len(batches), FLUSH_BATCHES):
+            group = batches[start : start + FLUSH_BATCHES]
+            fresh = np.vstack([self._encode([texts[i] for i in batch]) for batch in group])
+            block = [i for batch in group for i in batch]
             self.cache.put([keys[i] for i in block], fresh)
             vectors[block] = fresh
         return vectors
 
-    def _canonical_order(self, texts: list[str], keys: list[bytes]) -> list[int]:
+    def _canonical_order(self, texts: list[str], keys: list[bytes]) -> tuple[list[int], list[int]]:
+        """Text indices longest first (ties by key), and every text's token count."""
         tokenized = self.model.tokenizer(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
-        return sorted(range(len(texts)), key=lambda i: (-len(tokenized[i]), keys[i]))
+        lengths = [len(ids) for ids in tokenized]
+        return sorted(range(len(texts)), key=lambda i: (-lengths[i], keys[i])), lengths
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         self.texts_encoded += len(texts)
@@ -223,6 +225,18 @@ class Encoder:
             texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def token_bounded_batches(order: list[int], lengths: list[int], size: int, tokens: int) -> list[list[int]]:
+    """Cut ``order`` (longest first) into batches of at most ``size`` texts and ``tokens`` padded tokens: long
+    texts go in smaller batches, so activation memory stays bounded whatever the source's text lengths."""
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < size and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def _quantized(model):
@@ -261,8 +275,10 @@ class EmbeddingCache:
             chunk_id = keys_file.name[: -len(".keys.npy")]
             if chunk_id in self._seen:
                 continue
-            keys = np.load(keys_file)
-            vecs = np.load(self.folder / f"{chunk_id}.vecs.npy", mmap_mode="r")
+            chunk = _read_chunk(self.folder, chunk_id)
+            if chunk is None:
+                continue  # not readable whole (yet): looked at again on the next refresh; its texts count as missing
+            keys, vecs = chunk
             number = len(self._chunks)
             self._chunks.append(vecs)
             self._seen.add(chunk_id)
@@ -302,10 +318,26 @@ class EmbeddingCache:
         _atomic_save(self.folder / f"{chunk_id}.keys.npy", key_matrix)
 
 
+def _read_chunk(folder: Path, chunk_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A chunk's keys and memory-mapped vectors, or None while it cannot be read whole: shared file systems
+    without atomic rename (object-store mounts) can show a file before all its bytes, and ``medi cache prune``
+    may remove a chunk meanwhile."""
+    try:
+        keys = np.load(folder / f"{chunk_id}.keys.npy")
+        vecs = np.load(folder / f"{chunk_id}.vecs.npy", mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return None
+    if keys.ndim != 2 or keys.shape[1] != KEY_BYTES or vecs.ndim != 2 or len(vecs) != len(keys):
+        return None
+    return keys, vecs
+
+
 def _atomic_save(path: Path, array: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
     with os.fdopen(fd, "wb") as handle:
         np.save(handle, array)
+        handle.flush()
+        os.fsync(handle.fileno())  # on disk (or the file server) before the name appears: a crashed node leaves none
     os.replace(tmp, path)
 
 

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -29,6 +30,7 @@ from medi.report import StageReport
 from medi.schema import Record
 
 SIDES = ("query", "pos")
+COUNT_CHUNK = 4096
 BUNDLED_TOKENIZER = "bundled"
 
 
@@ -38,6 +40,7 @@ class FilterConfig:
     max_words: dict[str, int] = field(default_factory=dict)  # side -> maximum words (default none)
     token_budget: int | None = 512
     over_budget: Literal["keep", "drop"] = "keep"
+    count_rows: int = 5000  # with over_budget keep: token counts (for the report) of a seeded sample of this many rows
     tokenizer: str = BUNDLED_TOKENIZER
     languages: list[str] | None = None  # e.g. ["en"]: drop rows whose query is identified as another language
     language_min_words: int = 5  # shorter queries are not language-checked (too little evidence)
@@ -93,8 +96,12 @@ def count_tokens(texts: list[str], tokenizer: str = BUNDLED_TOKENIZER) -> np.nda
     """Token counts with the tokenizer's special tokens, as the model would see each text."""
     if not texts:
         return np.zeros(0, dtype=np.int64)
-    encodings = load_tokenizer(tokenizer).encode_batch(texts)
-    return np.array([len(e.ids) for e in encodings], dtype=np.int64)
+    counter = load_tokenizer(tokenizer)
+    counts = np.empty(len(texts), dtype=np.int64)
+    for start in range(0, len(texts), COUNT_CHUNK):  # encodings are large: bounded memory, not one huge batch
+        chunk = counter.encode_batch(texts[start : start + COUNT_CHUNK])
+        counts[start : start + len(chunk)] = [len(e.ids) for e in chunk]
+    return counts
 
 
 def filter_records(
@@ -183,13 +190,18 @@ def apply_token_budget(
     budget = config.token_budget
     query_instr = instructions.get("query", "")
     doc_instr = instructions.get("document", query_instr)
+    counted = records
+    if config.over_budget == "keep" and len(records) > config.count_rows:
+        # nothing is dropped, so the truncation rate of a seeded sample says what the whole would
+        picked = sorted(random.Random("token-budget").sample(range(len(records)), config.count_rows))
+        counted = [records[i] for i in picked]
     sides = {
-        "query": [_join(query_instr, r.query) for r in records],
+        "query": [_join(query_instr, r.query) for r in counted],
         # Super-NI rows are paired with other inputs, so their positive side is an input with the document wording
-        "pos": [_join(doc_instr, r.pos if r.pos is not None else r.query) for r in records],
-        "neg": [_join(doc_instr, r.neg) for r in records if r.neg is not None],
+        "pos": [_join(doc_instr, r.pos if r.pos is not None else r.query) for r in counted],
+        "neg": [_join(doc_instr, r.neg) for r in counted if r.neg is not None],
     }
-    over = np.zeros(len(records), dtype=bool)
+    over = np.zeros(len(counted), dtype=bool)
     for side, texts in sides.items():
         counts = count_tokens(texts, config.tokenizer)
         report.tokens[side] = _token_stats(counts, budget)
@@ -211,7 +223,7 @@ def _token_stats(counts: np.ndarray, budget: int) -> dict:
         return {"rows": 0}
     over = int((counts > budget).sum())
     return {
-        "rows": len(counts),
+        "rows": len(counts),  # rows counted (a sample of the source's with over_budget keep)
         "budget": budget,
         "over_budget": over,
         "truncation_rate": round(over / len(counts), 4),

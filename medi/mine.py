@@ -15,6 +15,7 @@ without a negative gets a random in-source text, flagged ``fallback``.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class MineConfig:
     replace_negatives: bool = False
     index: str = "flat"
     seed: int = 0
+    score_rows: int | None = 256  # rows whose given negatives all stay: score a seeded sample (None: every row)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class MineReport:
     pos_origin: Counter = field(default_factory=Counter)
     neg_origin: Counter = field(default_factory=Counter)
     widened: int = 0
+    scored: int | None = None  # rows scored, when only a sample was (given negatives, nothing to mine)
     pos_scores: list[float] = field(default_factory=list)
     neg_scores: list[float] = field(default_factory=list)
 
@@ -64,8 +67,9 @@ class MineReport:
         self.kept += 1
         self.pos_origin[triple.pos_origin] += 1
         self.neg_origin[triple.neg_origin] += 1
-        self.pos_scores.append(triple.pos_score)
-        self.neg_scores.append(triple.neg_score)
+        if triple.pos_score is not None and triple.neg_score is not None:  # unscored rows: see score_rows
+            self.pos_scores.append(triple.pos_score)
+            self.neg_scores.append(triple.neg_score)
 
     def summary(self) -> dict:
         pos, neg = np.array(self.pos_scores), np.array(self.neg_scores)
@@ -77,6 +81,7 @@ class MineReport:
             "neg_origin": dict(sorted(self.neg_origin.items())),
             "fallbacks": self.neg_origin.get("fallback", 0),
             "rows_needing_wider_window": self.widened,
+            "rows_scored": self.scored if self.scored is not None else self.kept,
             "mean_pos_score": round(float(pos.mean()), 4) if len(pos) else None,
             "mean_neg_score": round(float(neg.mean()), 4) if len(neg) else None,
             "share_neg_ge_pos": round(float((neg >= pos).mean()), 4) if len(pos) else None,
@@ -286,17 +291,23 @@ def _random_candidate(size: int, ok: Callable[[int], bool], seed: int, row_id: s
 
 
 def mine_pairs(records: list[Record], encoder, cfg: MineConfig, report: MineReport, symmetric: bool) -> list[Triple]:
-    """Keep given positives (and negatives unless replacing them); mine a negative where a row has none."""
+    """Keep given positives (and negatives unless replacing them); mine a negative where a row has none.
+
+    When every row keeps its given negative there is nothing to mine: only a seeded sample of ``score_rows`` rows
+    is embedded for the scores (and the quality report); the other rows carry no scores.
+    """
     report.mode = "pairs"
     if not records:
         return []
+    need = [i for i, r in enumerate(records) if r.neg is None or cfg.replace_negatives]
+    if not need and cfg.score_rows is not None and len(records) > cfg.score_rows:
+        return _given_triples(records, encoder, cfg, report)
     q = encoder.embed([r.query for r in records], side="query")
     p = encoder.embed([r.pos for r in records])
     pos_scores = np.einsum("ij,ij->i", q, p)
     pool = list(dict.fromkeys([r.pos for r in records] + [r.neg for r in records if r.neg is not None]))
     if symmetric:
         pool = list(dict.fromkeys(pool + [r.query for r in records]))
-    need = [i for i, r in enumerate(records) if r.neg is None or cfg.replace_negatives]
     mined = _mine_negatives(records, need, q, pos_scores, pool, encoder, cfg, report) if need else {}
     given = [i for i in range(len(records)) if i not in mined and records[i].neg is not None]
     neg_vectors = encoder.embed([records[i].neg for i in given]) if given else np.zeros((0, q.shape[1]))
@@ -310,19 +321,40 @@ def mine_pairs(records: list[Record], encoder, cfg: MineConfig, report: MineRepo
         else:
             report.dropped["no_negative"] += 1
             continue
-        triple = Triple(
-            row_id=record.row_id,
-            query=record.query,
-            pos=record.pos,
-            neg=neg,
-            pos_origin="given",
-            neg_origin=origin,
-            pos_score=float(pos_scores[i]),
-            neg_score=score,
-        )
-        report.add(triple)
-        triples.append(triple)
+        triples.append(_triple(record, neg, origin, float(pos_scores[i]), score, report))
     return triples
+
+
+def _given_triples(records: list[Record], encoder, cfg: MineConfig, report: MineReport) -> list[Triple]:
+    """Every row with its given negative; scores for a seeded sample of ``cfg.score_rows`` rows only."""
+    scored = sorted(random.Random(f"{cfg.seed}:scores").sample(range(len(records)), cfg.score_rows))
+    q = encoder.embed([records[i].query for i in scored], side="query")
+    p = encoder.embed([records[i].pos for i in scored])
+    n = encoder.embed([records[i].neg for i in scored])
+    scores = dict(zip(scored, zip(np.einsum("ij,ij->i", q, p), np.einsum("ij,ij->i", q, n), strict=True), strict=True))
+    report.scored = len(scored)
+    triples = []
+    for i, record in enumerate(records):
+        pos_score, neg_score = scores.get(i, (None, None))
+        pos_score = float(pos_score) if pos_score is not None else None
+        neg_score = float(neg_score) if neg_score is not None else None
+        triples.append(_triple(record, record.neg, "given", pos_score, neg_score, report))
+    return triples
+
+
+def _triple(record: Record, neg: str, origin: str, pos_score, neg_score, report: MineReport) -> Triple:
+    triple = Triple(
+        row_id=record.row_id,
+        query=record.query,
+        pos=record.pos,
+        neg=neg,
+        pos_origin="given",
+        neg_origin=origin,
+        pos_score=pos_score,
+        neg_score=neg_score,
+    )
+    report.add(triple)
+    return triple
 
 
 def _mine_negatives(records, need, q, pos_scores, pool, encoder, cfg, report) -> dict[int, tuple[str, float, str]]:

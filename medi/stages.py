@@ -211,6 +211,7 @@ def _sample_config(ctx: SourceContext) -> dict:
     return {
         "spec": ctx.spec.model_dump(mode="json"),
         "input": ctx.fetched.sha256,
+        "path": str(ctx.fetched.path),  # problems name the file: a copy elsewhere is another output
         "seed": o.seed,
         "max_chars": o.max_chars,
         "on_error": o.on_error,

@@ -169,8 +169,24 @@ def _rows(path: Path, source: str, seed: int) -> Iterator[RowOrProblem]:
         line, value = item
         if type(value) is list and len(value) == 2 and type(value[0]) is str and type(value[1]) is str:
             yield Record(f"{source}:L{line}", value[0], value[1])  # the common pair layout, without the checks
+        elif (fast := _single_query_triplet(value)) is not None:
+            yield Record(f"{source}:L{line}", *fast)
         else:
             yield parse_row(value, f"{source}:L{line}", file, f"line {line}", seed)
+
+
+def _single_query_triplet(value: object) -> tuple[str, str, str | None] | None:
+    """``{"query": q, "pos": [p], "neg": [n]}`` (one item each, or no ``neg``) as texts, without a generator."""
+    if type(value) is not dict or type(value.get("query")) is not str:
+        return None
+    pos, neg = value.get("pos"), value.get("neg")
+    if type(pos) is not list or len(pos) != 1 or type(pos[0]) is not str:
+        return None
+    if neg is None:
+        return value["query"], pos[0], None
+    if type(neg) is list and len(neg) == 1 and type(neg[0]) is str:
+        return value["query"], pos[0], neg[0]
+    return None
 
 
 def parse_row(value: object, row_id: str, file: str, where: str, seed: int) -> RowOrProblem:
