@@ -115,7 +115,7 @@ def test_add_table_source_with_a_column_mapping(medi_home, local_pairs, tmp_path
         (["_st/x"], "bad source name"),
         (["st/x.yaml"], "bad source name"),
         (["superni/task9999_new"], "not added by hand"),
-        (["st/new_one", "--adapter", "csv"], "unknown adapter 'csv'; known adapters: st_jsonl, superni, table"),
+        (["st/new_one", "--adapter", "csv"], "unknown adapter 'csv'; known adapters: kilt, st_jsonl, superni, table"),
         (["st/new_one", "--path", "missing.jsonl"], "no such file"),
         (["st/new_one", "--hub-repo", "org/x", "--file", "a.jsonl", "--revision", "main"], "40-character commit"),
         (["st/new_one", "--hub-repo", "org/x", "--file", "a.jsonl", "--no-remote", "--data-dir", "."],
