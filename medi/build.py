@@ -68,6 +68,12 @@ class BuildOptions(BaseModel):
     select: Literal["random", "diverse"] = "random"  # how rows over the cap are chosen (diverse: fast vote-k)
     diverse_share: float = Field(default=1.0, ge=0, le=1)  # with select diverse: the rest are picked at random
     workers: int = Field(default=1, ge=1)  # sources run in parallel, one per process (same bytes as 1)
+    engine: Literal["local", "ray"] = "local"  # ray: sources run by worker actors on a Ray cluster (medi.ray_engine)
+    ray_address: str | None = None  # the Ray cluster to join (None: RAY_ADDRESS, a local `ray start`, or a new one)
+
+
+# how a build runs, not what it makes: left out of the manifest, whose bytes are the same for every engine
+EXECUTION_OPTIONS = {"workers", "engine", "ray_address"}
 
 
 def build(
@@ -105,7 +111,12 @@ def build(
         raise MediError("sources without usable instructions:\n  " + "\n  ".join(missing))
     with BuildProgress(console, len(specs)) as progress:
         runner.progress = progress.update
-        outcomes = execute(specs, runner, options.workers, progress)
+        if options.engine == "ray":
+            from medi.ray_engine import execute_on_ray
+
+            outcomes = execute_on_ray(specs, runner, progress)
+        else:
+            outcomes = execute(specs, runner, options.workers, progress)
         reused = sum(len(o.reused) for o in outcomes)
         if reused:
             console.print(f"resumed: reused {reused} finished stage outputs", highlight=False)
@@ -356,7 +367,7 @@ def _manifest(summaries, skipped, absent, options, selection, dirs, runner, shar
         "selection": selection,
         "data_dirs": [str(d) for d in dirs],
         "seed": options.seed,
-        "config": options.model_dump(mode="json", exclude={"workers"}),
+        "config": options.model_dump(mode="json", exclude=EXECUTION_OPTIONS),
         "mining_defaults": asdict(MineConfig()),
         "encoder": runner.encoder.identity() if mined else None,
         "versions": library_versions(),

@@ -1,0 +1,195 @@
+"""``--engine ray``: the demo built by Ray worker actors is the local engine's release byte for byte — cold, through
+the CLI on a cluster it joins by address, and when a worker is killed mid-source — and the embedding cache takes
+several Ray workers writing and reading at once.
+
+One local Ray instance (2 CPUs, no dashboard, no network) serves the module. Its workers import
+``tests/ray_helpers.py``; its setup hook can kill a worker once (``ray_helpers.install_faults``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ray_helpers import KEYSPACE, embed_texts, hammer_cache, key_of, vector_of
+from support import PROJECT_ROOT, TESTS, quiet_console
+
+import medi
+from medi.build import BuildOptions
+from medi.encode import EmbeddingCache, Encoder, cache_info, prune_cache
+
+NO_RAY = "the ray extra is not installed: pip install -e '.[ray]' (the test extra includes it)"
+
+
+@dataclass
+class Cluster:
+    ray: object
+    address: str
+    faults: Path
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    ray = pytest.importorskip("ray", reason=NO_RAY)
+    faults = tmp_path_factory.mktemp("faults")
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="error",
+        runtime_env={
+            "env_vars": {"PYTHONPATH": path, "MEDI_TEST_FAULTS": str(faults)},
+            "worker_process_setup_hook": "ray_helpers.install_faults",
+        },
+    )
+    try:
+        yield Cluster(ray, ray.get_runtime_context().gcs_address, faults)
+    finally:
+        ray.shutdown()
+
+
+@dataclass
+class Built:
+    out: Path
+    cache: Path
+    log: str
+
+
+def build_demo(out: Path, cache: Path, *, resume: bool = True, **options) -> Built:
+    console = quiet_console()
+    medi.build("demo", out, None, BuildOptions(**options), cache_dir=cache, console=console, resume=resume)
+    return Built(out, cache, console.file.getvalue())
+
+
+@pytest.fixture(scope="module")
+def local_demo(tmp_path_factory) -> Built:
+    """The demo by the local engine from an empty cache: the bytes every Ray build must match."""
+    root = tmp_path_factory.mktemp("local")
+    return build_demo(root / "release", root / "cache")
+
+
+def assert_same_release(expected: Path, found: Path) -> None:
+    names = sorted(p.name for p in expected.iterdir())
+    assert names == sorted(p.name for p in found.iterdir())
+    for name in names:
+        assert (expected / name).read_bytes() == (found / name).read_bytes(), f"{name} differs"
+
+
+def test_one_worker_from_an_empty_cache_writes_the_local_bytes(cluster, local_demo, tmp_path):
+    """Every stage and every embedding computed in a Ray actor: the same release, manifest included."""
+    built = build_demo(tmp_path / "release", tmp_path / "cache", engine="ray", workers=1)
+    assert_same_release(local_demo.out, built.out)
+    assert "engine ray: 1 worker (2 CPUs each) on 1 node" in built.log
+    assert "[19/19]" in built.log and "pool of 1:" in built.log and "texts embedded" in built.log
+    manifest = json.loads((built.out / "manifest.json").read_text())
+    assert not {"engine", "ray_address", "workers"} & set(manifest["config"])
+
+
+def cli_build(out: Path, cache: Path, *options: str) -> str:
+    command = [sys.executable, "-m", "medi.cli", "build", "--sources", "demo", "--out", str(out)]
+    done = subprocess.run(
+        [*command, "--cache-dir", str(cache), *options], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_the_cli_on_a_cluster_by_address_with_two_workers(cluster, local_demo, tmp_path):
+    """``medi build --engine ray --ray-address`` from another process: two actors recompute every stage (--fresh),
+    the embeddings come from the cache the local build filled; the release is the local CLI build's."""
+    cli_build(tmp_path / "local", local_demo.cache, "--engine", "local")
+    options = ("--fresh", "--engine", "ray", "--ray-address", cluster.address, "--workers", "2")
+    log = cli_build(tmp_path / "ray", local_demo.cache, *options)
+    assert_same_release(tmp_path / "local", tmp_path / "ray")
+    assert f"engine ray: 2 workers (1 CPU each) on 1 node, cluster {cluster.address}" in log
+    assert "pool of 2:" in log and "resumed" not in log
+
+
+def test_a_killed_worker_is_retried_and_the_bytes_stay(cluster, local_demo, tmp_path):
+    """A worker process SIGKILLed while it mines a source: Ray restarts it and runs the source again."""
+    (cluster.faults / "armed").touch()
+    try:
+        built = build_demo(tmp_path / "release", local_demo.cache, resume=False, engine="ray", workers=2)
+    finally:
+        (cluster.faults / "armed").unlink()
+    killed = cluster.faults / "fired"
+    assert killed.is_file(), "no worker was killed: the fault hook did not run"
+    assert not _alive(int(killed.read_text()))
+    assert_same_release(local_demo.out, built.out)
+    assert "[19/19]" in built.log
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_an_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="engine"):
+        BuildOptions(engine="spark")
+
+
+# --- the embedding cache with several writers -------------------------------------------------------------
+
+
+def test_two_ray_workers_hammer_one_cache(cluster, tmp_path):
+    """Two workers each write 60 chunks and read the whole key space after each: every key a worker wrote is
+    found, every vector read is the one written, and each saw the other's chunks while both were writing."""
+    ray = cluster.ray
+    task = ray.remote(num_cpus=1)(hammer_cache)
+    runs = ray.get([task.remote(str(tmp_path), w, 60, str(tmp_path / "barrier"), 2) for w in (0, 1)])
+    assert all(run["seen_from_others"] > 0 for run in runs)
+    written = set(runs[0]["wrote"]) | set(runs[1]["wrote"])
+    matrix, missing = EmbeddingCache(tmp_path, "shared").lookup([key_of(n) for n in range(KEYSPACE)])
+    assert set(range(KEYSPACE)) - set(missing) == written
+    assert all(np.array_equal(matrix[n], vector_of(n)) for n in written)
+
+
+def test_two_ray_workers_embed_into_one_cache(cluster, local_demo, tmp_path):
+    """Real encoders on two workers embed overlapping text sets into one cache at once; afterwards every text is
+    cached (nothing is encoded again) with a vector one of them computed, and prune leaves one chunk."""
+    import datasets
+
+    release = datasets.load_from_disk(str(local_demo.out))
+    texts = list(dict.fromkeys(row["text"] for column in ("query", "pos") for row in release[column]))[:240]
+    parts = (texts[:160], texts[80:])
+    task = cluster.ray.remote(num_cpus=1)(embed_texts)
+    found = cluster.ray.get([task.remote(str(tmp_path), part, 4, str(tmp_path / "barrier"), 2) for part in parts])
+    encoder = Encoder(cache_dir=tmp_path)
+    again = encoder.embed(texts)
+    assert encoder.texts_encoded == 0
+    assert np.allclose(again[:160], found[0], atol=1e-5) and np.allclose(again[80:], found[1], atol=1e-5)
+    (info,) = cache_info(tmp_path)
+    assert info["distinct_texts"] == len(texts) and info["chunks"] >= 4
+    prune_cache(tmp_path)
+    (info,) = cache_info(tmp_path)
+    assert info["chunks"] == 1 and info["vectors"] == len(texts)
+
+
+def test_a_chunk_not_readable_whole_counts_as_missing_until_it_is(tmp_path):
+    """Shared storage without atomic rename can show a chunk's files before all their bytes: such a chunk is
+    skipped (its texts are missing, never garbage) and read once it is whole."""
+    cache = EmbeddingCache(tmp_path, "enc")
+    cache.put([key_of(1)], vector_of(1)[None])
+    whole = EmbeddingCache(tmp_path / "other", "enc")
+    whole.put([key_of(2), key_of(3)], np.stack([vector_of(2), vector_of(3)]))
+    (chunk_keys,) = (tmp_path / "other" / "enc").glob("*.keys.npy")
+    chunk_vecs = chunk_keys.with_name(chunk_keys.name.replace(".keys.", ".vecs."))
+    target = cache.folder / "0-late"
+    Path(f"{target}.vecs.npy").write_bytes(chunk_vecs.read_bytes()[:100])  # cut short
+    Path(f"{target}.keys.npy").write_bytes(chunk_keys.read_bytes())
+    matrix, missing = cache.lookup([key_of(1), key_of(2), key_of(3)])
+    assert missing == [1, 2] and np.array_equal(matrix[0], vector_of(1))
+    shutil.copyfile(chunk_vecs, f"{target}.vecs.npy")  # now whole
+    matrix, missing = cache.lookup([key_of(1), key_of(2), key_of(3)])
+    assert missing == [] and np.array_equal(matrix[2], vector_of(3))
