@@ -51,8 +51,8 @@ def write_source(path: Path, kind: str, rows: int, seed: int = 0) -> Path:
             elif kind == "triplets":
                 pos = _texts(rng, vocab, weights, n, 20, 40)
                 neg = _texts(rng, vocab, weights, n, 20, 40)
-                rows = zip(questions, pos, neg, strict=True)
-                lines = [json.dumps({"query": q, "pos": [p], "neg": [m]}) for q, p, m in rows]
+                triples = zip(questions, pos, neg, strict=True)
+                lines = [json.dumps({"query": q, "pos": [p], "neg": [m]}) for q, p, m in triples]
             else:
                 raise ValueError(f"unknown kind {kind!r}: pairs or triplets")
             out.write(("\n".join(lines) + "\n").encode())
