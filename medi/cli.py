@@ -63,6 +63,9 @@ DataDirs = Annotated[
 ]
 
 
+STRICT_EXIT = 3  # `medi build --strict`: the build finished but skipped bad rows or sources
+
+
 def _fail(exc: MediError) -> None:
     err_console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
     raise typer.Exit(1)
@@ -98,6 +101,9 @@ def build_command(
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache, downloads (~/.cache/medi)")] = None,
     fresh: Annotated[bool, typer.Option(help="Recompute every stage instead of resuming from checkpoints")] = False,
     workers: Annotated[int, typer.Option(help="Sources built in parallel, one per process (same release bytes)")] = 1,
+    strict: Annotated[
+        bool, typer.Option(help="Exit 3 when any bad row or source was skipped (the release is still written)")
+    ] = False,
     max_per_source: Annotated[
         int | None, typer.Option(help="Keep at most N rows per source (replaces the catalog's MEDI caps)")
     ] = None,
@@ -175,14 +181,19 @@ def build_command(
             f"details in {out / contamination['file']}",
             highlight=False,
         )
-    if manifest["skipped_sources"]:
-        for name, why in manifest["skipped_sources"].items():
-            err_console.print(f"[yellow]skipped[/] {name}: {why['message']}", highlight=False)
     if manifest["absent_sources"]["count"]:
         err_console.print(
             f"{manifest['absent_sources']['count']} catalog sources are not in the data dirs "
             f"(listed in {out / 'manifest.json'} under absent_sources)"
         )
+    lost = sum(source.get("problem_count", 0) for source in manifest["sources"].values())
+    if strict and (lost or manifest["skipped_sources"]):
+        err_console.print(
+            f"[red]--strict:[/] {lost} bad rows and {len(manifest['skipped_sources'])} sources were skipped "
+            f"(the release at {out} is written; see its manifest)",
+            highlight=False,
+        )
+        raise typer.Exit(STRICT_EXIT)
 
 
 def summary_table(manifest: dict) -> Table:
