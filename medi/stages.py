@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from medi.adapters import get_adapter
+from medi.adapters import extra_inputs, get_adapter
 from medi.catalog import SUPERNI, Catalog, SourceSpec
 from medi.checkpoint import (
     STAGES_DIR,
@@ -212,6 +212,7 @@ def _sample_config(ctx: SourceContext) -> dict:
         "spec": ctx.spec.model_dump(mode="json"),
         "input": ctx.fetched.sha256,
         "path": str(ctx.fetched.path),  # problems name the file: a copy elsewhere is another output
+        "extra_inputs": extra_inputs(ctx.spec.adapter, ctx.fetched.path, ctx.spec),
         "seed": o.seed,
         "max_chars": o.max_chars,
         "on_error": o.on_error,

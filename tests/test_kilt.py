@@ -273,3 +273,20 @@ def test_medi_build_kilt_nq_from_upstream_files(mirror, tmp_path, cache_dir):
     # file and line (a warm checkpoint from an earlier run keeps that run's folder: compare from the mirror down)
     where = [p.split(": ", 1)[0] for p in source["problems"]]
     assert [w.rsplit("/mirror/", 1)[1] for w in where] == [f"KILT/nq-train-kilt.jsonl, line {n}" for n in (11, 12, 13)]
+
+
+def test_a_replaced_knowledge_source_reruns_the_read(mirror, tmp_path, cache_dir):
+    """The knowledge source is an input of the sample stage too: replacing it must not reuse the stored rows."""
+    args = ["build", "--sources", "kilt/nq", "--data-dir", str(mirror), "--cache-dir", str(cache_dir), "--no-remote"]
+    first = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
+    assert first.exit_code == 0, first.output
+    source = mirror / "KILT" / "kilt_knowledgesource.json"
+    pages = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    source.write_text("".join(pages[1:] + pages[:1]), encoding="utf-8")  # same pages, another file
+    second = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "two")])
+    assert second.exit_code == 0, second.output
+    knowledge = [
+        json.loads((tmp_path / name / "manifest.json").read_text())["sources"]["kilt/nq"]["task"]["knowledge_source"]
+        for name in ("one", "two")
+    ]
+    assert knowledge[0]["sha256"] != knowledge[1]["sha256"], "the second build reused the first read"

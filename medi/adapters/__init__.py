@@ -36,6 +36,14 @@ def adapter(kind: str) -> Callable[[Reader], Reader]:
     return register
 
 
+def extra_inputs(kind: str, path: Path, spec: SourceSpec) -> list[dict]:
+    """The files an adapter reads besides the source's own (a reader's ``extra_inputs``), with size and mtime:
+    they key the sample stage, so replacing one reruns it (hashing a 35 GB file on every build would not do)."""
+    found = getattr(ADAPTERS.get(kind), "extra_inputs", None)
+    paths = found(path, spec) if found else []
+    return [{"path": str(p), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in paths if p.is_file()]
+
+
 def get_adapter(kind: str, source: str) -> Reader:
     if kind not in ADAPTERS:
         raise MediError(f"{source}: unknown adapter {kind!r}; known adapters: {', '.join(sorted(ADAPTERS))}")

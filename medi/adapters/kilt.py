@@ -77,6 +77,16 @@ def read_kilt(path: Path, spec: SourceSpec, seed: int) -> Adapted:
     return Adapted(rows=_records(path, spec.name, knowledge), meta=meta)
 
 
+def _knowledge_source_input(task_file: Path, spec: SourceSpec) -> list[Path]:
+    option = spec.options.get("knowledge_source") or KNOWLEDGE_SOURCE
+    if not isinstance(option, str):
+        return []
+    return [Path(option) if Path(option).is_absolute() else task_file.parent / option]
+
+
+read_kilt.extra_inputs = _knowledge_source_input
+
+
 def knowledge_source_path(task_file: Path, spec: SourceSpec) -> Path:
     option = spec.options.get("knowledge_source") or KNOWLEDGE_SOURCE
     if not isinstance(option, str):
