@@ -27,9 +27,16 @@ class NormalizeReport:
 _NEEDS_WORK = re.compile(r"[^\x20-\x7e\n]|  |\n\n\n| \n|\n |^\s|\s$")  # printable ASCII already clean: as is
 
 
+def _already_clean(text: str) -> bool:
+    """Printable ASCII on one line, single spaces, nothing to strip: what most rows are (C-speed checks first)."""
+    if text.isascii() and text.isprintable():
+        return "  " not in text and text[:1] != " " and text[-1:] != " "
+    return not _NEEDS_WORK.search(text)
+
+
 def clean_text(text: str, max_chars: int) -> tuple[str, bool]:
     """NFC, no control characters, single spaces, at most two newlines in a row; (text, was truncated)."""
-    if len(text) <= max_chars and not _NEEDS_WORK.search(text):
+    if len(text) <= max_chars and _already_clean(text):
         return text, False
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
@@ -43,10 +50,24 @@ def clean_text(text: str, max_chars: int) -> tuple[str, bool]:
 def normalize(records: Iterable[Record], report: NormalizeReport, max_chars: int = 8000) -> Iterator[Record]:
     """Yield cleaned records; count drops (``empty_query``, ``empty_pos``, ``no_output``) and changes."""
     for record in records:
+        if _untouched(record, max_chars):
+            report.kept += 1
+            yield record
+            continue
         cleaned = _clean_record(record, report, max_chars)
         if cleaned is not None:
             report.kept += 1
             yield cleaned
+
+
+def _untouched(record: Record, max_chars: int) -> bool:
+    """A pair or triplet whose every text is non-empty, within the cap and already clean: kept as it is."""
+    query, pos, neg = record.query, record.pos, record.neg
+    if not query or not pos or record.outputs or len(query) > max_chars or len(pos) > max_chars:
+        return False
+    if not (_already_clean(query) and _already_clean(pos)):
+        return False
+    return neg is None or (bool(neg) and len(neg) <= max_chars and _already_clean(neg))
 
 
 def _clean_record(record: Record, report: NormalizeReport, max_chars: int) -> Record | None:
