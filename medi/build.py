@@ -390,6 +390,22 @@ class ReleaseConfig(BaseModel):
     out: str | None = None
     options: BuildOptions = Field(default_factory=BuildOptions)
 
+    @staticmethod
+    def find(path: Path) -> Path:
+        """``path`` as given, else the shipped config under medi's home: ``--config manifests/demo/build.yaml``
+        works from any folder, an installed package included."""
+        from medi.catalog import project_root
+
+        path = Path(path)
+        if path.exists() or path.is_absolute():
+            return path
+        shipped = project_root() / path
+        return shipped if shipped.exists() else path
+
+    def data_dir_paths(self) -> list[Path]:
+        """The config's data dirs: relative ones from the current folder, else from medi's home (``demo/mirror``)."""
+        return [ReleaseConfig.find(Path(d)) for d in self.data_dirs]
+
     @classmethod
     def load(cls, path: Path) -> ReleaseConfig:
         """Parse and validate; a wrong key or value is an error naming the file and the key."""

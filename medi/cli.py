@@ -163,10 +163,10 @@ def build_command(
         raise typer.Exit(2) from exc
     try:
         if config:
-            release = ReleaseConfig.load(config)
+            release = ReleaseConfig.load(ReleaseConfig.find(config))
             sources, options = sources or release.sources, release.options
             out = out or (Path(release.out) if release.out else None)
-            data_dir = data_dir or [Path(d) for d in release.data_dirs]
+            data_dir = data_dir or release.data_dir_paths()
             options = options.model_copy(update=where)  # validated above
         if not sources or not out:
             raise MediError("give --sources and --out, or a --config that names them")

@@ -133,6 +133,9 @@ def test_demo_build_from_the_installed_package_matches_the_checkout(venv, user_e
     assert installed["rows"] == checkout["rows"] > 1000
     assert installed["shards"] == checkout["shards"]
     assert installed["sources"] == checkout["sources"]
+    # the shipped release config, named as the README names it, from a folder with no checkout
+    medi(venv, "build", "--config", "manifests/demo/build.yaml", "--out", "config", env=env, cwd=tmp_path)
+    assert json.loads((tmp_path / "config" / "manifest.json").read_text())["rows"] == installed["rows"]
 
 
 def tree_digest(folder: Path) -> str:
