@@ -254,7 +254,7 @@ def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Write
     else:
         write_in_batches(write, list(normalize(rows, report, o.max_chars)), records_batch)
     ctx.runner.progress(spec.name, "read", sampler.report.rows_read, time.perf_counter() - started)
-    sampler.report.passes = ctx.sample_factor.bit_length() if ctx.sample_factor > 1 else 1
+    sampler.report.passes = 1 + (ctx.sample_factor.bit_length() - 1) // 2  # the factor grows 4x a pass
     return {
         "meta": adapted.meta,
         "problem_count": problem_count,

@@ -111,3 +111,37 @@ def test_the_manifest_counts_add_up(builds):
 def test_memory_stays_bounded(builds):
     for name, (_, _, peak_mb) in builds.items():
         assert 0 < peak_mb < RSS_BOUND_MB, f"{name}: peak RSS {peak_mb:.0f} MB"
+
+
+def test_a_sample_that_dedup_leaves_short_is_read_again(tmp_path, cache_dir):
+    """5,000 rows, 97 % of them copies of 20 pairs: the first sample (cap + 1,000) keeps too few distinct pairs
+    for the cap after dedup, so the source is read again with a 4x larger sample, and the counts still add up."""
+    rng = random.Random(0)
+    distinct = [
+        [f"question {i} about topic {i % 7}?", f"passage {i} that answers question {i} in detail."] for i in range(170)
+    ]
+    rows = [
+        distinct[rng.randrange(20)] if rng.random() < 0.97 else distinct[20 + rng.randrange(150)] for _ in range(5000)
+    ]
+    folder = tmp_path / "mirror" / "embedding-training-data"
+    folder.mkdir(parents=True)
+    with gzip.open(folder / "PAQ_pairs.jsonl.gz", "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+    command = [
+        sys.executable,
+        "-m",
+        "medi.cli",
+        "build",
+        "--sources",
+        "st/PAQ_pairs",
+        "--data-dir",
+        str(tmp_path / "mirror"),
+    ]
+    command += ["--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir), "--max-per-source", "100"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    source = json.loads((tmp_path / "out" / "manifest.json").read_text())["sources"]["st/PAQ_pairs"]
+    assert source["sample"]["passes"] == 2 and source["sample"]["sample_size"] == 4 * 1100
+    assert source["rows_kept"] == 100
+    assert source["sample"]["exact_duplicates_read"] == 5000 - len({tuple(r) for r in rows})
+    assert source["rows_read"] == source["rows_kept"] + sum(source["dropped"].values())
