@@ -69,7 +69,8 @@ def _connect(ray, address: str | None) -> bool:
 def _run(ray, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
     if not specs:
         return []
-    workers, cpus, gpus = plan_workers(ray.nodes(), runner.options.workers, runner.options.device != "cpu")
+    wanted = min(runner.options.workers, len(specs))  # an actor with no source would only load a runner
+    workers, cpus, gpus = plan_workers(ray.nodes(), wanted, runner.options.device != "cpu")
     probe = _probe_file(runner.cache_dir)
     sink_name = f"medi-progress-{uuid.uuid4().hex}"  # workers find it by name: no actor handle in their arguments
     sink = ray.remote(ProgressSink).options(name=sink_name, num_cpus=0).remote()

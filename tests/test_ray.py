@@ -24,6 +24,7 @@ from support import PROJECT_ROOT, TESTS, quiet_console
 import medi
 from medi.build import BuildOptions
 from medi.encode import EmbeddingCache, Encoder, cache_info, prune_cache
+from medi.ray_engine import plan_workers
 
 NO_RAY = "the ray extra is not installed: pip install -e '.[ray]' (the test extra includes it)"
 
@@ -132,6 +133,20 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def node(cpus: int, gpus: int = 0, alive: bool = True) -> dict:
+    return {"Alive": alive, "Resources": {"CPU": float(cpus), **({"GPU": float(gpus)} if gpus else {})}}
+
+
+def test_workers_are_planned_to_fit_the_nodes():
+    """(actors, CPUs each, GPUs each): every actor fits on some alive node, one GPU each when GPUs are used."""
+    assert plan_workers([node(2)], 1, True) == (1, 2, 0)
+    assert plan_workers([node(2)], 5, True) == (2, 1, 0)  # no more actors than CPUs
+    assert plan_workers([node(8), node(8)], 3, True) == (3, 4, 0)  # 5 CPUs each would fit only two
+    assert plan_workers([node(32, 4), node(32, 4)], 16, True) == (8, 8, 1)  # one actor per GPU
+    assert plan_workers([node(32, 4), node(32, 4)], 16, False) == (16, 4, 0)  # --device cpu: CPU actors
+    assert plan_workers([node(16, 2), node(64, alive=False)], 4, True) == (2, 8, 1)
 
 
 def test_an_unknown_engine_is_refused():
