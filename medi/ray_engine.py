@@ -56,6 +56,8 @@ def execute_on_ray(specs: list[SourceSpec], runner: Runner, progress: BuildProgr
 
 def _connect(ray, address: str | None) -> bool:
     """Connect (or start a local instance); False when this process already had a Ray session (tests, notebooks)."""
+    if address:
+        _reachable(address)
     if ray.is_initialized():
         return False
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
@@ -64,6 +66,20 @@ def _connect(ray, address: str | None) -> bool:
     except ConnectionError as exc:
         raise MediError(f"--ray-address {address}: no Ray cluster answered ({exc})") from exc
     return True
+
+
+def _reachable(address: str) -> None:
+    """Fail fast on a head node that does not answer: Ray itself retries for minutes before giving up."""
+    if "://" in address or ":" not in address:  # ray:// (Ray Client), auto, local: Ray's own resolution
+        return
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except (OSError, ValueError) as exc:
+        raise MediError(
+            f"--ray-address {address}: no Ray head answers there ({exc}); start one with "
+            f"`ray start --head --port {port}` or give its address"
+        ) from exc
 
 
 def _run(ray, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from support import PROJECT_ROOT, TESTS, quiet_console
 import medi
 from medi.build import BuildOptions
 from medi.encode import EmbeddingCache, Encoder, cache_info, prune_cache
+from medi.errors import MediError
 from medi.ray_engine import plan_workers
 
 NO_RAY = "the ray extra is not installed: pip install -e '.[ray]' (the test extra includes it)"
@@ -147,6 +149,15 @@ def test_workers_are_planned_to_fit_the_nodes():
     assert plan_workers([node(32, 4), node(32, 4)], 16, True) == (8, 8, 1)  # one actor per GPU
     assert plan_workers([node(32, 4), node(32, 4)], 16, False) == (16, 4, 0)  # --device cpu: CPU actors
     assert plan_workers([node(16, 2), node(64, alive=False)], 4, True) == (2, 8, 1)
+
+
+def test_a_ray_address_where_nothing_answers_is_an_error_at_once(tmp_path):
+    pytest.importorskip("ray", reason=NO_RAY)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, not listening: connections are refused
+        with pytest.raises(MediError, match=rf"--ray-address 127.0.0.1:{port}: no Ray head answers there"):
+            build_demo(tmp_path / "out", tmp_path / "cache", engine="ray", ray_address=f"127.0.0.1:{port}")
 
 
 def test_an_unknown_engine_is_refused():
