@@ -25,7 +25,8 @@ from medi.errors import MediError
 BUNDLED = "bundled:all-MiniLM-L6-v2"
 KEY_BYTES = 16
 FLUSH_BATCHES = 32  # batches encoded between cache writes: what a killed build can lose
-TOKENS_PER_BATCH = 4096  # padded tokens per encode batch: bounds activation memory (64 texts of 64 tokens)
+TOKENS_PER_BATCH = 4096  # padded tokens per encode batch: bounds activation memory
+SHAPE_ROWS = 32  # rows of every encode batch (fewer for long buckets): each text's batch shape is fixed by its length
 
 
 def default_cache_dir() -> Path:
@@ -140,7 +141,7 @@ class Encoder:
 
     @cached_property
     def key(self) -> str:
-        parts = [self.weights_sha256, str(self.max_seq_length), "normalized"]
+        parts = [self.weights_sha256, str(self.max_seq_length), "normalized", "fixed-shape-batches"]
         if self.config.precision != "fp32":  # other vectors: another cache folder (fp32 keys stay as they were)
             parts.append(self.config.precision)
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
@@ -195,47 +196,68 @@ class Encoder:
         return int(self.model.get_embedding_dimension())
 
     def _encode_and_store(self, texts: list[str], keys: list[bytes]) -> np.ndarray:
-        """Encode in a canonical batching and store every ``FLUSH_BATCHES`` batches.
+        """Encode in batches of a fixed shape and store every ``FLUSH_BATCHES`` batches.
 
-        Texts are ordered by (token length, key) and cut into fixed batches, so each text meets the same
-        batch-mates whatever was cached before: a build killed mid-encode and rerun computes the very same
-        vectors as an uninterrupted one (CPU kernels round differently for other batch shapes). Length order
-        also keeps padding near zero.
+        A text's batch shape — (``shape_rows(bucket)`` rows, ``bucket`` padded tokens) — depends on its own token
+        length alone; a bucket's last batch is filled up with copies of its first text. Kernels round differently
+        for other shapes, so this makes each vector a function of its text only: the same whatever else is
+        cached or encoded with it, cold or warm, killed and resumed, on one worker or many.
         """
-        order, lengths = self._canonical_order(texts, keys)
         vectors = np.empty((len(texts), self.dim), np.float32)
-        batches = token_bounded_batches(order, lengths, self.config.batch_size, TOKENS_PER_BATCH)
+        batches = fixed_shape_batches(self._token_lengths(texts), keys, self.max_seq_length, self.config.batch_size)
         for start in range(0, len(batches), FLUSH_BATCHES):
             group = batches[start : start + FLUSH_BATCHES]
-            fresh = np.vstack([self._encode([texts[i] for i in batch]) for batch in group])
-            block = [i for batch in group for i in batch]
+            fresh = np.vstack([self._encode([texts[i] for i in batch], bucket, rows) for batch, bucket, rows in group])
+            block = [i for batch, _, _ in group for i in batch]
             self.cache.put([keys[i] for i in block], fresh)
             vectors[block] = fresh
         return vectors
 
-    def _canonical_order(self, texts: list[str], keys: list[bytes]) -> tuple[list[int], list[int]]:
-        """Text indices longest first (ties by key), and every text's token count."""
+    def _token_lengths(self, texts: list[str]) -> list[int]:
         tokenized = self.model.tokenizer(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
-        lengths = [len(ids) for ids in tokenized]
-        return sorted(range(len(texts)), key=lambda i: (-lengths[i], keys[i])), lengths
+        return [len(ids) for ids in tokenized]
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], bucket: int, rows: int) -> np.ndarray:
+        """Unit vectors of ``texts`` from one forward pass of shape (``rows``, ``bucket``)."""
+        import torch
+
         self.texts_encoded += len(texts)
-        vectors = self.model.encode(
-            texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        model = self.model
+        filled = texts + [texts[0]] * (rows - len(texts))
+        features = model.tokenizer(
+            filled, padding="max_length", truncation=True, max_length=bucket, return_tensors="pt"
         )
-        return np.asarray(vectors, dtype=np.float32)
+        features = {name: tensor.to(model.device) for name, tensor in features.items()}
+        with torch.inference_mode():
+            embedded = model(features)["sentence_embedding"]
+            embedded = torch.nn.functional.normalize(embedded, p=2, dim=1)
+        return embedded[: len(texts)].float().cpu().numpy()
 
 
-def token_bounded_batches(order: list[int], lengths: list[int], size: int, tokens: int) -> list[list[int]]:
-    """Cut ``order`` (longest first) into batches of at most ``size`` texts and ``tokens`` padded tokens: long
-    texts go in smaller batches, so activation memory stays bounded whatever the source's text lengths."""
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and len(batches[-1]) < size and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
+def length_bucket(tokens: int, max_length: int) -> int:
+    """The padded length a text of ``tokens`` tokens is encoded at: 16, 32, 48, 64, then steps of 32, then 64."""
+    step = 16 if tokens <= 64 else 32 if tokens <= 256 else 64
+    return min(max_length, -(-tokens // step) * step)
+
+
+def shape_rows(bucket: int, batch_size: int) -> int:
+    """Rows per batch for a bucket: at most ``SHAPE_ROWS`` (few filler rows for small sources) and
+    ``TOKENS_PER_BATCH`` padded tokens (bounded activation memory)."""
+    return max(1, min(batch_size, SHAPE_ROWS, TOKENS_PER_BATCH // bucket))
+
+
+def fixed_shape_batches(
+    lengths: list[int], keys: list[bytes], max_length: int, batch_size: int
+) -> list[tuple[list[int], int, int]]:
+    """(text indices, bucket, rows) per batch: longest bucket first, texts in key order inside a bucket."""
+    buckets: dict[int, list[int]] = {}
+    for i, tokens in enumerate(lengths):
+        buckets.setdefault(length_bucket(tokens, max_length), []).append(i)
+    batches = []
+    for bucket in sorted(buckets, reverse=True):
+        members = sorted(buckets[bucket], key=lambda i: keys[i])
+        rows = shape_rows(bucket, batch_size)
+        batches += [(members[start : start + rows], bucket, rows) for start in range(0, len(members), rows)]
     return batches
 
 

@@ -55,6 +55,11 @@ def key_seed(seed: int | str) -> int:
     return xxhash.xxh64_intdigest(str(seed).encode())
 
 
+def content_key(record: Record, seed: int | str) -> int:
+    """The row's sample key: a keyed hash of its pair's comparison form (the same for the same content)."""
+    return xxhash.xxh3_64_intdigest(pair_form(record), key_seed(seed))
+
+
 @dataclass
 class SampleReport:
     rows_read: int = 0  # rows the adapter gave (problems not included)
@@ -85,7 +90,7 @@ class Sampler:
         self._heap: list[tuple[int, int, Record]] = []  # (-key, arrival, record): the largest key on top
 
     def offer(self, record: Record) -> None:
-        key = xxhash.xxh3_64_intdigest(pair_form(record), self.seed)
+        key = xxhash.xxh3_64_intdigest(pair_form(record), self.seed)  # content_key, with the seed hashed once
         self._keys.append(key)
         self.report.rows_read += 1
         if self.eval_forms and self._touches_eval(record):

@@ -42,7 +42,7 @@ from medi.filter import FilterConfig, FilterReport, apply_token_budget, filter_r
 from medi.instruct import InstructionBook
 from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
 from medi.normalize import NormalizeReport, normalize
-from medi.sample import GROWTH, Sampler, SampleReport, eval_form_hashes, sample_size
+from medi.sample import GROWTH, Sampler, SampleReport, content_key, eval_form_hashes, sample_size
 from medi.schema import RECORD_SCHEMA, TRIPLE_SCHEMA, Record, records_batch, records_of, triples_batch
 from medi.select import SelectConfig, SelectReport, select
 
@@ -340,7 +340,13 @@ def _select(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer
     short = config.max_rows is not None and len(records) < config.max_rows
     resample = short and ctx.infos["sample"]["truncated"]
     if not resample:
-        records = select(records, config, report, ctx.embed())
+        # select sees the rows in key order, so its picks (random positions, vote-k ties) are the same whatever
+        # the read order; the kept rows go on in read order
+        seed = f"{ctx.options.seed}:{ctx.spec.name}"
+        arrival = {r.row_id: i for i, r in enumerate(records)}
+        by_key = sorted(records, key=lambda r: (content_key(r, seed), r.row_id))
+        chosen = select(by_key, config, report, ctx.embed())
+        records = sorted(chosen, key=lambda r: arrival[r.row_id])
         write_in_batches(write, records, records_batch)
     return {"budget": to_jsonable(budget), "select": to_jsonable(report), "resample": resample}
 
