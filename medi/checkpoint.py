@@ -32,7 +32,7 @@ BATCH_ROWS = 8192
 # modules that only read a finished release or talk to people: editing them cannot change a stage's output
 NOT_PIPELINE = {
     *("cli.py", "export.py", "verify.py", "stats.py", "publish.py", "review.py", "lint.py", "scaffold.py"),
-    *("progress.py", "ray_engine.py", "outdir.py", "yamlio.py"),  # where and how a build runs, not what it makes
+    *("progress.py", "ray_engine.py", "outdir.py"),  # where and how a build runs, not what it makes
 }
 
 
