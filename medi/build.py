@@ -220,11 +220,11 @@ def _write_release(out, specs, outcomes, absent, options, selection, dirs, runne
         by_name = {spec.name: spec for spec in specs}
         summaries, tasks, contamination = {}, [], {}
         seen = SeenPairs()
-        for outcome in outcomes:
-            if outcome.skipped:
-                continue
+        built = [o for o in outcomes if not o.skipped]
+        for outcome in built:
             spec = by_name[outcome.name]
-            rows, across = _write_source(writer, spec, outcome, runner, seen, len(tasks))
+            last = outcome is built[-1]
+            rows, across = _write_source(writer, spec, outcome, runner, seen, len(tasks), last)
             if rows:
                 tasks.append(
                     {"task_name": spec.name, "task_id": len(tasks), "first_row": writer.rows - rows, "rows": rows}
@@ -245,21 +245,23 @@ def _write_release(out, specs, outcomes, absent, options, selection, dirs, runne
     return manifest
 
 
-def _write_source(writer, spec, outcome, runner, seen: SeenPairs, task_id: int) -> tuple[int, DedupReport]:
+def _write_source(writer, spec, outcome, runner, seen: SeenPairs, task_id: int, last: bool) -> tuple[int, DedupReport]:
     """Stream one source's mined rows into the shards with their instructions; count (or drop, with
     ``dedup.across_sources: remove``) pairs an earlier source of this build already had."""
     config = runner.dedup_config()
     across = DedupReport()
-    selected = [r for batch in outcome.output("select").batches() for r in records_of(batch)]
-    kept = dedup(
-        selected,
-        DedupConfig(**{**asdict(config), "near": False}),
-        across,
-        symmetric=spec.symmetric and spec.adapter != "superni",
-        source=spec.name,
-        seen=seen,
-    )
-    keep_ids = {r.row_id for r in kept} if config.across_sources == "remove" else None
+    keep_ids = None
+    if seen or not last:  # nothing to compare with, nothing to remember for: a lone source skips it
+        selected = [r for batch in outcome.output("select").batches() for r in records_of(batch)]
+        kept = dedup(
+            selected,
+            DedupConfig(**{**asdict(config), "near": False}),
+            across,
+            symmetric=spec.symmetric and spec.adapter != "superni",
+            source=spec.name,
+            seen=seen,
+        )
+        keep_ids = {r.row_id for r in kept} if config.across_sources == "remove" else None
     meta = outcome.infos["sample"]["meta"] or {}
     wordings = runner.book.for_source(spec, meta)
     rows = 0

@@ -245,6 +245,9 @@ def decontaminate(
     if report.registry and cfg.registry == "refuse":
         shared = "; ".join(f"{name}: {', '.join(ds)}" for name, ds in report.registry.items())
         raise SourceError(source, "shares_eval_dataset", f"shares its upstream dataset with evaluation sets ({shared})")
+    if not index.texts:  # no evaluation text to find (no eval sets, or --eval-sets none): every row stays
+        report.kept = len(records)
+        return list(records)
     kept = []
     for record in records:
         cleaned = _check_record(record, index, report)

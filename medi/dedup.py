@@ -86,6 +86,9 @@ class SeenPairs:
     def where(self, key: bytes) -> str | None:
         return self._first.get(key)
 
+    def __len__(self) -> int:
+        return len(self._first)
+
     def add(self, keys: list[bytes], source: str) -> None:
         for key in keys:
             self._first.setdefault(key, source)

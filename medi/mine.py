@@ -46,7 +46,7 @@ class MineConfig:
     replace_negatives: bool = False
     index: str = "flat"
     seed: int = 0
-    score_rows: int | None = 256  # rows whose given negatives all stay: score a seeded sample (None: every row)
+    score_rows: int | None = 128  # rows whose given negatives all stay: score a seeded sample (None: every row)
 
 
 @dataclass

@@ -102,7 +102,12 @@ _PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
 _WS = re.compile(r"\s+")
 
 
+_ASCII_FORM = bytes(ord(chr(i).lower()) if chr(i).isalnum() else 32 for i in range(256))
+
+
 def canonical(text: str) -> str:
     """The comparison form of a text: NFKC, casefolded, punctuation stripped, digits kept, single spaces."""
+    if text.isascii():  # the same form, by a byte table (NFKC and casefold are lower() on ASCII)
+        return b" ".join(text.encode().translate(_ASCII_FORM).split()).decode()
     text = unicodedata.normalize("NFKC", text).casefold()
     return _WS.sub(" ", _PUNCT.sub(" ", text)).strip()
