@@ -34,7 +34,7 @@ from medi.mine import MineConfig
 from medi.progress import BuildProgress
 from medi.schema import FORMAT_VERSION, records_of, triples_of
 from medi.shard import ShardWriter, release_batch
-from medi.stages import Runner, SourceOutcome, reports, run_source_safely
+from medi.stages import Runner, SourceOutcome, pairs_symmetric, reports, run_source_safely
 
 MAX_LISTED_PROBLEMS = 20
 CONTAMINATION = "contamination.json"
@@ -257,7 +257,7 @@ def _write_source(writer, spec, outcome, runner, seen: SeenPairs, task_id: int, 
             selected,
             DedupConfig(**{**asdict(config), "near": False}),
             across,
-            symmetric=spec.symmetric and spec.adapter != "superni",
+            symmetric=pairs_symmetric(spec),
             source=spec.name,
             seen=seen,
         )

@@ -17,9 +17,10 @@ import tempfile
 import types
 import typing
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
+from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
@@ -122,10 +123,11 @@ def _atomic_text(path: Path, text: str) -> None:
         raise
 
 
-def write_in_batches(write: Writer, rows: list, to_batch: Callable[[list], pa.RecordBatch]) -> None:
-    """Write ``rows`` through ``write`` as Arrow batches of ``BATCH_ROWS``."""
-    for start in range(0, len(rows), BATCH_ROWS):
-        write(to_batch(rows[start : start + BATCH_ROWS]))
+def write_in_batches(write: Writer, rows: Iterable, to_batch: Callable[[list], pa.RecordBatch]) -> None:
+    """Write ``rows`` (a list, or a stream consumed as it goes) through ``write`` as batches of ``BATCH_ROWS``."""
+    rows = iter(rows)
+    while chunk := list(islice(rows, BATCH_ROWS)):
+        write(to_batch(chunk))
 
 
 # --- reports to JSON and back --------------------------------------------------------------------------

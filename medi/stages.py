@@ -148,10 +148,6 @@ class SourceContext:
     def cap(self) -> int | None:
         return self.options.max_per_source or self.spec.medi.cap
 
-    def symmetric_pairs(self) -> bool:
-        """Dedup compares (query, positive) unordered for symmetric pair sources; Super-NI inputs never pair so."""
-        return self.spec.symmetric and self.spec.adapter != SUPERNI
-
     def refuse_shared_test_source(self, meta: dict) -> None:
         """A Super-NI task outside the train split must not share a Source with any test task."""
         spec = self.spec
@@ -175,6 +171,11 @@ class SourceContext:
             "document": max(wordings.document, key=len, default=""),
         }
         return {side: text for side, text in found.items() if text}
+
+
+def pairs_symmetric(spec: SourceSpec) -> bool:
+    """Dedup compares (query, positive) unordered for symmetric pair sources; Super-NI inputs never pair so."""
+    return spec.symmetric and spec.adapter != SUPERNI
 
 
 def stage_config(cls, values: dict, option: str):
@@ -226,33 +227,35 @@ def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Write
     adapted = get_adapter(spec.adapter, spec.name)(ctx.fetched.path, spec, o.seed)
     ctx.refuse_shared_test_source(adapted.meta)  # before reading every row
     size = sample_size(ctx.cap(), o.select, ctx.sample_factor)
-    sampler = Sampler(size, f"{o.seed}:{spec.name}", ctx.runner.eval_forms if ctx.runner.eval_index.texts else None)
-    problems: list[Problem] = []
+    sampler = Sampler(size, f"{o.seed}:{spec.name}", ctx.runner.eval_forms)
+    problems: list[Problem] = []  # the first MAX_KEPT_PROBLEMS; all are counted
     problem_count = 0
     report = NormalizeReport()
-    streamed: list[Record] = []
     started = time.perf_counter()
-    for item in adapted.rows:
-        if isinstance(item, Problem):
-            if o.on_error == "fail":
-                raise MediError(f"{spec.name}: {item} (--on-error fail)")
-            problem_count += 1
-            if len(problems) < MAX_KEPT_PROBLEMS:
-                problems.append(item)
-            continue
-        sampler.offer(item)
-        if size is None:  # every row is kept: normalize and write as it streams
-            streamed.extend(normalize((item,), report, o.max_chars))
-            if len(streamed) >= 8192:
-                write(records_batch(streamed))
-                streamed = []
-        if sampler.report.rows_read % PROGRESS_EVERY == 0:
-            ctx.runner.progress(spec.name, "read", sampler.report.rows_read, time.perf_counter() - started)
-    rows = sampler.finish()
-    if size is None:
-        write(records_batch(streamed))
+
+    def offered() -> Iterator[Record]:
+        """The adapter's rows, each offered to the sampler; problems counted aside (or stopping the build)."""
+        nonlocal problem_count
+        for item in adapted.rows:
+            if isinstance(item, Problem):
+                if o.on_error == "fail":
+                    raise MediError(f"{spec.name}: {item} (--on-error fail)")
+                problem_count += 1
+                if len(problems) < MAX_KEPT_PROBLEMS:
+                    problems.append(item)
+                continue
+            sampler.offer(item)
+            if sampler.report.rows_read % PROGRESS_EVERY == 0:
+                ctx.runner.progress(spec.name, "read", sampler.report.rows_read, time.perf_counter() - started)
+            yield item
+
+    if size is None:  # every row is kept: normalized and written as it streams
+        write_in_batches(write, normalize(offered(), report, o.max_chars), records_batch)
+        sampler.finish()
     else:
-        write_in_batches(write, list(normalize(rows, report, o.max_chars)), records_batch)
+        for _ in offered():
+            pass
+        write_in_batches(write, normalize(sampler.finish(), report, o.max_chars), records_batch)
     ctx.runner.progress(spec.name, "read", sampler.report.rows_read, time.perf_counter() - started)
     sampler.report.passes = 1 + (ctx.sample_factor.bit_length() - 1) // 2  # the factor grows 4x a pass
     return {
@@ -294,7 +297,7 @@ def _clean(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer)
     runner, spec = ctx.runner, ctx.spec
     records = [r for batch in batches for r in records_of(batch)]
     dedup_report, decontam_report, filter_report = DedupReport(), DecontamReport(), FilterReport()
-    records = dedup(records, runner.dedup_config(), dedup_report, symmetric=ctx.symmetric_pairs(), source=spec.name)
+    records = dedup(records, runner.dedup_config(), dedup_report, symmetric=pairs_symmetric(ctx.spec), source=spec.name)
     audit = ctx.embed() if runner.decontam_config().audit and runner.eval_index.texts else None
     datasets = runner.catalog.datasets_of(spec, ctx.meta)
     records = decontaminate(

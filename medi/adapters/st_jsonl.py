@@ -7,7 +7,6 @@ a list of positives or negatives one of its items, each chosen by the build seed
 
 from __future__ import annotations
 
-import gzip
 import json
 import threading
 import zlib
@@ -24,12 +23,6 @@ from medi.errors import Problem
 from medi.schema import Record
 
 BLOCK = 1 << 22  # compressed bytes per read: large blocks keep gzip and the line split in C
-
-
-def open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
 
 
 def _gunzip_blocks(raw: IO[bytes]) -> Iterator[bytes]:
@@ -90,16 +83,6 @@ def _prefetched(blocks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
 _END = object()
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) per non-blank line, read in large blocks."""
-    line_number = 0
-    for lines in _line_blocks(path):
-        for line in lines:
-            line_number += 1
-            if line and not line.isspace():
-                yield line_number, line
-
-
 def _line_blocks(path: Path) -> Iterator[list[bytes]]:
     """The file's lines, a block's worth at a time (the last line of a block is completed by the next)."""
     rest = b""
@@ -109,14 +92,6 @@ def _line_blocks(path: Path) -> Iterator[list[bytes]]:
         yield lines
     if rest:
         yield [rest]
-
-
-def parse_json(line: bytes) -> object:
-    """orjson, with the standard library as the judge of what orjson refuses (NaN, huge integers)."""
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return json.loads(line.decode("utf-8"))
 
 
 def read_json_lines(path: Path) -> Iterator[tuple[int, object] | Problem]:
