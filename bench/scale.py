@@ -99,7 +99,7 @@ def plain_encode(out: Path) -> tuple[float, int]:
 
 def pair_rows(args, work: Path) -> list[dict]:
     results = []
-    for rows in (args.rows, args.large):
+    for rows in (args.rows, args.large) if args.large else (args.rows,):
         path = cached_source(work / "data", "pairs", rows)
         mirror = mirror_for(work, "pairs", path)
         read, parsed = bare_read(path), medi_read(path)
@@ -159,7 +159,7 @@ def report(pairs: list[dict], triplets: dict | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--large", type=int, default=4_000_000)
+    parser.add_argument("--large", type=int, default=4_000_000, help="0: only the --rows file")
     parser.add_argument("--cap", type=int, default=5000)
     parser.add_argument("--triplets", type=int, default=1_000_000, help="0: skip the triplet file")
     parser.add_argument("--triplet-cap", type=int, default=100_000)
