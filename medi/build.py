@@ -323,12 +323,14 @@ def _say_losses(console: Console, manifest: dict) -> None:
         if count := source.get("problem_count"):
             lost += count
             first = source["problems"][0] if source["problems"] else "?"
-            console.print(f"[yellow]problems[/] {name}: {count} bad rows skipped; first: {first}", highlight=False)
+            # a count of problems, not of rows: a file unreadable from some line on loses every row after it
+            console.print(f"[yellow]problems[/] {name}: {count}; first: {first}", highlight=False)
     for name, why in manifest["skipped_sources"].items():
         console.print(f"[yellow]skipped[/] {name}: {_without_name(why['message'], name)}", highlight=False)
     if lost:
         console.print(
-            f"[yellow]{lost} rows lost to problems[/] (listed in the manifest; --on-error fail stops instead)"
+            f"[yellow]rows lost to {lost} problem(s)[/]: each a bad row skipped, or a file unreadable from a line on "
+            "(the rest of it lost); listed in the manifest; --on-error fail stops instead"
         )
 
 

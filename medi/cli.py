@@ -204,7 +204,7 @@ def summary_table(manifest: dict) -> Table:
         dropped = ", ".join(f"{k} {v}" for k, v in s["dropped"].items()) or "-"
         mining = s["mining"]
         negatives = ", ".join(f"{k} {v}" for k, v in mining["neg_origin"].items()) or "-"
-        scores = f"{mining['mean_pos_score']} / {mining['mean_neg_score']}" if mining["kept"] else "-"
+        scores = f"{mining['mean_pos_score']} / {mining['mean_neg_score']}" if mining["rows_scored"] else "-"
         table.add_row(name, str(s["rows_read"]), str(s["rows_kept"]), dropped, negatives, scores)
     for name, why in manifest["skipped_sources"].items():
         table.add_row(name, "-", "0", f"skipped: {why['reason']}", "-", "-")

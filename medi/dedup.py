@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,6 +32,7 @@ from medi.normalize import canonical
 from medi.report import StageReport
 from medi.schema import Record
 
+SIGNATURE_CHUNK = 1 << 14  # shingles per signature matrix: 64 x 16,384 x 8 bytes = 8 MB
 _PRIME = np.uint64(4294967291)  # largest prime below 2**32: a * x + b stays inside uint64
 
 
@@ -66,11 +68,14 @@ class DedupReport(StageReport):
 
 def pair_sides(record: Record, symmetric: bool = False) -> tuple[str, str]:
     """The canonical (query side, positive side) of a record; outputs stand in for the positive."""
-    query = canonical(record.query)
+    query, second = _canonical_sides(record)
+    return tuple(sorted((query, second))) if symmetric and record.pos is not None else (query, second)
+
+
+def _canonical_sides(record: Record) -> tuple[str, str]:
     if record.pos is not None:
-        pos = canonical(record.pos)
-        return tuple(sorted((query, pos))) if symmetric else (query, pos)
-    return query, "\x1e".join(sorted({canonical(o) for o in record.outputs}))
+        return canonical(record.query), canonical(record.pos)
+    return canonical(record.query), "\x1e".join(sorted({canonical(o) for o in record.outputs}))
 
 
 def pair_hash(sides: tuple[str, str]) -> bytes:
@@ -108,10 +113,12 @@ def dedup(
     first_of: dict[bytes, str] = {}
     queries: dict[str, bytes] = {}
     keys: list[bytes] = []
+    long_sides: dict[int, tuple[str, str]] = {}  # kept position -> near-dup sides, for long pairs only
     for record in records:
-        sides = pair_sides(record, symmetric)
-        key = pair_hash(sides)
-        if record.pos is not None and sides[0] == sides[1]:
+        query, second = _canonical_sides(record)
+        paired = record.pos is not None
+        key = pair_hash(tuple(sorted((query, second))) if symmetric and paired else (query, second))
+        if paired and query == second:
             report.dropped["query_equals_pos"] += 1
             report.example("query_equals_pos", row_id=record.row_id, query=record.query)
             continue
@@ -126,32 +133,35 @@ def dedup(
                 report.example("duplicate_in_other_source", row_id=record.row_id, source=other, query=record.query)
                 continue
         first_of[key] = record.row_id
-        if queries.setdefault(canonical(record.query), key) != key:
+        if queries.setdefault(query, key) != key:
             report.same_query_other_pair += 1
-        kept.append(_clear_echo_negative(record, report))
+        if config.near:
+            sides = (query, second if paired else canonical("\n".join(sorted(record.outputs))))
+            if _word_count(sides) >= config.near_min_words:
+                long_sides[len(kept)] = sides
+        kept.append(_clear_echo_negative(record, query, second if paired else None, report))
         keys.append(key)
     if config.near:
-        kept, keys = _drop_near_duplicates(kept, keys, config, report)
+        kept, keys = _drop_near_duplicates(kept, keys, long_sides, config, report)
     if seen is not None:
         seen.add(keys, source)
     report.kept = len(kept)
     return kept
 
 
-def _clear_echo_negative(record: Record, report: DedupReport) -> Record:
+def _word_count(sides: tuple[str, str]) -> int:
+    return sum(side.count(" ") + 1 for side in sides if side)  # canonical forms: single spaces, no padding
+
+
+def _clear_echo_negative(record: Record, query: str, pos: str | None, report: DedupReport) -> Record:
     if record.neg is None:
         return record
     neg = canonical(record.neg)
-    if neg == canonical(record.query) or (record.pos is not None and neg == canonical(record.pos)):
+    if neg in (query, pos):
         report.changed["neg_equals_query_or_pos_to_mine"] += 1
         report.example("neg_equals_query_or_pos", row_id=record.row_id, neg=record.neg)
         return Record(row_id=record.row_id, query=record.query, pos=record.pos, neg=None, outputs=record.outputs)
     return record
-
-
-def _sides_text(record: Record) -> tuple[str, str]:
-    second = record.pos if record.pos is not None else "\n".join(sorted(record.outputs))
-    return canonical(record.query), canonical(second)
 
 
 def shingles(text: str, width: int) -> set[str]:
@@ -161,11 +171,31 @@ def shingles(text: str, width: int) -> set[str]:
     return {" ".join(words[i : i + width]) for i in range(len(words) - width + 1)}
 
 
-def minhash(shingle_set: set[str], perm_a: np.ndarray, perm_b: np.ndarray) -> np.ndarray:
-    """MinHash signature: for each (a, b), min over shingles of (a * crc32(s) + b) mod p."""
-    x = np.fromiter((zlib.crc32(s.encode()) for s in shingle_set), dtype=np.uint64, count=len(shingle_set))
-    x %= _PRIME
-    return ((np.outer(perm_a, x) + perm_b[:, None]) % _PRIME).min(axis=1)
+def minhash_signatures(
+    shingle_sets: Iterable[set[str]], count: int, perm_a: np.ndarray, perm_b: np.ndarray
+) -> np.ndarray:
+    """MinHash signatures of ``count`` sets, one row each: for each (a, b), min over shingles of
+    (a * crc32(s) + b) mod p. The sets stream in; one matrix per chunk of about ``SIGNATURE_CHUNK`` shingles."""
+    signatures = np.empty((count, len(perm_a)), dtype=np.uint32)  # values < p < 2**32
+    sets, start = iter(shingle_sets), 0
+    while chunk := _chunk_of_shingles(sets):
+        x = np.fromiter((zlib.crc32(s.encode()) for group in chunk for s in group), dtype=np.uint64)
+        x %= _PRIME
+        offsets = np.cumsum([0] + [len(group) for group in chunk[:-1]])
+        values = (np.outer(perm_a, x) + perm_b[:, None]) % _PRIME
+        signatures[start : start + len(chunk)] = np.minimum.reduceat(values, offsets, axis=1).T
+        start += len(chunk)
+    return signatures
+
+
+def _chunk_of_shingles(sets: Iterator[set[str]]) -> list[set[str]]:
+    chunk, total = [], 0
+    for group in sets:
+        chunk.append(group)
+        total += len(group)
+        if total >= SIGNATURE_CHUNK:
+            break
+    return chunk
 
 
 def _permutations(count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -176,51 +206,79 @@ def _permutations(count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _drop_near_duplicates(
-    records: list[Record], keys: list[bytes], config: DedupConfig, report: DedupReport
+    records: list[Record], keys: list[bytes], long_sides: dict[int, tuple[str, str]], config: DedupConfig, report
 ) -> tuple[list[Record], list[bytes]]:
     """Drop long pairs whose query and positive sides are both at least ``near_threshold`` similar to an
     earlier kept pair's (a long passage asked two different questions, or with two different answers, stays).
+
+    Only signatures are held for every long pair (``num_perm`` 32-bit values); the word lists and shingle sets
+    that confirm a candidate are rebuilt for the few rows that share an LSH band with an earlier one.
     """
-    perm_a, perm_b = _permutations(config.num_perm)
-    rows = config.num_perm // config.bands
-    buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
-    sides: dict[int, tuple[set[str], set[str]]] = {}
-    kept, kept_keys = [], []
-    for index, (record, key) in enumerate(zip(records, keys, strict=True)):
-        query, second = _sides_text(record)
-        if len(query.split()) + len(second.split()) < config.near_min_words:
-            kept.append(record)
-            kept_keys.append(key)
-            continue
-        own = (
-            query.split(),
-            second.split(),
-            shingles(query, config.shingle_words),
-            shingles(second, config.shingle_words),
-        )
-        signature = minhash(own[2] | own[3], perm_a, perm_b)
-        bands = [(b, signature[b * rows : (b + 1) * rows].tobytes()) for b in range(config.bands)]
-        match = _first_similar(own, {i for band in bands for i in buckets.get(band, ())}, sides, config)
+    positions = sorted(long_sides)
+    earlier = _band_candidates(positions, long_sides, config)
+    sides_of = _SidesCache(long_sides, config.shingle_words)
+    dropped: set[int] = set()
+    for position in positions:
+        candidates = [c for c in earlier.get(position, ()) if c not in dropped]
+        match = _first_similar(sides_of(position), candidates, sides_of, config) if candidates else None
         if match is not None:
+            dropped.add(position)
             report.dropped["near_duplicate"] += 1
-            report.example("near_duplicate", row_id=record.row_id, duplicate_of=records[match].row_id)
-            continue
-        sides[index] = own
-        for band in bands:
-            buckets[band].append(index)
-        kept.append(record)
-        kept_keys.append(key)
-    return kept, kept_keys
+            report.example("near_duplicate", row_id=records[position].row_id, duplicate_of=records[match].row_id)
+    kept = [(r, k) for i, (r, k) in enumerate(zip(records, keys, strict=True)) if i not in dropped]
+    return [r for r, _ in kept], [k for _, k in kept]
+
+
+def _band_candidates(positions: list[int], long_sides: dict, config: DedupConfig) -> dict[int, list[int]]:
+    """{position: earlier long positions sharing at least one LSH band of its signature}, ascending."""
+    perm_a, perm_b = _permutations(config.num_perm)
+    sets = (
+        shingles(q, config.shingle_words) | shingles(s, config.shingle_words) for q, s in map(long_sides.get, positions)
+    )
+    signatures = minhash_signatures(sets, len(positions), perm_a, perm_b)
+    rows = config.num_perm // config.bands
+    earlier: dict[int, set[int]] = defaultdict(set)
+    for band in range(config.bands):
+        cells = np.ascontiguousarray(signatures[:, band * rows : (band + 1) * rows])
+        _, group, counts = np.unique(
+            cells.view(np.dtype((np.void, cells.shape[1] * 4))).ravel(), return_inverse=True, return_counts=True
+        )
+        shared = np.flatnonzero(counts[group] > 1)  # rows of a band value that more than one pair has
+        members: dict[int, list[int]] = defaultdict(list)
+        for row in shared:  # ascending: each member sees the ones before it
+            members[int(group[row])].append(positions[row])
+        for group_members in members.values():
+            for i, position in enumerate(group_members[1:], start=1):
+                earlier[position].update(group_members[:i])
+    return {position: sorted(found) for position, found in earlier.items()}
+
+
+class _SidesCache:
+    """(query words, second words, query shingles, second shingles) of a long pair, built on first use."""
+
+    def __init__(self, long_sides: dict[int, tuple[str, str]], width: int):
+        self.long_sides, self.width, self._built = long_sides, width, {}
+
+    def __call__(self, position: int) -> tuple:
+        if position not in self._built:
+            query, second = self.long_sides[position]
+            self._built[position] = (
+                query.split(),
+                second.split(),
+                shingles(query, self.width),
+                shingles(second, self.width),
+            )
+        return self._built[position]
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def _first_similar(own, candidates: set[int], sides: dict, config: DedupConfig) -> int | None:
+def _first_similar(own, candidates: list[int], sides_of, config: DedupConfig) -> int | None:
     """The first earlier kept row whose two sides are both near ``own``'s: (words, words, shingles, shingles)."""
-    for other in sorted(candidates):
-        theirs = sides[other]
+    for other in candidates:
+        theirs = sides_of(other)
         if all(jaccard(own[i], theirs[i]) >= config.near_threshold for i in (2, 3)) and all(
             Levenshtein.distance(own[i], theirs[i], score_cutoff=config.near_max_word_edits + 1)
             <= config.near_max_word_edits

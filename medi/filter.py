@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 
 from medi.errors import MediError
-from medi.normalize import canonical
+from medi.normalize import canonical_word_count
 from medi.report import StageReport
 from medi.schema import Record
 
@@ -123,13 +123,13 @@ def filter_records(
 
 
 def _check(record: Record, config: FilterConfig, report: FilterReport) -> Record | None:
-    query_words = len(canonical(record.query).split())
+    query_words = canonical_word_count(record.query)
     if not query_words:
         report.dropped["empty_query"] += 1
         report.example("empty_query", row_id=record.row_id, query=record.query)
         return None
     if record.pos is not None:
-        pos_words = len(canonical(record.pos).split())
+        pos_words = canonical_word_count(record.pos)
         if not pos_words:
             report.dropped["empty_pos"] += 1
             report.example("empty_pos", row_id=record.row_id, pos=record.pos)

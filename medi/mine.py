@@ -46,7 +46,9 @@ class MineConfig:
     replace_negatives: bool = False
     index: str = "flat"
     seed: int = 0
-    score_rows: int | None = 128  # rows whose given negatives all stay: score a seeded sample (None: every row)
+    # a source whose given negatives all stay has nothing to mine: embed a seeded sample of this many rows for the
+    # pos / neg scores, or none (0: the encoder is not even loaded), or every row (None)
+    score_rows: int | None = 0
 
 
 @dataclass
@@ -294,7 +296,7 @@ def mine_pairs(records: list[Record], encoder, cfg: MineConfig, report: MineRepo
     """Keep given positives (and negatives unless replacing them); mine a negative where a row has none.
 
     When every row keeps its given negative there is nothing to mine: only a seeded sample of ``score_rows`` rows
-    is embedded for the scores (and the quality report); the other rows carry no scores.
+    (by default none) is embedded for the scores (and the quality report); the other rows carry no scores.
     """
     report.mode = "pairs"
     if not records:
@@ -328,11 +330,14 @@ def mine_pairs(records: list[Record], encoder, cfg: MineConfig, report: MineRepo
 def _given_triples(records: list[Record], encoder, cfg: MineConfig, report: MineReport) -> list[Triple]:
     """Every row with its given negative; scores for a seeded sample of ``cfg.score_rows`` rows only."""
     scored = sorted(random.Random(f"{cfg.seed}:scores").sample(range(len(records)), cfg.score_rows))
-    q = encoder.embed([records[i].query for i in scored], side="query")
-    p = encoder.embed([records[i].pos for i in scored])
-    n = encoder.embed([records[i].neg for i in scored])
-    scores = dict(zip(scored, zip(np.einsum("ij,ij->i", q, p), np.einsum("ij,ij->i", q, n), strict=True), strict=True))
     report.scored = len(scored)
+    if not scored:
+        return [_triple(record, record.neg, "given", None, None, report) for record in records]
+    q = encoder.embed([records[i].query for i in scored], side="query")
+    # one call for both document sides: their texts share length buckets, so fewer part-filled batches
+    documents = encoder.embed([records[i].pos for i in scored] + [records[i].neg for i in scored])
+    p, n = documents[: len(scored)], documents[len(scored) :]
+    scores = dict(zip(scored, zip(np.einsum("ij,ij->i", q, p), np.einsum("ij,ij->i", q, n), strict=True), strict=True))
     triples = []
     for i, record in enumerate(records):
         pos_score, neg_score = scores.get(i, (None, None))

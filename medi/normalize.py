@@ -109,5 +109,17 @@ def canonical(text: str) -> str:
     """The comparison form of a text: NFKC, casefolded, punctuation stripped, digits kept, single spaces."""
     if text.isascii():  # the same form, by a byte table (NFKC and casefold are lower() on ASCII)
         return b" ".join(text.encode().translate(_ASCII_FORM).split()).decode()
+    return unicode_canonical(text)
+
+
+def unicode_canonical(text: str) -> str:
+    """``canonical`` for any text, the long way (the ASCII byte table must agree with it)."""
     text = unicodedata.normalize("NFKC", text).casefold()
     return _WS.sub(" ", _PUNCT.sub(" ", text)).strip()
+
+
+def canonical_word_count(text: str) -> int:
+    """``len(canonical(text).split())``, without building the form for ASCII text."""
+    if text.isascii():
+        return len(text.encode().translate(_ASCII_FORM).split())
+    return len(canonical(text).split())

@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rapidfuzz import fuzz
-from support import TASKS, spec, task_file
+from support import ETD, TASKS, spec, task_file
 
 from medi.adapters import get_adapter
 from medi.encode import Encoder, EncoderConfig
-from medi.mine import MineConfig, MineReport, mine_task
+from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
 from medi.normalize import NormalizeReport, canonical, normalize
 
 CLASSIFICATION = ("task1289_trec_classification", "task227_clariq_classification")
@@ -181,3 +181,41 @@ def test_rows_without_any_other_label_are_dropped_and_counted(mirror_release):
     assert kept == has_negative
     assert source["dropped"] == {"no_negative": len(labels) - len(has_negative)} == {"no_negative": 54}
     assert source["rows_read"] == len(labels) == source["rows_kept"] + 54
+
+
+# --- given negatives: nothing to mine ----------------------------------------------------------------------
+
+
+def given_triplets() -> list:
+    """The fixture's real msmarco triplets (query, positive and negative all given), as the mine stage gets them."""
+    source = spec("st/msmarco-triplets", "st_jsonl")
+    adapted = get_adapter("st_jsonl", source.name)(ETD / "msmarco-triplets.jsonl.gz", source, 0)
+    records = list(normalize(adapted.rows, NormalizeReport()))
+    assert len(records) > 4 and all(r.neg for r in records)
+    return records
+
+
+def test_given_negatives_load_no_encoder_by_default(tmp_path):
+    records = given_triplets()
+    encoder, report = Encoder(EncoderConfig(), tmp_path / "cache"), MineReport()
+    triples = mine_pairs(records, encoder, MineConfig(), report, symmetric=False)
+    assert encoder._model is None and encoder.texts_encoded == 0
+    assert [(t.query, t.pos, t.neg) for t in triples] == [(r.query, r.pos, r.neg) for r in records]
+    assert all(t.neg_origin == "given" and t.pos_score is None and t.neg_score is None for t in triples)
+    summary = report.summary()
+    assert summary["rows_scored"] == 0 and summary["mean_pos_score"] is None
+
+
+def test_given_negatives_score_a_seeded_sample_when_asked(encoder, tmp_path):
+    records = given_triplets()
+    config, report = MineConfig(score_rows=4), MineReport()
+    triples = mine_pairs(records, encoder, config, report, symmetric=False)
+    scored = [t for t in triples if t.pos_score is not None]
+    assert len(scored) == 4 == report.summary()["rows_scored"]
+    assert [t.row_id for t in mine_pairs(records, encoder, config, MineReport(), False) if t.pos_score is not None] == [
+        t.row_id for t in scored
+    ]
+    q = encoder.embed([t.query for t in scored], side="query")
+    p, n = encoder.embed([t.pos for t in scored]), encoder.embed([t.neg for t in scored])
+    assert [t.pos_score for t in scored] == pytest.approx(np.einsum("ij,ij->i", q, p).tolist(), abs=1e-5)
+    assert [t.neg_score for t in scored] == pytest.approx(np.einsum("ij,ij->i", q, n).tolist(), abs=1e-5)

@@ -64,8 +64,9 @@ def test_rows_lost_to_a_truncated_file_are_said_and_fail_strict(runner, cache_di
     assert result.exit_code == 0, result.output
     text = plain(result.output)
     line = next(line for line in text.splitlines() if line.startswith("problems st/AllNLI"))
-    assert str(path) in line and "unreadable from here on" in line and "1 bad rows skipped" in line
-    assert "rows lost to problems" in text
+    assert str(path) in line and "unreadable from here on" in line
+    assert line.startswith("problems st/AllNLI: 1; first: ")  # a count of problems: not of rows
+    assert "rows lost to 1 problem(s)" in text and "rest of it lost" in text
 
     strict = build(runner, cache_dir, *args, "--out", str(tmp_path / "strict"), "--strict")
     assert strict.exit_code == STRICT_EXIT, strict.output
