@@ -8,7 +8,8 @@ names, measured in the same run:
 - pairs: wall <= bare read (gzip + ``json`` per line) + 1.2 x a plain encode (sentence-transformers, batch 64) of
   the distinct texts the release keeps; peak RSS <= 1.5 GB; at 4x the rows, RSS within 15 % and wall growing no
   faster than the rows read;
-- triplets: wall <= 4 x the bare read of the same file.
+- triplets: wall <= 4 x the bare read of the same file (given negatives: nothing embedded); printed too, the same
+  build with ``--score-rows 128`` (the optional pos / neg scores of a sample, which loads the encoder).
 
     python bench/scale.py --rows 1000000 --large 4000000 --triplets 1000000 [--work /tmp/medi-scale]
 """
@@ -114,7 +115,11 @@ def triplet_row(args, work: Path) -> dict:
     mirror = mirror_for(work, "triplets", path)
     read = bare_read(path)
     built = timed_build("triplets", mirror, work / "out-triplets", work / "cache", args.triplet_cap, [])
-    return {"rows": args.triplets, "read": read, **built}
+    # the same build asking for the optional scores: it loads the encoder and embeds a 128-row sample
+    scored = timed_build(
+        "triplets", mirror, work / "out-triplets-scored", work / "cache", args.triplet_cap, ["--score-rows", "128"]
+    )
+    return {"rows": args.triplets, "read": read, **built, "scored": scored}
 
 
 def report(pairs: list[dict], triplets: dict | None) -> None:
@@ -150,6 +155,12 @@ def report(pairs: list[dict], triplets: dict | None) -> None:
             f"{triplets['wall'] / triplets['read']:.2f}x the bare read (target <= 4: "
             f"{'met' if triplets['wall'] <= limit else 'MISSED'}); peak RSS {triplets['rss_mb']:,.0f} MB; "
             f"{triplets['source']['rows_kept']:,} rows kept"
+        )
+        scored = triplets["scored"]
+        print(
+            f"  with --score-rows 128 (loads the encoder, embeds 384 texts): {scored['wall']:.1f} s = "
+            f"{scored['wall'] / triplets['read']:.2f}x the bare read; peak RSS {scored['rss_mb']:,.0f} MB; "
+            f"scores {scored['source']['mining']['mean_pos_score']} / {scored['source']['mining']['mean_neg_score']}"
         )
     for r in [*pairs, *([triplets] if triplets else [])]:
         s = r["source"]

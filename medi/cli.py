@@ -117,6 +117,9 @@ def build_command(
     ] = "mark",
     across_sources: Annotated[str, typer.Option(help="Pairs seen in an earlier source: report or remove")] = "report",
     token_budget: Annotated[int, typer.Option(help="Tokens per side incl. the instruction (0: no count)")] = 512,
+    score_rows: Annotated[
+        int, typer.Option(help="Given negatives, nothing to mine: embed a seeded sample of N rows for the scores")
+    ] = 0,
     tokenizer: Annotated[
         str, typer.Option(help="Token counter: bundled (all-MiniLM-L6-v2) or a tokenizer folder/tokenizer.json")
     ] = "bundled",
@@ -155,6 +158,7 @@ def build_command(
             decontaminate={"registry": eval_shared} if eval_shared != "mark" else {},
             dedup={"across_sources": across_sources} if across_sources != "report" else {},
             filter={"token_budget": token_budget or None, "tokenizer": tokenizer},
+            mining={"score_rows": score_rows} if score_rows else {},
             workers=workers,
             **where,
         )

@@ -10,12 +10,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from rapidfuzz import fuzz
-from support import ETD, TASKS, spec, task_file
+from support import ETD, MIRROR, TASKS, plain, spec, task_file
+from typer.testing import CliRunner
 
 from medi.adapters import get_adapter
+from medi.cli import app
 from medi.encode import Encoder, EncoderConfig
 from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
 from medi.normalize import NormalizeReport, canonical, normalize
@@ -219,3 +223,18 @@ def test_given_negatives_score_a_seeded_sample_when_asked(encoder, tmp_path):
     p, n = encoder.embed([t.pos for t in scored]), encoder.embed([t.neg for t in scored])
     assert [t.pos_score for t in scored] == pytest.approx(np.einsum("ij,ij->i", q, p).tolist(), abs=1e-5)
     assert [t.neg_score for t in scored] == pytest.approx(np.einsum("ij,ij->i", q, n).tolist(), abs=1e-5)
+
+
+def test_score_rows_from_the_command_line(cache_dir, tmp_path):
+    """`medi build --score-rows N` scores N given triplets; without it none are, and the table shows no scores."""
+    runner = CliRunner(env={"COLUMNS": "240", "NO_COLOR": "1"})
+    args = ["build", "--cache-dir", str(cache_dir), "--sources", "st/msmarco-triplets", "--data-dir", str(MIRROR)]
+    for rows in (0, 4):
+        out = tmp_path / f"scored-{rows}"
+        result = runner.invoke(app, [*args, "--out", str(out), "--eval-sets", "none", "--score-rows", str(rows)])
+        assert result.exit_code == 0, result.output
+        mining = json.loads((out / "manifest.json").read_text())["sources"]["st/msmarco-triplets"]["mining"]
+        assert mining["rows_scored"] == rows and mining["kept"] > rows
+        assert (mining["mean_pos_score"] is None) == (rows == 0)
+        row = next(line for line in plain(result.output).splitlines() if line.startswith("│ st/msmarco"))
+        assert row.rstrip(" │").endswith(" -") == (rows == 0), row
