@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import xxhash
 from rapidfuzz.distance import Levenshtein
 
 from medi.normalize import canonical
@@ -111,9 +112,9 @@ def dedup(
     """Records without duplicates or no-signal rows, in their original order; ``report`` says what went and why."""
     kept: list[Record] = []
     first_of: dict[bytes, str] = {}
-    queries: dict[str, bytes] = {}
+    queries: dict[int, bytes] = {}  # hash of the canonical query -> its first pair's key
     keys: list[bytes] = []
-    long_sides: dict[int, tuple[str, str]] = {}  # kept position -> near-dup sides, for long pairs only
+    long_rows: list[int] = []  # kept positions of the pairs long enough for the near-duplicate pass
     for record in records:
         query, second = _canonical_sides(record)
         paired = record.pos is not None
@@ -133,16 +134,14 @@ def dedup(
                 report.example("duplicate_in_other_source", row_id=record.row_id, source=other, query=record.query)
                 continue
         first_of[key] = record.row_id
-        if queries.setdefault(query, key) != key:
+        if queries.setdefault(xxhash.xxh3_64_intdigest(query.encode()), key) != key:
             report.same_query_other_pair += 1
-        if config.near:
-            sides = (query, second if paired else canonical("\n".join(sorted(record.outputs))))
-            if _word_count(sides) >= config.near_min_words:
-                long_sides[len(kept)] = sides
+        if config.near and _word_count((query, second if paired else near_sides(record)[1])) >= config.near_min_words:
+            long_rows.append(len(kept))
         kept.append(_clear_echo_negative(record, query, second if paired else None, report))
         keys.append(key)
     if config.near:
-        kept, keys = _drop_near_duplicates(kept, keys, long_sides, config, report)
+        kept, keys = _drop_near_duplicates(kept, keys, long_rows, config, report)
     if seen is not None:
         seen.add(keys, source)
     report.kept = len(kept)
@@ -205,20 +204,25 @@ def _permutations(count: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def near_sides(record: Record) -> tuple[str, str]:
+    """The canonical query and second side the near-duplicate pass compares (outputs joined as one text)."""
+    second = record.pos if record.pos is not None else "\n".join(sorted(record.outputs))
+    return canonical(record.query), canonical(second)
+
+
 def _drop_near_duplicates(
-    records: list[Record], keys: list[bytes], long_sides: dict[int, tuple[str, str]], config: DedupConfig, report
+    records: list[Record], keys: list[bytes], long_rows: list[int], config: DedupConfig, report: DedupReport
 ) -> tuple[list[Record], list[bytes]]:
     """Drop long pairs whose query and positive sides are both at least ``near_threshold`` similar to an
     earlier kept pair's (a long passage asked two different questions, or with two different answers, stays).
 
     Only signatures are held for every long pair (``num_perm`` 32-bit values); the word lists and shingle sets
-    that confirm a candidate are rebuilt for the few rows that share an LSH band with an earlier one.
+    that confirm a candidate are rebuilt from the record for the few rows that share an LSH band with an earlier one.
     """
-    positions = sorted(long_sides)
-    earlier = _band_candidates(positions, long_sides, config)
-    sides_of = _SidesCache(long_sides, config.shingle_words)
+    earlier = _band_candidates(records, long_rows, config)
+    sides_of = _SidesCache(records, config.shingle_words)
     dropped: set[int] = set()
-    for position in positions:
+    for position in long_rows:
         candidates = [c for c in earlier.get(position, ()) if c not in dropped]
         match = _first_similar(sides_of(position), candidates, sides_of, config) if candidates else None
         if match is not None:
@@ -229,13 +233,12 @@ def _drop_near_duplicates(
     return [r for r, _ in kept], [k for _, k in kept]
 
 
-def _band_candidates(positions: list[int], long_sides: dict, config: DedupConfig) -> dict[int, list[int]]:
+def _band_candidates(records: list[Record], long_rows: list[int], config: DedupConfig) -> dict[int, list[int]]:
     """{position: earlier long positions sharing at least one LSH band of its signature}, ascending."""
     perm_a, perm_b = _permutations(config.num_perm)
-    sets = (
-        shingles(q, config.shingle_words) | shingles(s, config.shingle_words) for q, s in map(long_sides.get, positions)
-    )
-    signatures = minhash_signatures(sets, len(positions), perm_a, perm_b)
+    width = config.shingle_words
+    sets = (shingles(q, width) | shingles(s, width) for q, s in (near_sides(records[i]) for i in long_rows))
+    signatures = minhash_signatures(sets, len(long_rows), perm_a, perm_b)
     rows = config.num_perm // config.bands
     earlier: dict[int, set[int]] = defaultdict(set)
     for band in range(config.bands):
@@ -246,7 +249,7 @@ def _band_candidates(positions: list[int], long_sides: dict, config: DedupConfig
         shared = np.flatnonzero(counts[group] > 1)  # rows of a band value that more than one pair has
         members: dict[int, list[int]] = defaultdict(list)
         for row in shared:  # ascending: each member sees the ones before it
-            members[int(group[row])].append(positions[row])
+            members[int(group[row])].append(long_rows[row])
         for group_members in members.values():
             for i, position in enumerate(group_members[1:], start=1):
                 earlier[position].update(group_members[:i])
@@ -256,12 +259,12 @@ def _band_candidates(positions: list[int], long_sides: dict, config: DedupConfig
 class _SidesCache:
     """(query words, second words, query shingles, second shingles) of a long pair, built on first use."""
 
-    def __init__(self, long_sides: dict[int, tuple[str, str]], width: int):
-        self.long_sides, self.width, self._built = long_sides, width, {}
+    def __init__(self, records: list[Record], width: int):
+        self.records, self.width, self._built = records, width, {}
 
     def __call__(self, position: int) -> tuple:
         if position not in self._built:
-            query, second = self.long_sides[position]
+            query, second = near_sides(self.records[position])
             self._built[position] = (
                 query.split(),
                 second.split(),
