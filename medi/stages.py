@@ -345,11 +345,14 @@ def _select(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer
     if not resample:
         # select sees the rows in key order, so its picks (random positions, vote-k ties) are the same whatever
         # the read order; the kept rows go on in read order
-        seed = f"{ctx.options.seed}:{ctx.spec.name}"
-        arrival = {r.row_id: i for i, r in enumerate(records)}
-        by_key = sorted(records, key=lambda r: (content_key(r, seed), r.row_id))
-        chosen = select(by_key, config, report, ctx.embed())
-        records = sorted(chosen, key=lambda r: arrival[r.row_id])
+        if config.max_rows is None or len(records) <= config.max_rows:
+            records = select(records, config, report)  # nothing to pick: every row, no key order needed
+        else:
+            seed = f"{ctx.options.seed}:{ctx.spec.name}"
+            arrival = {r.row_id: i for i, r in enumerate(records)}
+            by_key = sorted(records, key=lambda r: (content_key(r, seed), r.row_id))
+            chosen = select(by_key, config, report, ctx.embed())
+            records = sorted(chosen, key=lambda r: arrival[r.row_id])
         write_in_batches(write, records, records_batch)
     return {"budget": to_jsonable(budget), "select": to_jsonable(report), "resample": resample}
 
