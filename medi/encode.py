@@ -24,6 +24,7 @@ from medi.errors import MediError
 
 BUNDLED = "bundled:all-MiniLM-L6-v2"
 KEY_BYTES = 16
+MERGED_CHUNK_ROWS = 262_144  # vectors per chunk written by `medi cache prune` (384 floats: 400 MB)
 FLUSH_BATCHES = 32  # batches encoded between cache writes: what a killed build can lose
 TOKENS_PER_BATCH = 4096  # padded tokens per encode batch: bounds activation memory
 SHAPE_ROWS = 32  # rows of every encode batch (fewer for long buckets): each text's batch shape is fixed by its length
@@ -280,13 +281,23 @@ def text_key(prompt: str, text: str) -> bytes:
 
 
 class EmbeddingCache:
-    """Chunks ``<id>.vecs.npy`` (float32) + ``<id>.keys.npy`` (uint8 keys) in one folder per encoder key."""
+    """Chunks ``<id>.vecs.npy`` (float32) + ``<id>.keys.npy`` (uint8 keys) in one folder per encoder key.
+
+    A build of millions of texts writes thousands of chunks, so nothing is held per chunk but its name: the index
+    is one sorted array of keys with their (chunk, row) — 24 bytes a text, not a dict entry's ~190 — plus a small
+    dict of recent keys merged into it now and then, and a chunk's vectors are memory-mapped only while rows are
+    read from it (a map held per chunk would hold a file descriptor each, past the usual limit of 1,024).
+    """
+
+    MERGE_AT = 65_536  # recent keys merged into the sorted index once there are this many (or a quarter of it)
 
     def __init__(self, root: Path, encoder_key: str):
         self.folder = root / encoder_key
-        self._index: dict[bytes, tuple[int, int]] = {}
-        self._chunks: list[np.ndarray] = []
+        self._chunk_ids: list[str] = []
         self._seen: set[str] = set()
+        self._keys = np.empty(0, dtype=_KEY)  # sorted
+        self._places = np.empty((0, 2), dtype=np.int32)  # (chunk number, row) of each key in ``_keys``
+        self._recent: dict[bytes, tuple[int, int]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -297,21 +308,54 @@ class EmbeddingCache:
             chunk_id = keys_file.name[: -len(".keys.npy")]
             if chunk_id in self._seen:
                 continue
-            chunk = _read_chunk(self.folder, chunk_id)
-            if chunk is None:
+            keys = _read_chunk_keys(self.folder, chunk_id)
+            if keys is None:
                 continue  # not readable whole (yet): looked at again on the next refresh; its texts count as missing
-            keys, vecs = chunk
-            number = len(self._chunks)
-            self._chunks.append(vecs)
+            number = len(self._chunk_ids)
+            self._chunk_ids.append(chunk_id)
             self._seen.add(chunk_id)
-            for row, key in enumerate(keys):
-                self._index.setdefault(key.tobytes(), (number, row))
+            known = self._in_sorted(keys)
+            for row in np.flatnonzero(~known):  # the first chunk read with a key serves it
+                self._recent.setdefault(keys[row].tobytes(), (number, int(row)))
+        if len(self._recent) >= max(self.MERGE_AT, len(self._keys) // 4):
+            self._merge_recent()
+
+    def _in_sorted(self, keys: np.ndarray) -> np.ndarray:
+        """Which of ``keys`` (a ``_KEY`` array) the sorted index holds, and where: positions (clipped) and a mask."""
+        return self._positions(keys)[1]
+
+    def _positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(self._keys):
+            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return at, self._keys[at] == keys
+
+    def _merge_recent(self) -> None:
+        if not self._recent:
+            return
+        keys = np.concatenate([self._keys, np.frombuffer(b"".join(self._recent), dtype=_KEY)])
+        places = np.concatenate([self._places, np.array(list(self._recent.values()), dtype=np.int32)])
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._places, self._recent = keys[order], places[order], {}
+
+    def places(self, keys: list[bytes]) -> list[tuple[int, int] | None]:
+        """(chunk number, row) of each key, or None where it is not cached."""
+        self._refresh()
+        wanted = np.frombuffer(b"".join(keys), dtype=_KEY) if keys else np.empty(0, dtype=_KEY)
+        at, found = self._positions(wanted)
+        return [
+            (int(self._places[i][0]), int(self._places[i][1])) if hit else self._recent.get(key)
+            for key, i, hit in zip(keys, at, found, strict=True)
+        ]
+
+    def __len__(self) -> int:
+        """Distinct texts cached (as of the last refresh)."""
+        return len(self._keys) + len(self._recent)
 
     def lookup(self, keys: list[bytes]) -> tuple[np.ndarray | None, list[int]]:
         """(vectors, positions not cached): a float32 matrix with a row per key (zeros where missing),
         None when nothing is cached; rows are gathered chunk by chunk, not one memmap read per key."""
-        self._refresh()
-        places = [self._index.get(key) for key in keys]
+        places = self.places(keys)
         missing = [i for i, where in enumerate(places) if where is None]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
@@ -323,11 +367,24 @@ class EmbeddingCache:
                 rows, rows_in_chunk = by_chunk.setdefault(where[0], ([], []))
                 rows.append(i)
                 rows_in_chunk.append(where[1])
-        dim = self._chunks[next(iter(by_chunk))].shape[1]
-        matrix = np.zeros((len(keys), dim), np.float32)
+        matrix = None
         for chunk, (rows, rows_in_chunk) in by_chunk.items():
-            matrix[rows] = self._chunks[chunk][rows_in_chunk]
+            vectors = self.chunk_vectors(chunk)
+            if matrix is None:
+                matrix = np.zeros((len(keys), vectors.shape[1]), np.float32)
+            matrix[rows] = vectors[rows_in_chunk]
+            del vectors  # unmapped: no file descriptor stays open per chunk
         return matrix, missing
+
+    def chunk_vectors(self, number: int) -> np.ndarray:
+        """A chunk's vectors, memory-mapped (read-only)."""
+        return np.load(self.folder / f"{self._chunk_ids[number]}.vecs.npy", mmap_mode="r")
+
+    def entries(self) -> tuple[list[bytes], np.ndarray]:
+        """Every cached key once, and its (chunk, row)."""
+        self._refresh()
+        self._merge_recent()
+        return [key.tobytes() for key in self._keys], self._places
 
     def put(self, keys: list[bytes], vectors: np.ndarray) -> None:
         if not keys:
@@ -340,18 +397,23 @@ class EmbeddingCache:
         _atomic_save(self.folder / f"{chunk_id}.keys.npy", key_matrix)
 
 
-def _read_chunk(folder: Path, chunk_id: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """A chunk's keys and memory-mapped vectors, or None while it cannot be read whole: shared file systems
+_KEY = np.dtype((np.void, KEY_BYTES))
+
+
+def _read_chunk_keys(folder: Path, chunk_id: str) -> np.ndarray | None:
+    """A chunk's keys (a ``_KEY`` array), or None while the chunk cannot be read whole: shared file systems
     without atomic rename (object-store mounts) can show a file before all its bytes, and ``medi cache prune``
-    may remove a chunk meanwhile."""
+    may remove a chunk meanwhile. Its vectors are checked for shape and then unmapped."""
     try:
         keys = np.load(folder / f"{chunk_id}.keys.npy")
-        vecs = np.load(folder / f"{chunk_id}.vecs.npy", mmap_mode="r")
+        vectors = np.load(folder / f"{chunk_id}.vecs.npy", mmap_mode="r")
+        rows, ndim = len(vectors), vectors.ndim
+        del vectors
     except (OSError, ValueError, EOFError):
         return None
-    if keys.ndim != 2 or keys.shape[1] != KEY_BYTES or vecs.ndim != 2 or len(vecs) != len(keys):
+    if keys.ndim != 2 or keys.shape[1] != KEY_BYTES or ndim != 2 or rows != len(keys):
         return None
-    return keys, vecs
+    return np.ascontiguousarray(keys).view(_KEY).ravel()
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
@@ -371,8 +433,8 @@ def cache_info(cache_dir: Path | None = None) -> list[dict]:
 
 
 def _folder_info(folder: Path) -> dict:
-    keys = [np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.keys.npy"))]
-    distinct = len({row.tobytes() for chunk in keys for row in chunk})
+    keys = [np.load(p) for p in sorted(folder.glob("*.keys.npy"))]
+    distinct = len(np.unique(np.concatenate([np.ascontiguousarray(k).view(_KEY).ravel() for k in keys]))) if keys else 0
     return {
         "encoder_key": folder.name,
         "chunks": len(keys),
@@ -405,11 +467,17 @@ def prune_cache(cache_dir: Path | None = None, keep: list[str] | None = None) ->
 def _merge_chunks(folder: Path) -> dict:
     old = sorted(p.name[: -len(".keys.npy")] for p in folder.glob("*.keys.npy"))
     cache = EmbeddingCache(folder.parent, folder.name)
-    cache._refresh()
-    keys = list(cache._index)
-    vectors = np.vstack([np.asarray(cache._chunks[c][r]) for c, r in cache._index.values()]) if keys else None
-    if vectors is not None:
-        cache.put(keys, vectors)
+    keys, places = cache.entries()
+    for start in range(0, len(keys), MERGED_CHUNK_ROWS):  # merged chunks of bounded size: never every vector at once
+        part = places[start : start + MERGED_CHUNK_ROWS]
+        vectors = None
+        for chunk in np.unique(part[:, 0]):
+            rows = np.flatnonzero(part[:, 0] == chunk)
+            found = cache.chunk_vectors(int(chunk))[part[rows, 1]]
+            if vectors is None:
+                vectors = np.empty((len(part), found.shape[1]), np.float32)
+            vectors[rows] = found
+        cache.put(keys[start : start + MERGED_CHUNK_ROWS], vectors)
     for chunk_id in old:
         (folder / f"{chunk_id}.keys.npy").unlink()  # keys first: the chunk stops counting before its vectors go
         (folder / f"{chunk_id}.vecs.npy").unlink()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from rapidfuzz import fuzz
 
-from medi.encode import Encoder, EncoderConfig, cache_info, pick_device, prune_cache
+from medi.encode import EmbeddingCache, Encoder, EncoderConfig, cache_info, pick_device, prune_cache, text_key
 from medi.mine import MineConfig, MineReport, mine_pairs
 from medi.normalize import canonical
 from medi.schema import Record
@@ -170,6 +170,33 @@ def test_concurrent_writers_and_prune(tmp_path, sts_rows):
     assert np.array_equal(reader.embed(groups[1]), before) and reader.texts_encoded == 0
     prune_cache(tmp_path, keep=[])
     assert cache_info(tmp_path) == []
+
+
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_cache_of_thousands_of_chunks_maps_none_of_them_between_reads(tmp_path, sts_rows, monkeypatch):
+    """A long build writes a chunk every 32 batches; the index must not hold a file (or a dict entry) per chunk."""
+    monkeypatch.setattr(EmbeddingCache, "MERGE_AT", 400)  # several merges of recent keys into the sorted index
+    texts = [f"{r['query']} #{i}" for i in range(300) for r in sts_rows][:3000]
+    keys = [text_key("", t) for t in texts]
+    vectors = np.random.default_rng(0).standard_normal((len(keys), 8)).astype(np.float32)
+    assert len(set(keys)) == len(keys) >= 2000
+    writer = EmbeddingCache(tmp_path / "embeddings", "key")
+    half = len(keys) // 2
+    for start in range(0, half, 2):  # chunks of two texts
+        writer.put(keys[start : start + 2], vectors[start : start + 2])
+    reader, files = EmbeddingCache(tmp_path / "embeddings", "key"), open_files()
+    found, missing = reader.lookup(keys[:half][::-1])
+    assert not missing and np.array_equal(found, vectors[:half][::-1])
+    for start in range(half, len(keys), 2):  # written after the reader's first look: found on its next
+        writer.put(keys[start : start + 2], vectors[start : start + 2])
+    writer.put(keys[:2], -vectors[:2])  # the same texts again in a later chunk: the first chunk still serves them
+    found, missing = reader.lookup([*keys, text_key("", "never cached")])
+    assert missing == [len(keys)] and np.array_equal(found[: len(keys)], vectors)
+    assert open_files() <= files + 1 and len(reader) == len(keys)
+    assert cache_info(tmp_path)[0]["distinct_texts"] == len(keys)
 
 
 def test_int8_precision_is_opt_in_cached_apart_and_close_to_fp32(tmp_path, sts_rows):
