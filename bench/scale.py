@@ -23,10 +23,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from peak_rss import run_with_peak_rss
 from synthetic import cached_source
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -67,21 +69,22 @@ def mirror_for(work: Path, kind: str, path: Path) -> Path:
 
 
 def timed_build(kind: str, mirror: Path, out: Path, cache: Path, cap: int, extra: list[str]) -> dict:
-    """``medi build`` in a child process; wall seconds and the child's own peak RSS (from wait4)."""
+    """``medi build`` in a child process; wall seconds and its peak RSS (``VmHWM`` polled from /proc, see
+    ``bench/peak_rss.py``: wait4 would report this process's own memory once it has run a plain encode)."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
     command = [sys.executable, "-m", "medi.cli", "build", "--sources", SOURCES[kind], "--data-dir", str(mirror)]
     command += ["--out", str(out), "--cache-dir", str(cache), "--max-per-source", str(cap), "--eval-sets", "none"]
     started = time.perf_counter()
-    child = subprocess.Popen([*command, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    log = child.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"build failed:\n{log}")
+    with tempfile.TemporaryFile("w+") as log:
+        code, peak_mb = run_with_peak_rss([*command, *extra], timeout=3600, stdout=subprocess.DEVNULL, stderr=log)
+        wall = time.perf_counter() - started
+        if code != 0:
+            log.seek(0)
+            raise SystemExit(f"build failed:\n{log.read()}")
     manifest = json.loads((out / "manifest.json").read_text())
     source = manifest["sources"][SOURCES[kind]]
-    return {"wall": wall, "rss_mb": usage.ru_maxrss / 1024, "manifest": manifest, "source": source}
+    return {"wall": wall, "rss_mb": peak_mb, "manifest": manifest, "source": source}
 
 
 def plain_encode(out: Path) -> tuple[float, int]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import datasets
@@ -17,6 +15,7 @@ import pytest
 from support import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
+from peak_rss import run_with_peak_rss
 from synthetic import write_source
 
 ROWS, CAP = 200_000, 150
@@ -43,21 +42,16 @@ def mirrors(tmp_path_factory) -> dict[str, Path]:
 
 
 def build(mirror: Path, out: Path, cache_dir: Path, *extra: str) -> tuple[dict, float]:
-    """``medi build`` in a child process; its manifest and the child's own peak RSS in MB (from wait4)."""
+    """``medi build`` in a child process; its manifest and the peak RSS in MB of it or a worker it started
+    (``VmHWM`` from /proc: wait4's ru_maxrss would count this large pytest process's own memory)."""
     command = [sys.executable, "-m", "medi.cli", "build", "--sources", SOURCES, "--data-dir", str(mirror)]
     command += ["--out", str(out), "--cache-dir", str(cache_dir), "--max-per-source", str(CAP), *extra]
     log = out.with_name(out.name + ".log")
-    with log.open("w") as handle:
-        child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-        timer = threading.Timer(1200, child.kill)  # a hung build fails the test instead of hanging it
-        timer.start()
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            timer.cancel()
-    assert os.waitstatus_to_exitcode(status) == 0, log.read_text()
+    with log.open("w") as handle:  # a hung build fails the test instead of hanging it
+        code, peak_mb = run_with_peak_rss(command, timeout=1200, stdout=handle, stderr=subprocess.STDOUT)
+    assert code == 0, log.read_text()
     manifest = json.loads((out / "manifest.json").read_text())
-    return manifest, usage.ru_maxrss / 1024  # kilobytes on Linux
+    return manifest, peak_mb
 
 
 def pairs_of(out: Path) -> dict[str, set[tuple[str, str]]]:
@@ -71,9 +65,7 @@ def pairs_of(out: Path) -> dict[str, set[tuple[str, str]]]:
 @pytest.fixture(scope="module")
 def builds(mirrors, tmp_path_factory) -> dict[str, tuple[Path, dict, float]]:
     root = tmp_path_factory.mktemp("scale-builds")
-    # a cache of their own, so the peak RSS measured does not depend on what earlier tests left in the session cache
-    # (with a full suite's cache the first build once peaked at 1.54 GB, against 1.10 GB from an empty one)
-    cache_dir = root / "cache"
+    cache_dir = root / "cache"  # a cache of their own: the first build embeds from empty
     runs = {
         "ordered": (mirrors["ordered"], ()),
         "shuffled": (mirrors["shuffled"], ()),
