@@ -192,8 +192,8 @@ def _outcome_line(outcome: SourceOutcome) -> str:
     if outcome.skipped:
         return f"skipped ({outcome.skipped['reason']})"
     sample = outcome.infos.get("sample", {}).get("sample", {})
-    mined = outcome.infos.get("mine", {}).get("kept", 0)
-    return f"read {sample.get('rows_read', 0):,}, sampled {sample.get('sampled', 0):,}, mined {mined:,}"
+    kept = outcome.infos.get("mine", {}).get("kept", 0)  # rows out of the last stage: what the release gets
+    return f"read {sample.get('rows_read', 0):,}, sampled {sample.get('sampled', 0):,}, kept {kept:,}"
 
 
 def _present(specs, dirs, selection, catalog) -> tuple[list[SourceSpec], list[str]]:

@@ -236,5 +236,6 @@ def test_score_rows_from_the_command_line(cache_dir, tmp_path):
         mining = json.loads((out / "manifest.json").read_text())["sources"]["st/msmarco-triplets"]["mining"]
         assert mining["rows_scored"] == rows and mining["kept"] > rows
         assert (mining["mean_pos_score"] is None) == (rows == 0)
+        assert f"[1/1] st/msmarco-triplets: read 10, sampled 10, kept {mining['kept']}" in plain(result.output)
         row = next(line for line in plain(result.output).splitlines() if line.startswith("│ st/msmarco"))
         assert row.rstrip(" │").endswith(" -") == (rows == 0), row

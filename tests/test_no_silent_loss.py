@@ -79,8 +79,8 @@ def test_off_a_terminal_every_source_gets_a_line_and_a_heartbeat_follows(tmp_pat
     with BuildProgress(console, total=2, heartbeat=0.3) as progress:
         progress.update("st/AllNLI", "read", 1000, 0.5)
         time.sleep(1.6)  # no source finishes: the heartbeat must speak
-        progress.finished("st/AllNLI", "read 1,000, sampled 1,000, mined 900")
+        progress.finished("st/AllNLI", "read 1,000, sampled 1,000, kept 900")
     lines = stream.getvalue().splitlines()
     beats = [line for line in lines if line.startswith("…")]
     assert beats and "st/AllNLI · read 1,000 rows, 2,000 rows/s" in beats[0]
-    assert "[1/2] st/AllNLI: read 1,000, sampled 1,000, mined 900" in lines
+    assert "[1/2] st/AllNLI: read 1,000, sampled 1,000, kept 900" in lines
