@@ -69,8 +69,11 @@ class DedupReport(StageReport):
 
 def pair_sides(record: Record, symmetric: bool = False) -> tuple[str, str]:
     """The canonical (query side, positive side) of a record; outputs stand in for the positive."""
-    query, second = _canonical_sides(record)
-    return tuple(sorted((query, second))) if symmetric and record.pos is not None else (query, second)
+    return _as_pair(*_canonical_sides(record), unordered=symmetric and record.pos is not None)
+
+
+def _as_pair(query: str, second: str, *, unordered: bool) -> tuple[str, str]:
+    return tuple(sorted((query, second))) if unordered else (query, second)
 
 
 def _canonical_sides(record: Record) -> tuple[str, str]:
@@ -118,7 +121,7 @@ def dedup(
     for record in records:
         query, second = _canonical_sides(record)
         paired = record.pos is not None
-        key = pair_hash(tuple(sorted((query, second))) if symmetric and paired else (query, second))
+        key = pair_hash(_as_pair(query, second, unordered=symmetric and paired))
         if paired and query == second:
             report.dropped["query_equals_pos"] += 1
             report.example("query_equals_pos", row_id=record.row_id, query=record.query)

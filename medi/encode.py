@@ -314,17 +314,14 @@ class EmbeddingCache:
             number = len(self._chunk_ids)
             self._chunk_ids.append(chunk_id)
             self._seen.add(chunk_id)
-            known = self._in_sorted(keys)
+            _, known = self._positions(keys)
             for row in np.flatnonzero(~known):  # the first chunk read with a key serves it
                 self._recent.setdefault(keys[row].tobytes(), (number, int(row)))
         if len(self._recent) >= max(self.MERGE_AT, len(self._keys) // 4):
             self._merge_recent()
 
-    def _in_sorted(self, keys: np.ndarray) -> np.ndarray:
-        """Which of ``keys`` (a ``_KEY`` array) the sorted index holds, and where: positions (clipped) and a mask."""
-        return self._positions(keys)[1]
-
     def _positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where ``keys`` (a ``_KEY`` array) would stand in the sorted index (clipped), and which of them it holds."""
         if not len(self._keys):
             return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
         at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)

@@ -331,20 +331,18 @@ def _given_triples(records: list[Record], encoder, cfg: MineConfig, report: Mine
     """Every row with its given negative; scores for a seeded sample of ``cfg.score_rows`` rows only."""
     scored = sorted(random.Random(f"{cfg.seed}:scores").sample(range(len(records)), cfg.score_rows))
     report.scored = len(scored)
-    if not scored:
-        return [_triple(record, record.neg, "given", None, None, report) for record in records]
-    q = encoder.embed([records[i].query for i in scored], side="query")
+    scores = _given_scores([records[i] for i in scored], encoder) if scored else []  # none: no encoder loaded
+    by_row = dict(zip(scored, scores, strict=True))
+    return [_triple(r, r.neg, "given", *by_row.get(i, (None, None)), report) for i, r in enumerate(records)]
+
+
+def _given_scores(records: list[Record], encoder) -> list[tuple[float, float]]:
+    """(pos score, neg score) of each record's given texts."""
+    q = encoder.embed([r.query for r in records], side="query")
     # one call for both document sides: their texts share length buckets, so fewer part-filled batches
-    documents = encoder.embed([records[i].pos for i in scored] + [records[i].neg for i in scored])
-    p, n = documents[: len(scored)], documents[len(scored) :]
-    scores = dict(zip(scored, zip(np.einsum("ij,ij->i", q, p), np.einsum("ij,ij->i", q, n), strict=True), strict=True))
-    triples = []
-    for i, record in enumerate(records):
-        pos_score, neg_score = scores.get(i, (None, None))
-        pos_score = float(pos_score) if pos_score is not None else None
-        neg_score = float(neg_score) if neg_score is not None else None
-        triples.append(_triple(record, record.neg, "given", pos_score, neg_score, report))
-    return triples
+    documents = encoder.embed([r.pos for r in records] + [r.neg for r in records])
+    p, n = documents[: len(records)], documents[len(records) :]
+    return list(zip(np.einsum("ij,ij->i", q, p).tolist(), np.einsum("ij,ij->i", q, n).tolist(), strict=True))
 
 
 def _triple(record: Record, neg: str, origin: str, pos_score, neg_score, report: MineReport) -> Triple:

@@ -164,6 +164,10 @@ class SelectConfig:
     rho: float = 10.0
     seed: int | str = 0
 
+    def picks(self, rows: int) -> bool:
+        """Whether ``rows`` rows exceed the cap, so some must be picked."""
+        return self.max_rows is not None and rows > self.max_rows
+
 
 @dataclass
 class SelectReport:
@@ -187,7 +191,7 @@ def select(
     Rows over the cap are counted as ``over_cap`` in ``report.dropped``.
     """
     report.cap = config.max_rows
-    if config.max_rows is None or len(records) <= config.max_rows:
+    if not config.picks(len(records)):
         report.mode, report.kept = "none", len(records)
         return records
     report.mode = config.mode

@@ -345,7 +345,7 @@ def _select(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer
     if not resample:
         # select sees the rows in key order, so its picks (random positions, vote-k ties) are the same whatever
         # the read order; the kept rows go on in read order
-        if config.max_rows is None or len(records) <= config.max_rows:
+        if not config.picks(len(records)):
             records = select(records, config, report)  # nothing to pick: every row, no key order needed
         else:
             seed = f"{ctx.options.seed}:{ctx.spec.name}"

@@ -77,22 +77,27 @@ def read_kilt(path: Path, spec: SourceSpec, seed: int) -> Adapted:
     return Adapted(rows=_records(path, spec.name, knowledge), meta=meta)
 
 
-def _knowledge_source_input(task_file: Path, spec: SourceSpec) -> list[Path]:
+def _configured_knowledge_source(task_file: Path, spec: SourceSpec) -> Path | None:
+    """Where ``options.knowledge_source`` points (relative to the task file), or None when it is not a path."""
     option = spec.options.get("knowledge_source") or KNOWLEDGE_SOURCE
     if not isinstance(option, str):
-        return []
-    return [Path(option) if Path(option).is_absolute() else task_file.parent / option]
+        return None
+    return Path(option) if Path(option).is_absolute() else task_file.parent / option
+
+
+def _knowledge_source_input(task_file: Path, spec: SourceSpec) -> list[Path]:
+    found = _configured_knowledge_source(task_file, spec)
+    return [found] if found else []
 
 
 read_kilt.extra_inputs = _knowledge_source_input
 
 
 def knowledge_source_path(task_file: Path, spec: SourceSpec) -> Path:
-    option = spec.options.get("knowledge_source") or KNOWLEDGE_SOURCE
-    if not isinstance(option, str):
+    found = _configured_knowledge_source(task_file, spec)
+    if found is None:
+        option = spec.options.get("knowledge_source")
         raise MediError(f"{spec.file}: options.knowledge_source must be a path, not {option!r}")
-    candidate = Path(option)
-    found = candidate if candidate.is_absolute() else task_file.parent / candidate
     if not found.is_file():
         raise SourceError(
             spec.name,
