@@ -34,7 +34,7 @@ from medi.mine import MineConfig
 from medi.progress import BuildProgress
 from medi.schema import FORMAT_VERSION, records_of, triples_of
 from medi.shard import ShardWriter, release_batch
-from medi.stages import Runner, SourceOutcome, pairs_symmetric, reports, run_source_safely
+from medi.stages import Runner, SourceOutcome, check_stage_options, pairs_symmetric, reports, run_source_safely
 
 MAX_LISTED_PROBLEMS = 20
 CONTAMINATION = "contamination.json"
@@ -422,6 +422,9 @@ class ReleaseConfig(BaseModel):
             raise MediError(f"{path}: expected a mapping with `sources:` and build options")
         try:
             config = cls(**data)
+            check_stage_options(config.options)
         except ValidationError as exc:
             raise MediError(f"{path}: {explain_validation(exc)}") from exc
+        except MediError as exc:
+            raise MediError(f"{path}: {exc}") from exc
         return config

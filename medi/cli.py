@@ -118,7 +118,8 @@ def build_command(
     across_sources: Annotated[str, typer.Option(help="Pairs seen in an earlier source: report or remove")] = "report",
     token_budget: Annotated[int, typer.Option(help="Tokens per side incl. the instruction (0: no count)")] = 512,
     score_rows: Annotated[
-        int, typer.Option(help="Given negatives, nothing to mine: embed a seeded sample of N rows for the scores")
+        int,
+        typer.Option(min=0, help="Given negatives, nothing to mine: embed a seeded sample of N rows for the scores"),
     ] = 0,
     tokenizer: Annotated[
         str, typer.Option(help="Token counter: bundled (all-MiniLM-L6-v2) or a tokenizer folder/tokenizer.json")

@@ -50,6 +50,10 @@ class MineConfig:
     # pos / neg scores, or none (0: the encoder is not even loaded), or every row (None)
     score_rows: int | None = 0
 
+    def __post_init__(self) -> None:
+        if self.score_rows is not None and self.score_rows < 0:
+            raise ValueError(f"score_rows must be 0 or more (or null: every row), not {self.score_rows}")
+
 
 @dataclass
 class MineReport:

@@ -65,6 +65,7 @@ class Runner:
         self.test_sources = dict(self.catalog.superni_test_sources)
         self._encoder: Encoder | None = None
         self._eval: tuple[EvalIndex, list, dict] | None = None
+        check_stage_options(options)
 
     @property
     def encoder(self) -> Encoder:
@@ -176,6 +177,15 @@ class SourceContext:
 def pairs_symmetric(spec: SourceSpec) -> bool:
     """Dedup compares (query, positive) unordered for symmetric pair sources; Super-NI inputs never pair so."""
     return spec.symmetric and spec.adapter != SUPERNI
+
+
+def check_stage_options(options) -> None:
+    """Every stage's options, before any work: a wrong key or value would otherwise surface only when that stage
+    first runs, after the sources before it were read."""
+    stage_config(DedupConfig, options.dedup, "dedup")
+    stage_config(DecontamConfig, options.decontaminate, "decontaminate")
+    stage_config(FilterConfig, options.filter, "filter")
+    stage_config(MineConfig, {**options.mining, "seed": options.seed}, "mining")
 
 
 def stage_config(cls, values: dict, option: str):
@@ -367,7 +377,7 @@ def mine_config(ctx: SourceContext) -> MineConfig:
     fields = {**ctx.options.mining, "seed": ctx.options.seed}
     if ctx.spec.options.get("mining"):
         fields["mode"] = ctx.spec.options["mining"]
-    return MineConfig(**fields)
+    return stage_config(MineConfig, fields, "mining")
 
 
 def _mine_config(ctx: SourceContext) -> dict:

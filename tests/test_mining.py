@@ -239,3 +239,6 @@ def test_score_rows_from_the_command_line(cache_dir, tmp_path):
         assert f"[1/1] st/msmarco-triplets: read 10, sampled 10, kept {mining['kept']}" in plain(result.output)
         row = next(line for line in plain(result.output).splitlines() if line.startswith("│ st/msmarco"))
         assert row.rstrip(" │").endswith(" -") == (rows == 0), row
+    refused = runner.invoke(app, [*args, "--out", str(tmp_path / "negative"), "--score-rows", "-1"])
+    assert refused.exit_code == 2 and "--score-rows" in plain(refused.output)
+    assert not (tmp_path / "negative").exists()

@@ -8,6 +8,7 @@ import pytest
 from support import PROJECT_ROOT
 
 from medi.build import ReleaseConfig
+from medi.errors import MediError
 
 CONFIGS = sorted((PROJECT_ROOT / "manifests").glob("*/build.yaml"))
 
@@ -29,3 +30,19 @@ def test_medi_config_selects_exactly_the_medi_members_with_their_caps(catalog):
     caps = {spec.name: spec.medi.cap for spec in specs}
     assert caps["st/codesearchnet"] == 1_000_000 and caps["st/scitldr"] == 1990 and caps["kilt/trex"] == 200_000
     assert sum(cap is not None for cap in caps.values()) == 33
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("mining: {bogus: 1}", "build option mining: unknown keys ['bogus']"),
+        ("mining: {score_rows: -1}", "build option mining: score_rows must be 0 or more"),
+        ("dedup: {near_thresold: 0.8}", "build option dedup: unknown keys ['near_thresold']"),
+    ],
+)
+def test_a_wrong_stage_option_names_the_config_file_before_any_work(tmp_path, option, message):
+    path = tmp_path / "build.yaml"
+    path.write_text(f"sources: demo\nout: {tmp_path / 'out'}\noptions:\n  {option}\n", encoding="utf-8")
+    with pytest.raises(MediError) as caught:
+        ReleaseConfig.load(path)
+    assert str(caught.value).startswith(f"{path}: {message}")
