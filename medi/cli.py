@@ -194,8 +194,8 @@ def build_command(
     lost = sum(source.get("problem_count", 0) for source in manifest["sources"].values())
     if strict and (lost or manifest["skipped_sources"]):
         err_console.print(
-            f"[red]--strict:[/] {lost} bad rows and {len(manifest['skipped_sources'])} sources were skipped "
-            f"(the release at {out} is written; see its manifest)",
+            f"[red]--strict:[/] {lost} problem(s) in the rows read, {len(manifest['skipped_sources'])} source(s) "
+            f"skipped (the release at {out} is written; see its manifest)",
             highlight=False,
         )
         raise typer.Exit(STRICT_EXIT)
