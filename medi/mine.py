@@ -29,6 +29,7 @@ from medi.schema import Record, Triple
 from medi.search import Searcher
 
 Accept = Callable[[int, int, float], bool]  # (row, candidate, score) -> usable
+NEGATIVES_FROM = ("mined", "random", "none")
 SAMPLE_ROWS = 512  # corpus rows that estimate how crowded a query's window is above its ceiling
 
 
@@ -44,6 +45,9 @@ class MineConfig:
     classification_max_label_share: float = 0.2
     min_task_rows: int = 3
     replace_negatives: bool = False
+    # where negatives come from, an ablation switch: mined (hard negatives, the default), random (a seeded random
+    # in-source text; a given negative is replaced too) or none (no negative: empty neg text, in-batch only)
+    negatives_from: str = "mined"
     index: str = "flat"
     seed: int = 0
     # a source whose given negatives all stay has nothing to mine: embed a seeded sample of this many rows for the
@@ -51,6 +55,8 @@ class MineConfig:
     score_rows: int | None = 0
 
     def __post_init__(self) -> None:
+        if self.negatives_from not in NEGATIVES_FROM:
+            raise ValueError(f"negatives_from must be one of {', '.join(NEGATIVES_FROM)}, not {self.negatives_from!r}")
         if self.score_rows is not None and self.score_rows < 0:
             raise ValueError(f"score_rows must be 0 or more (or null: every row), not {self.score_rows}")
 
