@@ -129,6 +129,7 @@ def export(
         raise MediError(f"unknown st-triplets instruction mode {st_instructions!r}; one of prefix, prompts")
     out = Path(out)
     _check_target(out, fmt, release.folder, overwrite)
+    _check_negatives(release, fmt)
     release.check_shards()
     plans = [_plan(task, batch_size, batch_policy, seed) for task in release.tasks]
     writer = {
@@ -161,6 +162,21 @@ def _check_target(out: Path, fmt: str, release_folder: Path, overwrite: bool) ->
     if resolved == release_folder or resolved in release_folder.parents:
         raise MediError(f"{out}: would replace the release {release_folder}; export somewhere else")
     check_out(out, fmt, replace=overwrite)  # a new path, an empty folder or an earlier export of fmt
+
+
+def without_negatives(release: Release) -> bool:
+    """Whether the release was built with ``mining.negatives_from: none`` (every negative text empty)."""
+    return (release.manifest.get("config", {}).get("mining") or {}).get("negatives_from") == "none"
+
+
+def _check_negatives(release: Release, fmt: str) -> None:
+    """INSTRUCTOR's and GritLM's trainers take a negative from every row: refuse a release that has none, rather
+    than write rows whose empty negative they would train on as a text."""
+    if fmt in ("instructor", "medi2") and without_negatives(release):
+        raise MediError(
+            f"{release.folder}: built with mining.negatives_from none (no negatives); the {fmt} format's trainer "
+            "needs a negative in every row: export st-triplets (anchor/positive, in-batch negatives) or parquet"
+        )
 
 
 def _plan(task: dict, batch_size: int | None, policy: str, seed: int) -> tuple[TaskExport, list[int]]:
@@ -284,7 +300,8 @@ def _write_medi2(release: Release, out: Path, plans: list) -> list[dict]:
 
 
 def _write_st_triplets(release: Release, out: Path, plans: list, mode: str) -> list[dict]:
-    """A ``DatasetDict`` with one split per source and exactly the columns anchor/positive/negative.
+    """A ``DatasetDict`` with one split per source and exactly the columns anchor/positive/negative (anchor/positive
+    for a release without negatives: sentence-transformers' MultipleNegativesRankingLoss then uses in-batch ones).
 
     sentence-transformers tokenizes every column but ``label``/``score`` as a text, so instructions cannot be
     columns of their own: ``prefix`` puts each row's instruction before its text ("Represent …: text");
@@ -294,13 +311,14 @@ def _write_st_triplets(release: Release, out: Path, plans: list, mode: str) -> l
     """
     names = _unique_split_names(plans)
     splits, prompts = {}, {}
+    sides = SIDES[:2] if without_negatives(release) else SIDES  # no negatives: anchor/positive pairs
     for (plan, _), name in zip(plans, names, strict=True):
         table = release.task_table(plan.task_name)
         if mode == "prefix":
-            columns = {ST_COLUMNS[side]: _prefixed(table.column(side)) for side in SIDES}
+            columns = {ST_COLUMNS[side]: _prefixed(table.column(side)) for side in sides}
         else:
-            columns = {ST_COLUMNS[side]: pc.struct_field(table.column(side), "text") for side in SIDES}
-            prompts[name] = {ST_COLUMNS[side]: _one_prompt(table, side, plan.task_name) for side in SIDES}
+            columns = {ST_COLUMNS[side]: pc.struct_field(table.column(side), "text") for side in sides}
+            prompts[name] = {ST_COLUMNS[side]: _one_prompt(table, side, plan.task_name) for side in sides}
         splits[name] = datasets.Dataset(pa.table(columns))
     staging = _staging(out)
     datasets.disable_progress_bars()

@@ -224,14 +224,17 @@ def _tidy(text: str) -> str:
 
 
 def attach(triples: list[Triple], wordings: SourceInstructions, mode: str, seed: int) -> None:
-    """Set each triple's (query, pos, neg) instructions: the primary, or a per-row paraphrase."""
+    """Set each triple's (query, pos, neg) instructions: the primary, a per-row paraphrase, or none (``none``, an
+    ablation: every instruction empty). A row without a negative (empty text) gets no negative instruction."""
     for triple in triples:
         if mode == "paraphrase":
             rng = row_rng(seed, triple.row_id + "#instruction")
             query, document = rng.choice(wordings.query), rng.choice(wordings.document)
+        elif mode == "none":
+            query = document = ""
         else:
             query, document = wordings.query[0], wordings.document[0]
-        triple.instructions = (query, document, document)
+        triple.instructions = (query, document, document if triple.neg else "")
 
 
 def _represent_none(representer: RoundTripRepresenter, data: None):

@@ -11,6 +11,10 @@ Pair sources get a hard negative from the source's own texts where a row has non
 candidate that is not the query, not its positive, not a near-duplicate of either, and scores below
 (1 - relative_margin) x the positive's score. The window widens (x4) when the filter empties it; a row still
 without a negative gets a random in-source text, flagged ``fallback``.
+
+Ablations (``negatives_from``): ``random`` gives every row a seeded random in-source negative under the same
+validity rules instead of the hardest one (a given negative is replaced too); ``none`` gives no negative (an empty
+text, origin ``none``: in-batch negatives only). Positives are chosen as by default either way.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class MineReport:
     """What mining kept, dropped and how, for one source."""
 
     mode: str = "pairs"
+    negatives_from: str = "mined"  # the rule that made the negatives (MineConfig.negatives_from)
     kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     pos_origin: Counter = field(default_factory=Counter)
@@ -87,6 +92,7 @@ class MineReport:
         pos, neg = np.array(self.pos_scores), np.array(self.neg_scores)
         return {
             "mode": self.mode,
+            "negatives_from": self.negatives_from,
             "kept": self.kept,
             "dropped": dict(sorted(self.dropped.items())),
             "pos_origin": dict(sorted(self.pos_origin.items())),
@@ -217,7 +223,7 @@ def mine_task(records: list[Record], encoder, cfg: MineConfig, report: MineRepor
         report.mode = "too_few_rows"
         report.dropped["too_few_rows"] += len(records)
         return []
-    report.mode = task_mode(records, cfg)
+    report.mode, report.negatives_from = task_mode(records, cfg), cfg.negatives_from
     inputs = [r.query for r in records]
     x = encoder.embed(inputs)
     dups = NearDuplicates(inputs, cfg.near_duplicate)
@@ -241,7 +247,7 @@ def mine_task(records: list[Record], encoder, cfg: MineConfig, report: MineRepor
         p = positives[i][0]
         return not (labels[i] & labels[j]) and not dups.same(i, j) and not dups.same(p, j)
 
-    with_pos = sorted(positives)
+    with_pos = sorted(positives) if cfg.negatives_from == "mined" else []  # random / none: no negative search
     found = first_accepted(neg_search, query_vectors[with_pos], lambda r, j, s: neg_ok(with_pos[r], j, s), cfg, report)
     negatives = {with_pos[r]: hit for r, hit in found.items()}
     return _task_triples(records, x, positives, negatives, neg_ok, cfg, report)
@@ -266,30 +272,55 @@ def _task_triples(records, x, positives, negatives, neg_ok, cfg, report) -> list
             report.dropped["no_positive"] += 1
             continue
         j = positives[i][0]
-        origin = "mined"
-        if i in negatives:
-            k = negatives[i][0]
-        else:
-            k = _random_candidate(len(records), lambda c, i=i: neg_ok(i, c, 0.0), cfg.seed, record.row_id)
-            origin = "fallback"
-            if k is None:
-                report.dropped["no_negative"] += 1
-                continue
+        if (negative := _task_negative(i, records, negatives, lambda c, i=i: neg_ok(i, c, 0.0), cfg)) is None:
+            report.dropped["no_negative"] += 1
+            continue
+        k, origin = negative
         triple = Triple(
             row_id=record.row_id,
             query=record.query,
             pos=records[j].query,
-            neg=records[k].query,
+            neg=records[k].query if k is not None else "",
             pos_origin="mined",
             neg_origin=origin,
             pos_score=float(x[i] @ x[j]),
-            neg_score=float(x[i] @ x[k]),
+            neg_score=float(x[i] @ x[k]) if k is not None else None,
             pos_ref=records[j].row_id,
-            neg_ref=records[k].row_id,
+            neg_ref=records[k].row_id if k is not None else None,
         )
         report.add(triple)
         triples.append(triple)
     return triples
+
+
+def _task_negative(
+    i: int, records: list[Record], negatives: dict, ok: Callable[[int], bool], cfg: MineConfig
+) -> tuple[int | None, str] | None:
+    """(row of the negative, its origin) by ``cfg.negatives_from``; (None, "none") for no negative; None: none found.
+
+    ``random`` takes a seeded random row that ``ok`` accepts (the mined rule's conditions: no shared label, not a
+    near-duplicate of the query or its positive), so only the choice among valid rows differs from ``mined``.
+    """
+    if cfg.negatives_from == "none":
+        return None, "none"
+    if cfg.negatives_from == "random":
+        k = _random_pick(len(records), ok, row_rng(cfg.seed, records[i].row_id + "#random-negative"))
+        return None if k is None else (k, "random")
+    if i in negatives:
+        return negatives[i][0], "mined"
+    k = _random_candidate(len(records), ok, cfg.seed, records[i].row_id)
+    return None if k is None else (k, "fallback")
+
+
+def _random_pick(size: int, ok: Callable[[int], bool], rng: random.Random, draws: int = 32) -> int | None:
+    """A random index in ``range(size)`` that ``ok`` accepts: a few uniform draws (no O(size) shuffle per row on a
+    large source), then every index in a shuffled order when those all failed."""
+    for _ in range(draws if size else 0):
+        if ok(candidate := rng.randrange(size)):
+            return candidate
+    order = list(range(size))
+    rng.shuffle(order)
+    return next((c for c in order if ok(c)), None)
 
 
 def _random_candidate(size: int, ok: Callable[[int], bool], seed: int, row_id: str) -> int | None:
@@ -308,9 +339,11 @@ def mine_pairs(records: list[Record], encoder, cfg: MineConfig, report: MineRepo
     When every row keeps its given negative there is nothing to mine: only a seeded sample of ``score_rows`` rows
     (by default none) is embedded for the scores (and the quality report); the other rows carry no scores.
     """
-    report.mode = "pairs"
+    report.mode, report.negatives_from = "pairs", cfg.negatives_from
     if not records:
         return []
+    if cfg.negatives_from != "mined":
+        return _pairs_without_mining(records, encoder, cfg, report, symmetric)
     need = [i for i, r in enumerate(records) if r.neg is None or cfg.replace_negatives]
     if not need and cfg.score_rows is not None and len(records) > cfg.score_rows:
         return _given_triples(records, encoder, cfg, report)
@@ -410,3 +443,46 @@ def _mine_negatives(records, need, q, pos_scores, pool, encoder, cfg, report) ->
         if cand is not None:
             result[i] = (pool[cand], float(q[i] @ pool_vectors[cand]), "fallback")
     return result
+
+
+# --- ablations: random or no negatives (MineConfig.negatives_from) -----------------------------------------------
+
+
+def _pairs_without_mining(records: list[Record], encoder, cfg: MineConfig, report: MineReport, symmetric: bool):
+    """Pair rows with a seeded random in-source negative (``random``; a given negative is replaced too) or with
+    none (``none``: an empty negative text, nothing embedded for it).
+
+    No encoder is needed to choose: with ``random`` a seeded sample of ``score_rows`` rows (every row: null) is
+    embedded for the scores, as for given negatives; with ``none`` nothing is embedded.
+    """
+    if cfg.negatives_from == "none":
+        return [_triple(r, "", "none", None, None, report) for r in records]
+    negatives = _random_pair_negatives(records, cfg, symmetric)
+    with_negative = [i for i in range(len(records)) if i in negatives]
+    report.dropped["no_negative"] += len(records) - len(with_negative)
+    rows = [Record(records[i].row_id, records[i].query, records[i].pos, negatives[i]) for i in with_negative]
+    size = len(rows) if cfg.score_rows is None else min(cfg.score_rows, len(rows))
+    scored = sorted(random.Random(f"{cfg.seed}:scores").sample(range(len(rows)), size))
+    report.scored = len(scored)
+    scores = dict(zip(scored, _given_scores([rows[i] for i in scored], encoder), strict=True)) if scored else {}
+    return [_triple(r, r.neg, "random", *scores.get(i, (None, None)), report) for i, r in enumerate(rows)]
+
+
+def _random_pair_negatives(records: list[Record], cfg: MineConfig, symmetric: bool) -> dict[int, str]:
+    """{row: a seeded random text of the mining pool (positives, given negatives, symmetric queries) that is not a
+    near-duplicate of the row's query or positive}; rows with no such text are left out."""
+    pool = list(dict.fromkeys([r.pos for r in records] + [r.neg for r in records if r.neg is not None]))
+    if symmetric:
+        pool = list(dict.fromkeys(pool + [r.query for r in records]))
+    dups = NearDuplicates(pool, cfg.near_duplicate)
+    negatives = {}
+    for i, record in enumerate(records):
+        own = (canonical(record.query), canonical(record.pos))
+
+        def ok(candidate: int, own=own) -> bool:
+            return not any(dups.same_text(form, dups.form(candidate)) for form in own)
+
+        picked = _random_pick(len(pool), ok, row_rng(cfg.seed, record.row_id + "#random-negative"))
+        if picked is not None:
+            negatives[i] = pool[picked]
+    return negatives

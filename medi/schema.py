@@ -11,7 +11,7 @@ import datasets
 import pyarrow as pa
 
 FORMAT_VERSION = 1
-NEG_ORIGINS = ("given", "mined", "fallback")
+NEG_ORIGINS = ("given", "mined", "fallback", "random", "none")  # random / none: mining.negatives_from
 POS_ORIGINS = ("given", "mined")
 
 
