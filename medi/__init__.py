@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 __all__ = ["BuildOptions", "Catalog", "MediError", "__version__", "build"]
 
-_LAZY = {"BuildOptions": "medi.build", "build": "medi.build", "Catalog": "medi.catalog", "MediError": "medi.errors"}
+_LAZY = {"BuildOptions": "medi.options", "build": "medi.build", "Catalog": "medi.catalog", "MediError": "medi.errors"}
 
 if TYPE_CHECKING:
-    from medi.build import BuildOptions, build
+    from medi.build import build
     from medi.catalog import Catalog
     from medi.errors import MediError
+    from medi.options import BuildOptions
 
 
 def __getattr__(name: str):

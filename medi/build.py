@@ -16,7 +16,6 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
@@ -25,12 +24,13 @@ import medi
 from medi.catalog import Catalog, SourceSpec, spec_summary
 from medi.decontaminate import contamination_report
 from medi.dedup import DedupConfig, DedupReport, SeenPairs, dedup
-from medi.encode import BUNDLED, default_cache_dir
+from medi.encode import default_cache_dir
 from medi.errors import MediError, explain_validation
 from medi.fetch import find_in_mirrors, sha256_file
 from medi.instruct import attach
 from medi.manifest import MANIFEST, library_versions, write_manifest
 from medi.mine import MineConfig
+from medi.options import EXECUTION_OPTIONS, BuildOptions
 from medi.progress import BuildProgress
 from medi.schema import FORMAT_VERSION, records_of, triples_of
 from medi.shard import ShardWriter, release_batch
@@ -38,42 +38,6 @@ from medi.stages import Runner, SourceOutcome, check_stage_options, pairs_symmet
 
 MAX_LISTED_PROBLEMS = 20
 CONTAMINATION = "contamination.json"
-
-
-class BuildOptions(BaseModel):
-    """Everything that decides a release's content (recorded in its manifest)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    seed: int = 0
-    shard_rows: int = Field(default=100_000, ge=1)
-    on_error: Literal["skip", "fail"] = "skip"
-    max_chars: int = Field(default=8000, ge=1)
-    instructions: Literal["primary", "paraphrase", "none"] = "primary"
-    require_reviewed: bool = False
-    remote: bool = True  # download named sources the data dirs lack
-    encoder: str = BUNDLED
-    device: str = "auto"
-    batch_size: int = 64
-    max_seq_length: int | None = None
-    precision: Literal["fp32", "int8"] = "fp32"  # int8: faster CPU encoding, slightly different neighbours
-    query_prompt: str = ""  # prepended to queries before encoding (for models trained with prompts)
-    document_prompt: str = ""
-    mining: dict = Field(default_factory=dict)  # MineConfig fields
-    dedup: dict = Field(default_factory=dict)  # medi.dedup.DedupConfig fields
-    decontaminate: dict = Field(default_factory=dict)  # medi.decontaminate.DecontamConfig fields
-    eval_sets: str = "mirror"  # mirror: the eval/ sources the data dirs hold; none; or comma-separated eval/ names
-    filter: dict = Field(default_factory=dict)  # medi.filter.FilterConfig fields (a source's `filter:` goes on top)
-    max_per_source: int | None = Field(default=None, ge=1)  # replaces every source's catalog cap (medi.cap)
-    select: Literal["random", "diverse"] = "random"  # how rows over the cap are chosen (diverse: fast vote-k)
-    diverse_share: float = Field(default=1.0, ge=0, le=1)  # with select diverse: the rest are picked at random
-    workers: int = Field(default=1, ge=1)  # sources run in parallel, one per process (same bytes as 1)
-    engine: Literal["local", "ray"] = "local"  # ray: sources run by worker actors on a Ray cluster (medi.ray_engine)
-    ray_address: str | None = None  # the Ray cluster to join (None: RAY_ADDRESS, a local `ray start`, or a new one)
-
-
-# how a build runs, not what it makes: left out of the manifest, whose bytes are the same for every engine
-EXECUTION_OPTIONS = {"workers", "engine", "ray_address"}
 
 
 def build(

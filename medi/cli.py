@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -14,9 +16,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from medi.errors import MediError
+from medi.options import STAGE_FLAGS, STAGE_OPTIONS, BuildOptions, with_flags
+from medi.tables import TextTable, show
 
-# Only typer, rich and medi.errors load up front: each command imports what it needs (datasets, torch, faiss, the
-# Hub client ...) so that `medi --help` and `medi sources` start fast (bench/cli_start.py).
+# Only typer, rich, pydantic (medi.options) and medi.errors load up front: each command imports what it needs
+# (datasets, torch, faiss, the Hub client ...) so that `medi --help` and `medi sources` start fast
+# (bench/cli_start.py).
 
 
 def _reader_left() -> None:
@@ -31,7 +36,42 @@ class _Console(Console):
         _reader_left()
 
 
+PIPED_HELP_COLUMNS = 10_000  # piped help is not wrapped: a pager or grep sees each option's line whole
+
+
+class _PlainHelp:
+    """click's plain help, not typer's boxed rich help, which cuts option names and defaults to fit its columns
+    (`medi build --help` at 80 and even 100 columns): wrapped at spaces on a terminal, unwrapped when piped."""
+
+    def format_help(self, ctx, formatter) -> None:
+        if not sys.stdout.isatty():
+            formatter.width = PIPED_HELP_COLUMNS
+        return super().format_help(ctx, formatter)
+
+
+class _Command(_PlainHelp, typer.core.TyperCommand):
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except typer.BadParameter as exc:  # "'x' is not one of 'skip', 'fail'", without pydantic's prefix
+            exc.message = exc.message.removeprefix("Value error, ")
+            raise
+
+
+class _Group(_PlainHelp, typer.core.TyperGroup):
+    pass
+
+
 class _App(typer.Typer):
+    """Plain help (_PlainHelp) and errors, help text as written (brackets such as medi[ray] kept), and a closed
+    pipe that ends quietly."""
+
+    def __init__(self, **kwargs):
+        super().__init__(cls=_Group, rich_markup_mode=None, **kwargs)
+
+    def command(self, *args, **kwargs):
+        return super().command(*args, cls=kwargs.pop("cls", _Command), **kwargs)
+
     def __call__(self, *args, **kwargs):
         was_devnull = _stdout_is_devnull()
         try:
@@ -71,114 +111,123 @@ def _fail(exc: MediError) -> None:
     raise typer.Exit(1)
 
 
+BUILD_PANEL = "Release options (also the options: of a --config file)"
+STAGE_PANEL = "Stage options (keys of options.mining, .dedup, .decontaminate, .filter)"
+INTERRUPTED = 130  # Ctrl-C: what finished is kept, the same command resumes
+
+
+def _option_parameter(flag: str, annotation, default, help: str, metadata, panel: str, ge=None) -> inspect.Parameter:
+    """A typer option for ``flag`` whose type, default, choices (a Literal) and range (ge/le) are the option's."""
+    bounds = {"min": ge} if ge is not None else {}
+    for rule in metadata:
+        if getattr(rule, "ge", None) is not None:
+            bounds["min"] = rule.ge
+        if getattr(rule, "le", None) is not None:
+            bounds["max"] = rule.le
+    show_default = not (annotation is bool and default is False)  # a flag is off unless given
+    option = typer.Option(help=help, rich_help_panel=panel, show_default=show_default, **bounds)
+    name = flag.removeprefix("--").replace("-", "_")
+    typed = Annotated[annotation, option]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=typed)
+
+
+def _with_build_flags(command):
+    """Give ``command`` (its ``**flags``) a flag for every BuildOptions field but the stage dicts, and STAGE_FLAGS."""
+    signature = inspect.signature(command, eval_str=True)
+    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    fields = [
+        _option_parameter(name, field.annotation, field.default, field.description, field.metadata, BUILD_PANEL)
+        for name, field in BuildOptions.model_fields.items()
+        if name not in STAGE_OPTIONS
+    ]
+    stage = [_option_parameter(f.flag, f.annotation, f.default, f.help, [], STAGE_PANEL, f.ge) for f in STAGE_FLAGS]
+    command.__signature__ = signature.replace(parameters=[*fixed, *fields, *stage])
+    return command
+
+
 @app.command("build")
+@_with_build_flags
 def build_command(
+    ctx: typer.Context,
     sources: Annotated[
         str | None, typer.Option(help="all, a set (demo), a family (superni) or comma-separated names")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="New or empty folder, or an earlier release (replaced)")] = None,
-    config: Annotated[Path | None, typer.Option(help="A release config, e.g. manifests/demo/build.yaml")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="A release config, e.g. manifests/demo/build.yaml; flags given override it")
+    ] = None,
     data_dir: DataDirs = None,
-    seed: int = 0,
-    shard_rows: Annotated[int, typer.Option(help="Rows per Arrow shard")] = 100_000,
-    on_error: Annotated[str, typer.Option(help="skip: report and skip bad rows/sources; fail: stop")] = "skip",
-    instructions: Annotated[str, typer.Option(help="primary, or paraphrase (one wording per row)")] = "primary",
-    require_reviewed: Annotated[bool, typer.Option(help="Refuse sources whose instructions are drafts")] = False,
-    remote: Annotated[bool, typer.Option(help="Download named sources the data dirs lack")] = True,
-    encoder: Annotated[
-        str, typer.Option(help="sentence-transformers model name or folder")
-    ] = "bundled:all-MiniLM-L6-v2",
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda")] = "auto",
-    batch_size: int = 64,
-    precision: Annotated[
-        str,
-        typer.Option(
-            help="fp32, or int8 (CPU; ~1.5x faster encoding but, with MiniLM, only 70% of 10-NN kept and 28% of "
-            "negatives above their positive under fp32: measure with bench/mine_vs_st.py --int8 first)"
-        ),
-    ] = "fp32",
-    max_chars: Annotated[int, typer.Option(help="Texts longer than this are cut")] = 8000,
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache, downloads (~/.cache/medi)")] = None,
-    fresh: Annotated[bool, typer.Option(help="Recompute every stage instead of resuming from checkpoints")] = False,
-    workers: Annotated[int, typer.Option(help="Sources built in parallel, one per process (same release bytes)")] = 1,
-    strict: Annotated[
-        bool, typer.Option(help="Exit 3 when any bad row or source was skipped (the release is still written)")
+    fresh: Annotated[
+        bool, typer.Option(help="Recompute every stage instead of resuming from checkpoints", show_default=False)
     ] = False,
-    max_per_source: Annotated[
-        int | None, typer.Option(help="Keep at most N rows per source (replaces the catalog's MEDI caps)")
-    ] = None,
-    select: Annotated[str, typer.Option(help="Rows over a cap: random, or diverse (fast vote-k)")] = "random",
-    diverse_share: Annotated[float, typer.Option(help="With --select diverse: share by vote-k, rest random")] = 1.0,
-    eval_sets: Annotated[
-        str, typer.Option(help="Decontaminate against: mirror (eval sets in the data dirs), all, none, or eval/ names")
-    ] = "mirror",
-    eval_shared: Annotated[
-        str, typer.Option(help="A source sharing an eval set's upstream dataset: mark (report) or refuse")
-    ] = "mark",
-    across_sources: Annotated[str, typer.Option(help="Pairs seen in an earlier source: report or remove")] = "report",
-    token_budget: Annotated[int, typer.Option(help="Tokens per side incl. the instruction (0: no count)")] = 512,
-    score_rows: Annotated[
-        int,
-        typer.Option(min=0, help="Given negatives, nothing to mine: embed a seeded sample of N rows for the scores"),
-    ] = 0,
-    tokenizer: Annotated[
-        str, typer.Option(help="Token counter: bundled (all-MiniLM-L6-v2) or a tokenizer folder/tokenizer.json")
-    ] = "bundled",
-    engine: Annotated[
-        str | None, typer.Option(help="local (default), or ray: sources run on a Ray cluster (pip install 'medi[ray]')")
-    ] = None,
-    ray_address: Annotated[
-        str | None, typer.Option(help="With --engine ray: the cluster host:port (default: a local `ray start`, or new)")
-    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Exit 3 when any bad row or source was skipped (the release is still written)", show_default=False
+        ),
+    ] = False,
+    **flags,
 ) -> None:
     """Build a release: e.g. `medi build --sources demo --out out/demo` or `--config manifests/demo/build.yaml`.
 
-    With --config, the file's options are used and command-line build options are ignored (but --engine and
-    --ray-address, which choose where the build runs, not what it makes).
+    With --config, the file's options are used and every flag given on the command line overrides the option it
+    names (stderr lists them; the manifest records the merged options). Ctrl-C keeps every finished stage output:
+    the same command again resumes.
     """
-    from medi.build import BuildOptions, ReleaseConfig, build
+    from medi.build import ReleaseConfig
 
-    where = {key: value for key, value in (("engine", engine), ("ray_address", ray_address)) if value is not None}
-    try:
-        options = BuildOptions(
-            seed=seed,
-            shard_rows=shard_rows,
-            on_error=on_error,
-            instructions=instructions,
-            require_reviewed=require_reviewed,
-            remote=remote,
-            encoder=encoder,
-            device=device,
-            batch_size=batch_size,
-            precision=precision,
-            max_chars=max_chars,
-            max_per_source=max_per_source,
-            select=select,
-            diverse_share=diverse_share,
-            eval_sets=eval_sets,
-            decontaminate={"registry": eval_shared} if eval_shared != "mark" else {},
-            dedup={"across_sources": across_sources} if across_sources != "report" else {},
-            filter={"token_budget": token_budget or None, "tokenizer": tokenizer},
-            mining={"score_rows": score_rows} if score_rows else {},
-            workers=workers,
-            **where,
-        )
-    except ValueError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
+    given = {name: value for name, value in flags.items() if _given(ctx, name)}
     try:
         if config:
-            release = ReleaseConfig.load(ReleaseConfig.find(config))
-            sources, options = sources or release.sources, release.options
-            out = out or (Path(release.out) if release.out else None)
+            path = ReleaseConfig.find(config)
+            release = ReleaseConfig.load(path)
+            options, changed = with_flags(release.options, given)
+            changed += _replaced("--sources", sources, "sources", release.sources)
+            changed += _replaced("--out", out and str(out), "out", release.out)
+            changed += _replaced("--data-dir", data_dir and ",".join(map(str, data_dir)), "data_dirs",
+                                 ",".join(release.data_dirs) or None)  # fmt: skip
+            if changed:
+                lines = "".join(f"\n  {line}" for line in changed)
+                err_console.print(f"--config {path}: flags override it:{lines}", highlight=False, markup=False)
+            sources, out = sources or release.sources, out or (Path(release.out) if release.out else None)
             data_dir = data_dir or release.data_dir_paths()
-            options = options.model_copy(update=where)  # validated above
+        else:
+            options, _ = with_flags(BuildOptions(), given)
         if not sources or not out:
             raise MediError("give --sources and --out, or a --config that names them")
-        manifest = build(sources, out, data_dir, options, cache_dir=cache_dir, console=err_console, resume=not fresh)
     except MediError as exc:
         _fail(exc)
-    out_console.print(summary_table(manifest))
+    _run_build(sources, out, data_dir, options, cache_dir=cache_dir, resume=not fresh, strict=strict)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the flag of parameter ``name`` was given (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _replaced(flag: str, value, key: str, configured) -> list[str]:
+    if value is None or configured is None or value == configured:
+        return []
+    return [f"{flag} {value} overrides {key}: {configured}"]
+
+
+def _run_build(sources, out: Path, data_dir, options, *, cache_dir, resume: bool, strict: bool) -> None:
+    from medi.build import build
+    from medi.checkpoint import STAGES_DIR
+    from medi.encode import default_cache_dir
+
+    stages = (cache_dir or default_cache_dir()) / STAGES_DIR
+    before = _finished_stage_outputs(stages)
+    try:
+        manifest = build(sources, out, data_dir, options, cache_dir=cache_dir, console=err_console, resume=resume)
+    except MediError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        _say_interrupted(out, stages, before, resume)
+        raise typer.Exit(INTERRUPTED) from None
+    show(out_console, summary_table(manifest))
     if contamination := manifest.get("contamination"):
         totals = ", ".join(f"{layer} {n}" for layer, n in contamination["totals"].items())
         err_console.print(
@@ -201,10 +250,35 @@ def build_command(
         raise typer.Exit(STRICT_EXIT)
 
 
-def summary_table(manifest: dict) -> Table:
-    table = Table(title=f"release: {manifest['rows']} rows, {len(manifest['shards'])} shard(s)")
-    for column in ("source", "read", "kept", "dropped (why)", "negatives", "pos / neg score"):
-        table.add_column(column, overflow="fold")
+def _finished_stage_outputs(stages: Path) -> set[Path]:
+    """The stage outputs stored under ``stages``: a report file is written last, when its output is complete."""
+    return set(stages.glob("*/*.json")) if stages.is_dir() else set()
+
+
+def _say_interrupted(out: Path, stages: Path, before: set[Path], resume: bool) -> None:
+    """What an interrupted build kept, and how to go on."""
+    kept = Counter(path.parent.name for path in _finished_stage_outputs(stages) - before)
+    if kept:
+        order = ["sample", "clean", "select", "mine"]
+        in_order = sorted(kept, key=lambda stage: order.index(stage) if stage in order else len(order))
+        counts = ", ".join(f"{stage} {kept[stage]}" for stage in in_order)
+        what = f"the {sum(kept.values())} stage outputs this run finished ({counts}; {kept['mine']} source(s) mined)"
+    else:
+        what = "no stage output finished by this run"
+    release = f"the release at {out} is unchanged" if out.exists() else f"no release was written to {out}"
+    again = "the same command again resumes" if resume else "the same command without --fresh resumes"
+    err_console.print(
+        f"[yellow]interrupted:[/] kept {what} in {stages}, and the embeddings encoded so far; {release}. "
+        f"Run {again} from them; --fresh recomputes everything.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def summary_table(manifest: dict) -> TextTable:
+    columns = ["source", "read", "kept", "dropped (why)", "negatives", "pos / neg score"]
+    title = f"release: {manifest['rows']} rows, {len(manifest['shards'])} shard(s)"
+    table = TextTable(title, columns, right=frozenset({1, 2}))
     for name, s in manifest["sources"].items():
         dropped = ", ".join(f"{k} {v}" for k, v in s["dropped"].items()) or "-"
         mining = s["mining"]
@@ -261,7 +335,7 @@ def columns_text(lines: list[list[str]], widest: int = 64) -> str:
     )
 
 
-cache_app = typer.Typer(help="The embedding cache (~/.cache/medi/embeddings, or --cache-dir).", no_args_is_help=True)
+cache_app = _App(help="The embedding cache (~/.cache/medi/embeddings, or --cache-dir).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 CacheDir = Annotated[Path | None, typer.Option(help="Cache folder (default ~/.cache/medi or $MEDI_CACHE)")]
 
@@ -324,7 +398,7 @@ def publish_command(
 
 # ---- instructions, review, add-source (medi/lint.py, medi/review.py, medi/scaffold.py) ----
 
-instructions_app = typer.Typer(help="The instruction templates in instructions/*.yaml.", no_args_is_help=True)
+instructions_app = _App(help="The instruction templates in instructions/*.yaml.", no_args_is_help=True)
 app.add_typer(instructions_app, name="instructions")
 
 
@@ -378,7 +452,7 @@ def instructions_draft_command(
     out_console.print(f"{len(written)} draft entries written to instructions/superni.yaml (review: medi review)")
 
 
-review_app = typer.Typer(help="Review instructions in a browser page and import the decisions.", no_args_is_help=True)
+review_app = _App(help="Review instructions in a browser page and import the decisions.", no_args_is_help=True)
 app.add_typer(review_app, name="review")
 
 
@@ -530,14 +604,13 @@ def export_command(
         return
     changed = [t for t in report["tasks"] if t["dropped"] or t["added"]]
     if changed:
-        table = Table(title=f"--batch-size {batch_size} --batch-policy {batch_policy}: tasks changed")
-        table.add_column("task", overflow="fold", min_width=24)
-        for column in ("rows", "written", "dropped", "added (repeats)", "repeats in one batch"):
-            table.add_column(column, justify="right")
+        columns = ["task", "rows", "written", "dropped", "added (repeats)", "repeats in one batch"]
+        title = f"--batch-size {batch_size} --batch-policy {batch_policy}: tasks changed"
+        table = TextTable(title, columns, right=frozenset(range(1, len(columns))))
         for t in changed:
             table.add_row(t["task_name"], str(t["rows"]), str(t["written"]), str(t["dropped"]), str(t["added"]),
                           str(t["in_batch_repeats"]))  # fmt: skip
-        out_console.print(table)
+        show(out_console, table)
     out_console.print(
         f"wrote {report['rows']} rows of {report['tasks_written']} tasks as {format} to {out} "
         f"({report['dropped']} rows dropped, {report['added']} added)"
@@ -604,7 +677,7 @@ def stats_command(
     if format == "json":
         out_console.print_json(json.dumps({**stats, "plots": [str(p) for p in written]}))
         return
-    out_console.print(stats_table(stats))
+    show(out_console, stats_table(stats))
     for path in written:
         out_console.print(f"plot: {path}")
 

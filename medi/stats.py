@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from rich.table import Table
 
 from medi.errors import MediError
 from medi.release import Release
+from medi.tables import TextTable
 
 SIDES = ("query", "pos", "neg")
 TOP_SOURCES = 40  # bar charts name at most this many sources (the largest); the family chart covers the rest
@@ -116,13 +116,12 @@ def _score_summary(table: pa.Table) -> dict:
     }
 
 
-def stats_table(stats: dict) -> Table:
+def stats_table(stats: dict) -> TextTable:
     """One line per source: rows, median and p95 characters per side, instructions, mining scores."""
-    table = Table(title=f"{stats['release']}: {stats['rows']} rows, {len(stats['sources'])} sources")
-    table.add_column("source", overflow="fold", ratio=3)
-    for column in ("rows", "median chars\nq / pos / neg", "p95 chars\nq / pos / neg", "wordings q/d,\nreview",
-                   "negatives", "mean score\npos / neg", "neg ≥\npos", "fall-\nbacks"):  # fmt: skip
-        table.add_column(column, overflow="fold", justify="right", ratio=1)
+    columns = ["source", "rows", "median chars q/pos/neg", "p95 chars q/pos/neg", "wordings q/d, review",
+               "negatives", "mean score pos/neg", "neg ≥ pos", "fallbacks"]  # fmt: skip
+    title = f"{stats['release']}: {stats['rows']} rows, {len(stats['sources'])} sources"
+    table = TextTable(title, columns, right=frozenset({1, 2, 3, 6, 7, 8}))  # the counts
     for name, s in stats["sources"].items():
         lengths = s["lengths"]
         instructions, mining = s["instructions"], s["mining"]
