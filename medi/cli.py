@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -49,12 +50,17 @@ class _PlainHelp:
         return super().format_help(ctx, formatter)
 
 
+def _plainer(prefix: re.Match) -> str:
+    """ "Input should be greater than or equal to 1" -> "must be ..."; "Value error, 'x' is not one of" -> "'x' ..."."""
+    return "must be " if prefix.group(1) == "Input should be " else ""
+
+
 class _Command(_PlainHelp, typer.core.TyperCommand):
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
-        except typer.BadParameter as exc:  # "'x' is not one of 'skip', 'fail'", without pydantic's prefix
-            exc.message = exc.message.removeprefix("Value error, ")
+        except typer.BadParameter as exc:  # typer's checks speak pydantic: say what the flag must be
+            exc.message = re.sub(r"^(Value error, |Input should be )", _plainer, exc.message)
             raise
 
 
@@ -418,14 +424,12 @@ def instructions_lint_command(
     if output == "json":
         out_console.print_json(json.dumps(report.as_dict()))
     else:
-        table = Table(title=f"{len(report.errors)} errors, {len(report.findings) - len(report.errors)} warnings")
-        for column in ("level", "where", "source", "check", "finding"):
-            table.add_column(column, overflow="fold")
+        title = f"{len(report.errors)} errors, {len(report.findings) - len(report.errors)} warnings"
+        table = TextTable(title, ["source", "level", "where", "check", "finding"])
         for f in report.findings:
-            level = "[red]error[/]" if f.level == "error" else "[yellow]warning[/]"
-            table.add_row(level, f.where(), f.source, f.code, f.message)
+            table.add_row(f.source or "-", f.level, f.where(), f.code, f.message)
         if report.findings:
-            out_console.print(table)
+            show(out_console, table)
         out_console.print(
             f"{report.sources} catalog sources, {report.entries} instruction entries, {report.drafted} Super-NI "
             f"tasks drafted from their task file at build time: {len(report.errors)} errors, "
@@ -531,6 +535,9 @@ def add_source_command(
     columns: Annotated[str | None, typer.Option(help="table adapter: query=COL,pos=COL[,neg=COL]")] = None,
     table_format: Annotated[str | None, typer.Option("--format", help="table adapter: jsonl or parquet")] = None,
     data_dir: DataDirs = None,
+    cap: Annotated[
+        int | None, typer.Option(min=1, help="Keep at most N rows of the source in a build (written as medi.cap)")
+    ] = None,
     rows: Annotated[int, typer.Option(help="First rows to load and print")] = 5,
     remote: Annotated[bool, typer.Option(help="Download the hub file when no data dir has it")] = True,
 ) -> None:
@@ -544,7 +551,7 @@ def add_source_command(
     request = SourceRequest(
         name=name, adapter=adapter, hub_repo=hub_repo, file=file, revision=revision,
         path=str(path) if path else None, symmetric=symmetric, description=description, licence=licence,
-        citation=citation, homepage=homepage, columns=mapping, table_format=table_format,
+        citation=citation, homepage=homepage, columns=mapping, table_format=table_format, cap=cap,
     )  # fmt: skip
     try:
         done = add_source(request, data_dirs=list(data_dir or []), remote=remote, rows=rows)
@@ -680,6 +687,53 @@ def stats_command(
     show(out_console, stats_table(stats))
     for path in written:
         out_console.print(f"plot: {path}")
+
+
+def _with_probe_options(command):
+    """``command(**options)`` with the RELEASE arguments and a flag for every other ProbeOptions field."""
+    from medi.probe import ProbeOptions
+
+    parameters = []
+    for name, field in ProbeOptions.model_fields.items():
+        flag = (field.json_schema_extra or {}).get("cli", "--" + name.replace("_", "-"))
+        if flag == "argument":
+            argument = typer.Argument(help=field.description, show_default=False, metavar="RELEASE...")
+            parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                                annotation=Annotated[field.annotation, argument]))  # fmt: skip
+            continue
+        many = field.default_factory is not None  # a repeatable flag: typer's default is None
+        default = inspect.Parameter.empty if field.is_required() else None if many else field.default
+        annotation = field.annotation | None if many else field.annotation
+        parameters.append(_option_parameter(flag, annotation, default, field.description, field.metadata, "Probe"))
+    command.__signature__ = inspect.Signature(parameters)
+    command.fields = {p.name: name for p, name in zip(parameters, ProbeOptions.model_fields, strict=True)}
+    return command
+
+
+@app.command("probe")
+@_with_probe_options
+def probe_command(**given) -> None:
+    """What a release teaches: fine-tune a fresh copy of a model on each release for a fixed budget, evaluate before
+    and after: `medi probe out/demo --eval bench/evalsets/stsbenchmark --eval bench/evalsets/scifact`.
+
+    Prints a Markdown table (stdout), writes OUT/probe.json and OUT/probe.png; progress goes to stderr.
+    """
+    from medi.errors import explain_validation
+    from medi.probe import ProbeOptions, ablation_table, markdown_table, probe, published_lines
+
+    fields = {probe_command.fields[name]: value for name, value in given.items() if value is not None}
+    try:
+        options = ProbeOptions(**fields)
+    except ValueError as exc:
+        err_console.print(f"error: {explain_validation(exc)}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    try:
+        report = probe(options, console=err_console)
+    except MediError as exc:
+        _fail(exc)
+    for block in (markdown_table(report), "\n".join(published_lines(report)), ablation_table(report)):
+        if block:
+            out_console.print(block + "\n", markup=False, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

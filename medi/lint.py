@@ -1,7 +1,7 @@
 """Lint the instruction templates: every catalog source checked, each finding with its file and line.
 
 Errors (the build would refuse or the wording breaks the unified pattern) make ``medi instructions lint`` exit 1;
-warnings point at wordings a reviewer should look at again.
+warnings point at wordings a reviewer should look at again, and at every entry still a draft (exit 0).
 """
 
 from __future__ import annotations
@@ -220,6 +220,9 @@ def _check_status(item: _Entry) -> Iterator[Finding]:
             dt.date.fromisoformat(entry.date)
         except ValueError:
             yield _at(item, "error", "date", f"date {entry.date!r} is not YYYY-MM-DD", "date")
+    if entry.status == "draft":
+        yield _at(item, "warning", "draft", "draft wordings: a build that includes this source warns until they are "
+                  "reviewed (medi review; --require-reviewed refuses it)", "status")  # fmt: skip
     if entry.status == "rejected":
         yield _at(item, "warning", "rejected", "rejected: the build refuses this source until it is rewritten",
                   "status")  # fmt: skip

@@ -56,6 +56,7 @@ class SourceRequest:
     columns: dict[str, str] = field(default_factory=dict)  # table adapter: query/pos/neg column names
     table_format: str | None = None
     mining: str | None = None
+    cap: int | None = None  # medi.cap: the select stage keeps at most this many rows
 
 
 @dataclass
@@ -168,7 +169,9 @@ def source_body(request: SourceRequest, root: Path, catalog: Catalog) -> tuple[d
         if value := getattr(request, key):
             body[key] = value
     body["symmetric"] = request.symmetric
-    body["medi"] = {"included": None, "cap": None}
+    if request.cap is not None and request.cap < 1:
+        raise MediError(f"{request.name}: --cap must be 1 or more, not {request.cap}")
+    body["medi"] = {"included": None, "cap": request.cap}
     body["options"] = _options(request)
     return body, notes
 
@@ -234,7 +237,10 @@ def source_yaml(request: SourceRequest, body: dict) -> str:
     lines += [f"{key}: {value(body[key])}" for key in ("citation", "homepage") if key in body]
     why = "query and positive are the same kind of text" if request.symmetric else "query -> document"
     lines.append(f"symmetric: {value(body['symmetric'])}   # {why}")
-    lines.append("medi: {included: null, cap: null}   # not a source of INSTRUCTOR's MEDI as far as known")
+    cap = body["medi"]["cap"]
+    known = "not a source of INSTRUCTOR's MEDI as far as known"
+    why = f"{known}; a build keeps at most {cap} rows (medi add-source --cap)" if cap else known
+    lines.append(f"medi: {{included: null, cap: {value(cap)}}}   # {why}")
     lines.append(f"options: {json.dumps(body['options'])}")
     return "\n".join(lines) + "\n"
 

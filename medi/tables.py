@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from rich.cells import cell_len
 from rich.console import Console
 from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 UNBOUNDED = 1_000_000
-INDENT = "  "
+INDENT = "  "  # before a stacked row's cells
 
 
 @dataclass
@@ -78,7 +79,7 @@ def _print_stacked(console: Console, table: TextTable) -> None:
         console.print(Text(row[0], style="bold"), soft_wrap=True)
         cells = [f"{header} {cell}" for header, cell in zip(headers[1:], row[1:], strict=True)]
         for line in _packed(cells, console.width - len(INDENT)):
-            console.print(INDENT + line, markup=False, highlight=False)
+            console.print(Padding(Text(line), (0, 0, 0, len(INDENT))), highlight=False)
 
 
 def _packed(cells: list[str], width: int) -> list[str]:

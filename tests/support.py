@@ -124,3 +124,41 @@ def squash(text: str) -> str:
 def release_texts(dataset) -> list[str]:
     """Every query, positive and negative text of a release."""
     return [row[side]["text"] for row in dataset for side in ("query", "pos", "neg")]
+
+
+def run_in_terminal(args: list[str], columns: int, timeout: float = 600, **popen) -> tuple[int, str]:
+    """Run ``args`` with stdout and stderr on a pseudo-terminal ``columns`` wide, as a person at a terminal of that
+    width sees it (colours removed); its exit code and output. A run that outlives ``timeout`` is killed."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+    import time
+
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {**os.environ, "COLUMNS": str(columns), "HF_HUB_OFFLINE": "1", **popen.pop("env", {})}
+    output = bytearray()
+    with subprocess.Popen(args, stdout=child, stderr=child, stdin=subprocess.DEVNULL, env=env, **popen) as process:
+        os.close(child)
+        deadline = time.monotonic() + timeout
+        while True:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise TimeoutError(f"{args} ran over {timeout} s:\n{output.decode(errors='replace')}")
+            if not select.select([main], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(main, 1 << 16)
+            except OSError:  # EIO: the child's side closed
+                break
+            if not chunk:
+                break
+            output += chunk
+        code = process.wait(timeout=timeout)
+    os.close(main)
+    controls = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours, and the cursor hidden and shown
+    return code, controls.sub("", output.decode(errors="replace")).replace("\r\n", "\n")

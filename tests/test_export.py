@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections import Counter
 from itertools import groupby
 
 import datasets
 import numpy as np
 import pytest
-from support import PROJECT_ROOT, plain
+from support import PROJECT_ROOT, plain, run_in_terminal
 from typer.testing import CliRunner
 
 from medi.cli import app
@@ -260,6 +261,29 @@ def test_cli_export_and_refusals(demo_release, tmp_path):
     parquet = runner.invoke(app, ["export", str(demo_release.out), "--format", "parquet", "--out", str(tmp_path / "p"),
                                   "--batch-size", "8"])  # fmt: skip
     assert parquet.exit_code == 1 and "--format instructor only" in plain(parquet.output)
+
+
+def test_changed_tasks_table_keeps_every_column_at_80_columns(demo_release, rows_by_task, tmp_path):
+    """Issue 21: at 80 columns rich's table lost its last column ("repeats in one batch"). Piped, each changed task
+    is one aligned line with all six cells; on an 80-column terminal each task's name is a line of its own."""
+    args = ["export", str(demo_release.out), "--format", "instructor", "--batch-size", "16", "--batch-policy", "pad"]
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(app, [*args, "--out", str(tmp_path / "piped.json")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert re.split(r"\s{2,}", lines[1]) == ["task", "rows", "written", "dropped", "added (repeats)",
+                                             "repeats in one batch"]  # fmt: skip
+    changed = {task: len(rows) for task, rows in rows_by_task.items() if len(rows) % 16}
+    assert changed
+    for task, n in changed.items():
+        cells = re.split(r"\s{2,}", next(line for line in lines if line.startswith(task + " ")))
+        assert cells[:3] == [task, str(n), str(n + 16 - n % 16)] and len(cells) == 6
+    command = [sys.executable, "-m", "medi.cli", *args, "--out", str(tmp_path / "terminal.json")]
+    code, text = run_in_terminal(command, 80, timeout=300)
+    assert code == 0, text
+    lines = text.splitlines()
+    for task, n in changed.items():
+        assert lines[lines.index(task) + 1].startswith(f"  rows {n}; written {n + 16 - n % 16}; dropped 0;")
+    assert "repeats in one batch" in text
 
 
 def test_overwrite_never_deletes_the_release_or_a_folder_for_a_file(release, demo_release, tmp_path):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
+import subprocess
+import sys
 from collections import Counter
 
 import matplotlib.image
 import numpy as np
 import pytest
 from PIL import Image
-from support import PROJECT_ROOT, plain
+from support import PROJECT_ROOT, plain, run_in_terminal
 from typer.testing import CliRunner
 
 import medi.stats
@@ -72,7 +75,7 @@ def test_cli_table_and_json(demo_release):
     trec_rows = next(
         t["rows"] for t in demo_release.manifest["tasks"] if t["task_name"].endswith("trec_classification")
     )
-    cells = [cell.strip() for cell in trec.strip("│ ").split("│")]
+    cells = re.split(r"\s{2,}", trec.strip())  # piped: aligned columns two or more spaces apart
     status = demo_release.manifest["sources"]["superni/task1289_trec_classification"]["instructions"]["status"]
     assert status in ("draft", "reviewed")  # the status the build recorded, whichever the shipped entry has
     assert cells[1] == str(trec_rows) and cells[4] == f"3/3, {status}" and cells[5] == f"mined {trec_rows}"
@@ -82,6 +85,27 @@ def test_cli_table_and_json(demo_release):
     assert data["rows"] == rows and len(data["sources"]) == sources
     bad = runner.invoke(app, ["stats", str(demo_release.out), "--format", "xml"])
     assert bad.exit_code == 1 and "use table or json" in plain(bad.output)
+
+
+def test_source_names_stay_whole_piped_and_at_80_columns(demo_release, stats, tmp_path):
+    """Issue 21: rich folded the source column of an 80-column table into 6-character pieces. Piped, every source
+    is one aligned line; on an 80-column terminal, too narrow for the table, its name is a line of its own."""
+    command = [sys.executable, "-m", "medi.cli", "stats", str(demo_release.out)]
+    piped = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    lines = piped.stdout.splitlines()
+    assert lines[1].startswith("source") and lines[1].rstrip().endswith("fallbacks")
+    for name, source in stats["sources"].items():
+        cells = re.split(r"\s{2,}", next(line for line in lines if line.startswith(name + " ")))
+        assert cells[0] == name and cells[1] == str(source["rows"]) and len(cells) == 9
+    code, text = run_in_terminal(command, 80, timeout=300)
+    assert code == 0, text
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 80
+    for name, source in stats["sources"].items():
+        assert lines[lines.index(name) + 1].startswith(f"  rows {source['rows']}; median chars q/pos/neg ")
+    code, wide = run_in_terminal(command, 260, timeout=300)  # wide enough: the table, every cell whole
+    assert code == 0 and all(re.search(rf"│ {re.escape(name)} +│", wide) for name in stats["sources"])
 
 
 def test_plots_are_real_readable_images(demo_release, tmp_path):
