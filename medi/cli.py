@@ -65,7 +65,13 @@ class _Command(_PlainHelp, typer.core.TyperCommand):
 
 
 class _Group(_PlainHelp, typer.core.TyperGroup):
-    pass
+    def format_commands(self, ctx, formatter) -> None:
+        """Each command's first sentence whole, wrapped (click cuts it with "..." to fit one line)."""
+        commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
+        rows = [(name, cmd.get_short_help_str(PIPED_HELP_COLUMNS)) for name, cmd in commands if cmd and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 class _App(typer.Typer):
@@ -175,7 +181,7 @@ def build_command(
     ] = False,
     **flags,
 ) -> None:
-    """Build a release: e.g. `medi build --sources demo --out out/demo` or `--config manifests/demo/build.yaml`.
+    """Build a release: `medi build --sources demo --out out/demo` or `--config manifests/demo/build.yaml`.
 
     With --config, the file's options are used and every flag given on the command line overrides the option it
     names (stderr lists them; the manifest records the merged options). Ctrl-C keeps every finished stage output:

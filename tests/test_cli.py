@@ -315,6 +315,12 @@ def test_help_is_whole_at_80_columns_on_a_terminal(tmp_path):
         expected = {flag_of(name) for name in BUILD_FLAGS} | {f.flag for f in STAGE_FLAGS}
         assert expected <= shown, expected - shown
         assert "--no-require-reviewed" in shown and "[default: bundled:all-MiniLM-L6-v2]" in text
+    code, text = run_in_terminal([*MEDI, "--help"], 80, cwd=tmp_path, timeout=120)  # click cut summaries with "..."
+    commands = text.split("Commands:")[1]
+    assert code == 0 and "..." not in commands and max(len(line) for line in text.splitlines()) <= 80
+    assert "Build a release: `medi build --sources demo --out out/demo` or `--config manifests/demo/build.yaml`." in (
+        " ".join(text.split())
+    )
 
 
 def test_summary_keeps_source_names_whole_piped_and_at_80_columns(tmp_path, cache_dir):
