@@ -86,6 +86,7 @@ def build(
             console.print(f"resumed: reused {reused} finished stage outputs", highlight=False)
         manifest = _write_release(out, specs, outcomes, absent, options, selection, dirs, runner)
     _say_losses(console, manifest)
+    _say_drafts(console, manifest)
     console.print(f"[green]wrote[/] {out} — {manifest['rows']} rows in {time.perf_counter() - started:.1f} s")
     if manifest["rows"] == 0 and specs:
         raise MediError(f"the release at {out} has 0 rows: every selected source was skipped or emptied (see above)")
@@ -298,6 +299,24 @@ def _say_losses(console: Console, manifest: dict) -> None:
         )
 
 
+def _say_drafts(console: Console, manifest: dict) -> None:
+    """A warning naming the sources whose instruction wordings in this release are drafts, not reviewed."""
+    if names := manifest["draft_instructions"]["names"]:
+        console.print(
+            f"[yellow]warning:[/] {len(names)} source(s) carry draft instruction wordings, not reviewed: "
+            f"{', '.join(names)}; review them (medi review export / import) or refuse drafts with --require-reviewed",
+            highlight=False,
+        )
+
+
+def _draft_instructions(summaries: dict, options: BuildOptions) -> dict:
+    """The sources whose wordings in the release are drafts (none enter with ``instructions: none``)."""
+    drafts = [] if options.instructions == "none" else [
+        name for name, s in summaries.items() if s["instructions"]["status"] == "draft"
+    ]  # fmt: skip
+    return {"count": len(drafts), "names": drafts}
+
+
 def _without_name(message: str, name: str) -> str:
     return message[len(name) + 2 :] if message.startswith(f"{name}: ") else message
 
@@ -345,6 +364,7 @@ def _manifest(summaries, skipped, absent, options, selection, dirs, runner, shar
         "sources": summaries,
         "skipped_sources": skipped,
         "absent_sources": {"count": len(absent), "names": absent},
+        "draft_instructions": _draft_instructions(summaries, options),
     }
 
 

@@ -55,7 +55,9 @@ def test_add_local_source_then_build_it(medi_home, local_pairs, tmp_path, cache_
     assert source_file.read_text(encoding="utf-8").startswith("# added by medi add-source")
     entry = InstructionBook.load(medi_home.root).entries["st/my_local"]
     assert entry.status == "draft" and len(entry.query) == 3 and len(entry.document) == 3
-    assert not [f for f in lint(medi_home.root).findings if f.source == "st/my_local"]
+    findings = [f for f in lint(medi_home.root).findings if f.source == "st/my_local"]  # valid, but a draft
+    draft = ("warning", "draft", _status_line(medi_home, "st/my_local"))
+    assert [(f.level, f.code, f.line) for f in findings] == [draft]
 
     release = medi.build("st/my_local", tmp_path / "out", None, BuildOptions(), cache_dir=cache_dir)
     source = release["sources"]["st/my_local"]
@@ -63,6 +65,37 @@ def test_add_local_source_then_build_it(medi_home, local_pairs, tmp_path, cache_
     built = open_release(tmp_path / "out").dataset
     assert built[0]["query"] == {"instruction": entry.query[0], "text": squash(rows[0]["query"])}
     assert built[0]["pos"]["instruction"] == entry.document[0]
+
+
+def _status_line(home, name: str) -> int:
+    lines = (home.root / "instructions" / f"{name.split('/')[0]}.yaml").read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"{name}:")
+    return next(i for i, line in enumerate(lines) if i > start and line.startswith("  status:")) + 1
+
+
+def test_cap_is_written_and_drafts_in_a_build_are_a_warning(medi_home, local_pairs, tmp_path, cache_dir):
+    """Issue 21: `--cap N` becomes the source's medi.cap, which the build keeps to; its draft wordings entering a
+    release are a warning naming the source, on stderr and in the manifest (none with --instructions none)."""
+    result = invoke("add-source", "st/capped", "--adapter", "st_jsonl", "--path", str(local_pairs), "--cap", "4")
+    assert result.exit_code == 0, result.output
+    text = (medi_home.root / "sources" / "st" / "capped.yaml").read_text(encoding="utf-8")
+    assert "medi: {included: null, cap: 4}   # " in text and "keeps at most 4 rows" in text
+    assert Catalog.load(medi_home.root).specs["st/capped"].medi.cap == 4
+    args = ["build", "--sources", "st/capped,st/AllNLI", "--data-dir", str(MIRROR), "--cache-dir", str(cache_dir)]
+    built = invoke(*args, "--out", str(tmp_path / "out"))
+    assert built.exit_code == 0, built.output
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["sources"]["st/capped"]["rows_kept"] == 4 < len(json_lines(local_pairs))
+    assert manifest["draft_instructions"] == {"count": 1, "names": ["st/capped"]}  # st/AllNLI's are reviewed
+    warning = " ".join(plain(built.stderr).split())
+    assert "warning: 1 source(s) carry draft instruction wordings, not reviewed: st/capped;" in warning
+    bare = invoke(*args, "--out", str(tmp_path / "bare"), "--instructions", "none")
+    assert bare.exit_code == 0, bare.output
+    manifest = json.loads((tmp_path / "bare" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["draft_instructions"] == {"count": 0, "names": []} and "draft instruction" not in plain(bare.stderr)
+    refused = invoke("add-source", "st/none_kept", "--adapter", "st_jsonl", "--path", str(local_pairs), "--cap", "0")
+    assert refused.exit_code == 2 and "Invalid value for '--cap'" in plain(refused.output)
+    assert not (medi_home.root / "sources" / "st" / "none_kept.yaml").exists()
 
 
 def test_add_hub_source_reads_the_mirror_and_builds(medi_home, tmp_path, cache_dir):
