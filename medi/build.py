@@ -34,7 +34,15 @@ from medi.options import EXECUTION_OPTIONS, BuildOptions
 from medi.progress import BuildProgress
 from medi.schema import FORMAT_VERSION, records_of, triples_of
 from medi.shard import ShardWriter, release_batch
-from medi.stages import Runner, SourceOutcome, check_stage_options, pairs_symmetric, reports, run_source_safely
+from medi.stages import (
+    Runner,
+    SourceOutcome,
+    check_stage_options,
+    pairs_symmetric,
+    reports,
+    rows_read,
+    run_source_safely,
+)
 
 MAX_LISTED_PROBLEMS = 20
 CONTAMINATION = "contamination.json"
@@ -87,9 +95,10 @@ def build(
         manifest = _write_release(out, specs, outcomes, absent, options, selection, dirs, runner)
     _say_losses(console, manifest)
     _say_drafts(console, manifest)
+    if manifest["rows"] == 0:
+        why = "every selected source was skipped or emptied (see above)" if specs else "no source was selected"
+        raise MediError(f"nothing written to {out}: the build kept 0 rows; {why}")
     console.print(f"[green]wrote[/] {out} — {manifest['rows']} rows in {time.perf_counter() - started:.1f} s")
-    if manifest["rows"] == 0 and specs:
-        raise MediError(f"the release at {out} has 0 rows: every selected source was skipped or emptied (see above)")
     return manifest
 
 
@@ -156,9 +165,19 @@ def _drain(queue, progress: BuildProgress) -> None:
 def _outcome_line(outcome: SourceOutcome) -> str:
     if outcome.skipped:
         return f"skipped ({outcome.skipped['reason']})"
-    sample = outcome.infos.get("sample", {}).get("sample", {})
+    info = outcome.infos.get("sample", {})
     kept = outcome.infos.get("mine", {}).get("kept", 0)  # rows out of the last stage: what the release gets
-    return f"read {sample.get('rows_read', 0):,}, sampled {sample.get('sampled', 0):,}, kept {kept:,}"
+    line = f"read {rows_read(info):,}, sampled {info.get('sample', {}).get('sampled', 0):,}, kept {kept:,}"
+    return line + (f"; {_problems_said(info)}" if info.get("problem_count") else "")
+
+
+def _problems_said(counts: dict) -> str:
+    """``N problem(s): what they cost`` from a sample report or a manifest source (the same keys)."""
+    lost = counts.get("rows_lost") or {}
+    costs = [f"{lost['malformed_row']:,} bad rows skipped"] if lost.get("malformed_row") else []
+    costs += [f"{lost['unreadable']:,} unreadable rows lost"] if lost.get("unreadable") else []
+    costs += ["the rest of the file lost (its row count is not knowable)"] if counts.get("rest_lost") else []
+    return f"{counts['problem_count']} problem(s): {', '.join(costs) or 'no rows lost'}"
 
 
 def _present(specs, dirs, selection, catalog) -> tuple[list[SourceSpec], list[str]]:
@@ -204,7 +223,8 @@ def _write_release(out, specs, outcomes, absent, options, selection, dirs, runne
         manifest["contamination"] = _write_contamination(staging, contamination, runner)
         manifest["files"] = _file_checksums(staging)
         write_manifest(staging, manifest)
-        _replace(staging, out)
+        if manifest["rows"]:  # a release of 0 rows is not one: refused (build() says why), an earlier one kept
+            _replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
@@ -248,9 +268,8 @@ def _source_summary(spec, outcome, runner, rows: int, across: DedupReport) -> tu
     found["dedup"].dropped.update(across.dropped)
     dropped = Counter()
     sample = found["sample"]
-    problem_count = outcome.infos["sample"]["problem_count"]
-    if problem_count:
-        dropped["malformed_row"] = problem_count
+    info = outcome.infos["sample"]
+    dropped.update(info.get("rows_lost") or {})  # what the problems cost: rows_read counts them
     if sample.size is not None and sample.rows_read > sample.sampled:
         dropped["not_sampled"] = sample.rows_read - sample.sampled
     for name in ("normalize", "dedup", "decontaminate", "filter", "select", "mine"):
@@ -262,12 +281,14 @@ def _source_summary(spec, outcome, runner, rows: int, across: DedupReport) -> tu
         "catalog": spec_summary(spec),
         "input": outcome.fetched,
         "task": meta or None,  # Super-NI: Definition, Categories, Domains, Source (reviewers read them)
-        "rows_read": sample.rows_read + problem_count,
+        "rows_read": rows_read(info),
         "rows_kept": rows,
         "sample": sample.summary(),
         "dropped": dict(sorted(dropped.items())),
         "changed": dict(sorted(found["normalize"].changed.items())),
-        "problem_count": problem_count,
+        "problem_count": info["problem_count"],
+        "rows_lost": info.get("rows_lost") or {},
+        "rest_lost": info.get("rest_lost", 0),
         "problems": [str(p) for p in found["problems"][:MAX_LISTED_PROBLEMS]],
         "clean": {
             "dedup": found["dedup"].summary(),
@@ -282,20 +303,23 @@ def _source_summary(spec, outcome, runner, rows: int, across: DedupReport) -> tu
 
 
 def _say_losses(console: Console, manifest: dict) -> None:
-    """One stderr line per source that lost rows to problems, and the total: nothing is lost quietly."""
-    lost = 0
+    """One stderr line per source with problems, saying what they cost, and the total: nothing is lost quietly."""
+    problems = rows = rest = 0
     for name, source in manifest["sources"].items():
-        if count := source.get("problem_count"):
-            lost += count
+        if source.get("problem_count"):
+            problems += source["problem_count"]
+            rows += sum((source.get("rows_lost") or {}).values())
+            rest += source.get("rest_lost", 0)
             first = source["problems"][0] if source["problems"] else "?"
-            # a count of problems, not of rows: a file unreadable from some line on loses every row after it
-            console.print(f"[yellow]problems[/] {name}: {count}; first: {first}", highlight=False)
+            console.print(f"[yellow]problems[/] {name}: {_problems_said(source)}; first: {first}", highlight=False)
     for name, why in manifest["skipped_sources"].items():
         console.print(f"[yellow]skipped[/] {name}: {_without_name(why['message'], name)}", highlight=False)
-    if lost:
+    if problems:
+        rest_said = f", and the rest of {rest} file(s) cut short" if rest else ""
         console.print(
-            f"[yellow]rows lost to {lost} problem(s)[/]: each a bad row skipped, or a file unreadable from a line on "
-            "(the rest of it lost); listed in the manifest; --on-error fail stops instead"
+            f"[yellow]{problems} problem(s)[/]: {rows:,} rows lost{rest_said}; listed in the manifest; "
+            "--on-error fail stops instead",
+            highlight=False,
         )
 
 

@@ -17,6 +17,9 @@ class Problem:
     file: str
     where: str  # "line 17", "Instances[3]", "" for the whole file
     message: str
+    # rows it cost: 1 for a bad row, N for a damaged block of N rows, 0 for none (an empty file), None when not
+    # knowable (a file cut mid-stream loses the rest of it)
+    rows: int | None = 1
 
     def __str__(self) -> str:
         at = f"{self.file}, {self.where}" if self.where else self.file

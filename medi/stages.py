@@ -47,7 +47,8 @@ from medi.schema import RECORD_SCHEMA, TRIPLE_SCHEMA, Record, records_batch, rec
 from medi.select import SelectConfig, SelectReport, select
 
 MAX_KEPT_PROBLEMS = 1000  # problems listed per source (all are counted)
-PROGRESS_EVERY = 50_000  # rows between progress reports while reading
+PROGRESS_EVERY = 1024  # rows between looks at the clock while reading
+PROGRESS_SECONDS = 1.0  # seconds between progress reports while reading
 
 
 # --- what every stage sees -----------------------------------------------------------------------------------
@@ -238,26 +239,21 @@ def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Write
     ctx.refuse_shared_test_source(adapted.meta)  # before reading every row
     size = sample_size(ctx.cap(), o.select, ctx.sample_factor)
     sampler = Sampler(size, f"{o.seed}:{spec.name}", ctx.runner.eval_forms)
-    problems: list[Problem] = []  # the first MAX_KEPT_PROBLEMS; all are counted
-    problem_count = 0
+    tally = ProblemTally(spec.name, o.on_error)
     report = NormalizeReport()
-    started = time.perf_counter()
+    pace = ReadPace(ctx.runner.progress, spec.name)
 
     def offered() -> Iterator[Record]:
         """The adapter's rows, each offered to the sampler; problems counted aside (or stopping the build)."""
-        nonlocal problem_count
         for item in adapted.rows:
             if isinstance(item, Problem):
-                if o.on_error == "fail":
-                    raise MediError(f"{spec.name}: {item} (--on-error fail)")
-                problem_count += 1
-                if len(problems) < MAX_KEPT_PROBLEMS:
-                    problems.append(item)
+                tally.add(item)
                 continue
             sampler.offer(item)
-            if sampler.report.rows_read % PROGRESS_EVERY == 0:
-                ctx.runner.progress(spec.name, "read", sampler.report.rows_read, time.perf_counter() - started)
+            pace.row(sampler.report.rows_read + tally.rows)
             yield item
+        if not sampler.report.rows_read and not tally.count:
+            tally.add(Problem(str(ctx.fetched.path), "", "the file holds no rows", rows=0))
 
     if size is None:  # every row is kept: normalized and written as it streams
         write_in_batches(write, normalize(offered(), report, o.max_chars), records_batch)
@@ -266,16 +262,75 @@ def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Write
         for _ in offered():
             pass
         write_in_batches(write, normalize(sampler.finish(), report, o.max_chars), records_batch)
-    ctx.runner.progress(spec.name, "read", sampler.report.rows_read, time.perf_counter() - started)
+    pace.report(sampler.report.rows_read + tally.rows)
     sampler.report.passes = 1 + (ctx.sample_factor.bit_length() - 1) // 2  # the factor grows 4x a pass
     return {
         "meta": adapted.meta,
-        "problem_count": problem_count,
-        "problems": to_jsonable(problems),
+        **tally.summary(),
         "normalize": to_jsonable(report),
         "sample": to_jsonable(sampler.report),
         "truncated": sampler.truncated,
     }
+
+
+class ProblemTally:
+    """A source's problems: every one counted, the first ``MAX_KEPT_PROBLEMS`` kept, the rows they cost added up
+    by why (``malformed_row``: a bad row; ``unreadable``: a damaged block), and how many cost the rest of their file
+    (rows not knowable). Under ``--on-error fail`` the first one stops the build."""
+
+    def __init__(self, source: str, on_error: str):
+        self.source, self.on_error = source, on_error
+        self.count = self.rest_lost = 0
+        self.kept: list[Problem] = []
+        self.lost: Counter = Counter()
+
+    def add(self, problem: Problem) -> None:
+        if self.on_error == "fail":
+            raise MediError(f"{self.source}: {problem} (--on-error fail)")
+        self.count += 1
+        if len(self.kept) < MAX_KEPT_PROBLEMS:
+            self.kept.append(problem)
+        if problem.rows is None:
+            self.rest_lost += 1
+        elif problem.rows:
+            self.lost["malformed_row" if problem.where else "unreadable"] += problem.rows
+
+    @property
+    def rows(self) -> int:
+        return sum(self.lost.values())
+
+    def summary(self) -> dict:
+        return {
+            "problem_count": self.count,
+            "problems": to_jsonable(self.kept),
+            "rows_lost": dict(sorted(self.lost.items())),
+            "rest_lost": self.rest_lost,
+        }
+
+
+def rows_read(sample_info: dict) -> int:
+    """A source's rows read, as the manifest, the summary table and the progress lines all count them: the rows
+    the adapter gave plus the rows lost to problems (bad rows, damaged blocks); a file cut mid-stream counts the
+    rows before the cut."""
+    return (sample_info.get("sample") or {}).get("rows_read", 0) + sum((sample_info.get("rows_lost") or {}).values())
+
+
+class ReadPace:
+    """Rows read so far, reported at most every ``PROGRESS_SECONDS`` (checked every ``PROGRESS_EVERY`` rows):
+    a heartbeat off a terminal shows them with rows/s however fast or slow the file reads."""
+
+    def __init__(self, progress: Callable, source: str):
+        self.progress, self.source = progress, source
+        self.started = self.last = time.perf_counter()
+        self.report(0)
+
+    def row(self, rows: int) -> None:
+        if rows % PROGRESS_EVERY == 0 and time.perf_counter() - self.last >= PROGRESS_SECONDS:
+            self.report(rows)
+
+    def report(self, rows: int) -> None:
+        self.last = time.perf_counter()
+        self.progress(self.source, "read", rows, self.last - self.started)
 
 
 SAMPLE = Stage(

@@ -308,12 +308,13 @@ def test_table_zip_lines_pairs_the_members_line_by_line(tmp_path):
 
 
 def test_table_zip_lines_uneven_members_and_missing_member(tmp_path):
-    pairs = json_lines(ETD / "AllNLI.jsonl.gz")[:4]
+    pairs = json_lines(ETD / "AllNLI.jsonl.gz")[:5]
     path = write_org_data(tmp_path / "ggw_data.zip", [p[0] for p in pairs], [p[1] for p in pairs[:3]])
     *records, problem = read(path, spec("st/gigaword", "table", options=ZIP_OPTIONS))
     assert len(records) == 3 and isinstance(problem, Problem)
-    assert (problem.file, problem.where) == (str(path), "line 4")
-    assert "org_data/train.tgt.txt ended before the other members" in problem.message
+    assert (problem.file, problem.where, problem.rows) == (str(path), "", 2)  # documents 4 and 5 have no summary
+    short = "org_data/train.tgt.txt ended before the other members"
+    assert problem.message == f"unreadable after line 3: 2 rows lost ({short})"
     other = dict(ZIP_OPTIONS, members={"document": "org_data/train.src.txt", "summary": "org_data/dev.tgt.txt"})
     with pytest.raises(SourceError, match=r"ggw_data\.zip: the archive has no org_data/dev\.tgt\.txt"):
         read(path, spec("st/gigaword", "table", options=other))

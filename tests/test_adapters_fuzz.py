@@ -1,5 +1,6 @@
-"""Every adapter kind fed random and damaged files (hypothesis): truncated gzip, wrong JSON types, huge lines, NUL
-bytes, invalid UTF-8, empty files, a folder instead of a file, cut or overwritten Parquet.
+"""Every adapter kind (st_jsonl, table, superni, kilt) fed random and damaged files (hypothesis): truncated gzip,
+wrong JSON types, huge lines, NUL bytes, invalid UTF-8, empty files, a folder instead of a file, cut or overwritten
+Parquet, a damaged page of KILT's knowledge source.
 
 Whatever the damage, reading ends in Records, Problems naming the file and the line (row, instance), or a
 MediError naming the file — never another exception — and no good row is lost: every good row before the damage
@@ -29,6 +30,7 @@ from hypothesis import strategies as st
 from support import spec
 
 from medi.adapters import get_adapter
+from medi.adapters.kilt import KNOWLEDGE_SOURCE
 from medi.adapters.superni import META_KEYS
 from medi.errors import MediError, Problem
 from medi.schema import Record
@@ -40,7 +42,9 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
-WHERE = re.compile(r"(line \d+|after line \d+|row \d+|after row \d+|Instances\[\d+\])")
+WHERE = re.compile(r"(line \d+|row \d+|Instances\[\d+\])")
+# a problem of the whole file says where reading stopped and what that cost: rows lost, or the rest of the file
+STOPPED = re.compile(r"unreadable (after line|from row) (\d+): (\d+ rows lost|the rest of the file lost) \(")
 HUGE = 3 * (1 << 20)  # a 3 MiB line: longer than any read block or buffer
 
 ST = spec("st/fuzz", "st_jsonl")
@@ -49,6 +53,7 @@ TABLE_PARQUET = spec(
     "t/fuzz", "table", options={"format": "parquet", "columns": {"query": "q", "pos": "p", "neg": "n"}}
 )
 SUPERNI = spec("superni/task_fuzz", "superni")
+KILT = spec("kilt/fuzz", "kilt")  # its knowledge source (kilt_knowledgesource.json) beside the task file
 
 # --- strategies ---------------------------------------------------------------------------------------------
 
@@ -94,7 +99,8 @@ def folder() -> Iterator[Path]:
 def read(source_spec, path: Path) -> tuple[list[Record | Problem], MediError | None]:
     """What the adapter gives up to the end or a MediError (which must name the file); nothing else may raise.
 
-    Problems name the file and where (line, row, instance); Records hold texts Arrow can store (UTF-8).
+    Problems name the file (KILT: or its knowledge source) and where (line, row, instance), or, for the whole file,
+    where reading stopped and the rows that cost; Records hold texts Arrow can store (UTF-8).
     """
     items, error = [], None
     try:
@@ -106,7 +112,9 @@ def read(source_spec, path: Path) -> tuple[list[Record | Problem], MediError | N
     for item in items:
         assert isinstance(item, Record | Problem), item
         if isinstance(item, Problem):
-            assert item.file == str(path) and WHERE.fullmatch(item.where), item
+            assert item.file in (str(path), str(path.parent / KNOWLEDGE_SOURCE)), item
+            assert WHERE.fullmatch(item.where) or (item.where == "" and STOPPED.match(item.message)), item
+            assert item.rows is None or item.rows >= 0, item
         else:
             for value in (item.query, item.pos, item.neg, *item.outputs):
                 assert value is None or (isinstance(value, str) and value.encode("utf-8") is not None), item
@@ -144,12 +152,50 @@ def jsonl(rows: list[object]) -> bytes:
     return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
 
 
+# --- KILT: task rows joined with paragraphs of a knowledge source beside them -------------------------------------
+
+PAGES = {  # wikipedia_id -> (title, paragraphs); paragraph 0 is the title line, as in KILT's pages
+    str(page): (f"Page {page}", [f"Page {page}\n", *(f"Paragraph {n} of page {page}." for n in range(1, 5))])
+    for page in range(1, 6)
+}
+
+
+def knowledge_lines() -> list[bytes]:
+    return [
+        json.dumps({"_id": page, "wikipedia_id": page, "wikipedia_title": title, "text": text}).encode()
+        for page, (title, text) in PAGES.items()
+    ]
+
+
+def write_knowledge(folder: Path, lines: list[bytes] | None = None) -> None:
+    (folder / KNOWLEDGE_SOURCE).write_bytes(b"\n".join(knowledge_lines() if lines is None else lines) + b"\n")
+
+
+def kilt_row(input_text: str, page: str, start: int, span: int) -> dict:
+    provenance = {"wikipedia_id": page, "start_paragraph_id": start, "end_paragraph_id": start + span}
+    return {"id": "fuzz", "input": input_text, "output": [{"answer": "a", "provenance": [provenance]}]}
+
+
+kilt_good = st.builds(
+    kilt_row, text.map(lambda t: f"q {t}"), st.sampled_from(sorted(PAGES)), st.integers(0, 3), st.integers(0, 1)
+)
+
+
+def kilt_record(value: dict, row: Record) -> bool:
+    """The task row's input, and its page's title then the provenance paragraphs (the title line left out)."""
+    provenance = value["output"][0]["provenance"][0]
+    title, text = PAGES[provenance["wikipedia_id"]]
+    paragraphs = text[max(provenance["start_paragraph_id"], 1) : provenance["end_paragraph_id"] + 1]
+    return (row.query, row.pos, row.neg) == (value["input"], "\n".join([title, *paragraphs]), None)
+
+
 # --- line formats: st_jsonl and table (jsonl) ------------------------------------------------------------------
 
-LINE_KINDS = [(ST, st_good, st_record), (TABLE_JSONL, table_good, table_record)]
+LINE_KINDS = [(ST, st_good, st_record), (TABLE_JSONL, table_good, table_record), (KILT, kilt_good, kilt_record)]
+LINE_IDS = ["st_jsonl", "table-jsonl", "kilt"]
 
 
-@pytest.mark.parametrize(("source_spec", "good", "matches"), LINE_KINDS, ids=["st_jsonl", "table-jsonl"])
+@pytest.mark.parametrize(("source_spec", "good", "matches"), LINE_KINDS, ids=LINE_IDS)
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
 def test_a_damaged_line_costs_that_line_only(source_spec, good, matches, gz):
     @FUZZ
@@ -160,6 +206,7 @@ def test_a_damaged_line_costs_that_line_only(source_spec, good, matches, gz):
         with folder() as tmp:
             path = tmp / ("rows.jsonl.gz" if gz else "rows.jsonl")
             path.write_bytes(gzip.compress(content) if gz else content)
+            write_knowledge(tmp)  # read by the kilt adapter only
             items, error = read(source_spec, path)
         assert error is None, error
         keyed = by_line(items)
@@ -175,7 +222,7 @@ def test_a_damaged_line_costs_that_line_only(source_spec, good, matches, gz):
     check()
 
 
-@pytest.mark.parametrize(("source_spec", "good", "matches"), LINE_KINDS, ids=["st_jsonl", "table-jsonl"])
+@pytest.mark.parametrize(("source_spec", "good", "matches"), LINE_KINDS, ids=LINE_IDS)
 def test_a_truncated_gzip_keeps_every_complete_line(source_spec, good, matches):
     @FUZZ
     @given(rows=st.lists(good, min_size=1, max_size=30), cut=st.floats(0, 1, exclude_max=True))
@@ -188,21 +235,77 @@ def test_a_truncated_gzip_keeps_every_complete_line(source_spec, good, matches):
         with folder() as tmp:
             path = tmp / "rows.jsonl.gz"
             path.write_bytes(kept)
+            write_knowledge(tmp)
             items, error = read(source_spec, path)
         assert error is None, error
         keyed = by_line(items)
         for line, value in enumerate(rows[:complete], 1):
             assert isinstance(keyed.get(line), Record) and matches(value, keyed[line]), (line, keyed.get(line))
         last = items[-1] if items else None
-        assert isinstance(last, Problem) and "unreadable" in last.message, items[-3:]  # the cut is reported
-        assert last.where.startswith("after line ") and int(last.where.split()[-1]) >= complete, last
+        assert isinstance(last, Problem) and last.rows is None, items[-3:]  # the cut is reported: the rest is lost
+        stopped = STOPPED.match(last.message)
+        assert stopped and stopped.groups() == ("after line", str(complete), "the rest of the file lost"), last
 
     check()
 
 
-@pytest.mark.parametrize(
-    "source_spec", [ST, TABLE_JSONL, TABLE_PARQUET, SUPERNI], ids=lambda s: s.options.get("format", s.adapter)
+@FUZZ
+@given(rows=st.lists(kilt_good, min_size=1, max_size=12), page=st.sampled_from(sorted(PAGES)), junk=bad_line)
+def test_a_damaged_knowledge_source_page_costs_the_rows_that_need_it(rows, page, junk):
+    """Junk in place of one page of the knowledge source: the rows citing that page are problems at their lines,
+    every other row is joined as it would be with the whole file."""
+    lines = [junk if json.loads(line)["wikipedia_id"] == page else line for line in knowledge_lines()]
+    with folder() as tmp:
+        path = tmp / "rows.jsonl"
+        path.write_bytes(jsonl(rows))
+        write_knowledge(tmp, lines)
+        items, error = read(KILT, path)
+    assert error is None, error
+    task_items = [item for item in items if not (isinstance(item, Problem) and item.file.endswith(KNOWLEDGE_SOURCE))]
+    keyed = by_line(task_items)
+    assert sorted(keyed) == list(range(1, len(rows) + 1)) and len(task_items) == len(rows)
+    for line, value in enumerate(rows, 1):
+        if value["output"][0]["provenance"][0]["wikipedia_id"] == page:
+            assert isinstance(keyed[line], Problem) and f"page {page} is not in" in keyed[line].message, keyed[line]
+        else:
+            assert isinstance(keyed[line], Record) and kilt_record(value, keyed[line]), (line, keyed[line])
+    for item in items[: len(items) - len(task_items)]:  # a junk line read as the page: named, costing no row itself
+        assert item.where.startswith("line ") and item.rows == 0, item
+
+
+paragraph_id = json_scalar | st.integers(-2, 6)
+provenance_any = st.fixed_dictionaries(
+    {"wikipedia_id": json_scalar | st.sampled_from(sorted(PAGES))},
+    optional={"start_paragraph_id": paragraph_id, "end_paragraph_id": paragraph_id},
 )
+output_any = json_scalar | st.lists(
+    json_scalar | st.fixed_dictionaries({"provenance": json_scalar | st.lists(json_scalar | provenance_any)}),
+    max_size=3,
+)
+kilt_any = st.fixed_dictionaries({"output": output_any}, optional={"input": json_scalar | text, "passage": json_value})
+
+
+@FUZZ
+@given(rows=st.lists(kilt_any | kilt_good, min_size=1, max_size=10))
+def test_kilt_row_fields_of_any_type(rows):
+    """Task rows whose input, output, provenance and paragraph ids are of any JSON type: a Record or a Problem at
+    each row's line, never a crash."""
+    with folder() as tmp:
+        path = tmp / "rows.jsonl"
+        path.write_bytes(jsonl(rows))
+        write_knowledge(tmp)
+        items, error = read(KILT, path)
+    assert error is None, error
+    assert sorted(by_line(items)) == list(range(1, len(rows) + 1)) and len(items) == len(rows)
+
+
+EMPTY_KINDS = [ST, TABLE_JSONL, TABLE_PARQUET, SUPERNI, KILT]
+# what an empty file gives: no rows and no error where an empty file is a valid file of the format (the build then
+# counts "the file holds no rows" as a problem); an error naming the file where it is not (Parquet, a task's JSON)
+EMPTY_IS_VALID = {"st_jsonl": True, "jsonl": True, "parquet": False, "superni": False, "kilt": True}
+
+
+@pytest.mark.parametrize("source_spec", EMPTY_KINDS, ids=lambda s: s.options.get("format", s.adapter))
 @pytest.mark.parametrize("what", ["empty", "empty-gzip", "folder", "missing"])
 def test_empty_files_folders_and_missing_files(source_spec, what):
     with folder() as tmp:
@@ -215,9 +318,15 @@ def test_empty_files_folders_and_missing_files(source_spec, what):
         elif what == "empty-gzip":
             path.write_bytes(gzip.compress(b""))
         items, error = read(source_spec, path)
-        assert all(isinstance(item, Problem) for item in items)  # no rows out of nothing
-        if what in ("folder", "missing"):
-            assert items or error, "a folder or a missing file is not an empty source"
+    if what in ("empty", "empty-gzip"):
+        if EMPTY_IS_VALID[source_spec.options.get("format", source_spec.adapter)]:
+            assert (items, error) == ([], None)
+        else:
+            assert error is not None and items == []
+    else:  # not a file to read: an error, or a problem saying reading stopped at once (no row came out)
+        assert not [item for item in items if isinstance(item, Record)], items
+        stopped = [STOPPED.match(item.message) for item in items]
+        assert error is not None or (len(items) == 1 and stopped[0] and stopped[0][2] == "0"), (items, error)
 
 
 # --- table (parquet) ---------------------------------------------------------------------------------------------
@@ -252,7 +361,8 @@ def footer_start(data: bytes) -> int:
        junk=st.binary(min_size=1, max_size=40))  # fmt: skip
 def test_damaged_parquet_costs_the_damaged_row_group_only(rows, group, offset, junk):
     """Junk over a row group's pages: the rows of every other group are read as written; the damaged group's rows
-    are Records (damage inside a text), or one Problem per row lost — never fewer rows than the file holds."""
+    are Records (damage inside a text) up to the damage, then one Problem saying how many rows that lost — the rows
+    and the rows lost add up to the rows the file holds."""
     data = parquet_bytes(rows)
     starts = chunk_starts(data)
     group = group % len(starts)
@@ -264,13 +374,20 @@ def test_damaged_parquet_costs_the_damaged_row_group_only(rows, group, offset, j
         path.write_bytes(damaged)
         items, error = read(TABLE_PARQUET, path)
     assert error is None, error
-    assert len(items) == len(rows)
     hit = range(group * GROUP, min((group + 1) * GROUP, len(rows)))
-    for index, (value, item) in enumerate(zip(rows, items, strict=True)):
-        if index in hit:
-            assert isinstance(item, Record) or item.where == f"row {index}", (index, item)
+    covered = []  # the row index of each Record, and of each row a Problem says it lost
+    for item in items:
+        if isinstance(item, Record):
+            index = int(item.row_id.rsplit(":R", 1)[1])
+            assert index in hit or table_record(rows[index], item), (index, rows[index], item)
+            covered.append(index)
         else:
-            assert isinstance(item, Record) and table_record(value, item), (index, value, item)
+            stopped = STOPPED.match(item.message)
+            assert stopped and stopped[1] == "from row" and stopped[3] == f"{item.rows} rows lost", item
+            first = int(stopped[2])
+            assert first in hit and first + item.rows == hit.stop, (item, hit)  # the rest of its group, no more
+            covered += range(first, first + item.rows)
+    assert covered == list(range(len(rows)))
 
 
 @FUZZ
@@ -284,19 +401,74 @@ def test_a_cut_parquet_file_is_an_error_naming_it(rows, where):
     assert error is not None and not items  # no footer, no row groups: nothing can be read
 
 
+arrow_scalar_types = st.sampled_from([pa.int64(), pa.float64(), pa.bool_(), pa.string(), pa.null(), pa.binary()])
+arrow_types = st.recursive(
+    arrow_scalar_types,
+    lambda inner: (
+        st.builds(pa.list_, inner)
+        | st.builds(
+            lambda fields: pa.struct(list(fields.items())), st.dictionaries(st.sampled_from("abc"), inner, min_size=1)
+        )
+    ),
+    max_leaves=4,
+)
+
+
+def values_of(kind: pa.DataType) -> st.SearchStrategy:
+    """Python values an Arrow column of type ``kind`` holds (None included: every column is nullable)."""
+    if pa.types.is_null(kind):
+        return st.none()
+    if pa.types.is_list(kind):
+        found = st.lists(values_of(kind.value_type), max_size=3)
+    elif pa.types.is_struct(kind):
+        found = st.fixed_dictionaries({field.name: values_of(field.type) for field in kind})
+    else:
+        found = {
+            pa.int64(): st.integers(-(2**63), 2**63 - 1),
+            pa.float64(): st.floats(allow_nan=False),
+            pa.bool_(): st.booleans(),
+            pa.string(): text,
+            pa.binary(): st.binary(max_size=10),
+        }[kind]
+    return st.none() | found
+
+
+@st.composite
+def arrow_tables(draw) -> pa.Table:
+    """Two rows of columns q, p, n or other, each of any Arrow type Parquet stores: every table it makes is one."""
+    names = draw(st.lists(st.sampled_from(["q", "p", "n", "other"]), min_size=1, max_size=4, unique=True))
+    columns = {}
+    for name in names:
+        kind = draw(arrow_types)
+        columns[name] = pa.array(draw(st.lists(values_of(kind), min_size=2, max_size=2)), type=kind)
+    return pa.table(columns)
+
+
+def column_text(row: dict, column: str) -> str | None:
+    """The text the table adapter takes from a column: a string, or a list's first item when that is one."""
+    value = row.get(column)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value if isinstance(value, str) else None
+
+
 @FUZZ
-@given(columns=st.dictionaries(st.sampled_from(["q", "p", "n", "other"]), json_value, min_size=1))
-def test_parquet_columns_of_any_type(columns):
-    """Columns of any Arrow type (ints, lists, structs, nulls, mixed): rows or Problems, never a crash."""
+@given(table=arrow_tables())
+def test_parquet_columns_of_any_type(table):
+    """Columns of any Arrow type (ints, floats, bytes, nulls, lists, structs): a Record where the query and positive
+    columns give texts, else a Problem at the row — never a crash, never a row left out."""
     with folder() as tmp:
         path = tmp / "rows.parquet"
-        try:
-            pq.write_table(pa.table({name: [value, value] for name, value in columns.items()}), path)
-        except (pa.ArrowException, OverflowError):
-            return  # not a table Arrow or Parquet can hold (mixed types, empty structs): nothing to feed the adapter
+        pq.write_table(table, path)
         items, error = read(TABLE_PARQUET, path)
     assert error is None, error
     assert len(items) == 2
+    for index, (row, item) in enumerate(zip(table.to_pylist(), items, strict=True)):
+        query, pos, neg = (column_text(row, column) for column in ("q", "p", "n"))
+        if query is None or pos is None:
+            assert isinstance(item, Problem) and item.where == f"row {index}", (row, item)
+        else:
+            assert isinstance(item, Record) and (item.query, item.pos, item.neg) == (query, pos, neg), (row, item)
 
 
 # --- superni: one JSON document per task --------------------------------------------------------------------------

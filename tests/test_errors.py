@@ -133,8 +133,8 @@ def test_unreadable_parquet_is_a_source_error(medi_home, make_release, tmp_path)
 
 
 def test_a_damaged_parquet_page_costs_its_row_group_only(medi_home, make_release, tmp_path):
-    """Row groups are read one by one: the rows of the damaged group are problems (file and row, one each), the
-    other group's rows are kept; with on_error=fail the first of them stops the build."""
+    """Row groups are read one by one: the damaged group is one problem saying how many rows it lost (the footer
+    knows), the other group's rows are kept; the counts add up; with on_error=fail it stops the build."""
     path = damaged_parquet(tmp_path, "bad_page")
     medi_home.add_source(
         "tests/damaged_parquet",
@@ -143,12 +143,17 @@ def test_a_damaged_parquet_page_costs_its_row_group_only(medi_home, make_release
     medi_home.add_instructions(["tests/damaged_parquet"])
     release = make_release("tests/damaged_parquet", tmp_path / "out", [path.parent])
     source = release.manifest["sources"]["tests/damaged_parquet"]
-    assert source["rows_read"] == 10 and source["dropped"]["malformed_row"] == 5
-    assert [p.split(": unreadable")[0] for p in source["problems"]] == [f"{path}, row {i}" for i in range(5)]
+    assert (
+        source["rows_read"] == 10 and source["dropped"]["unreadable"] == 5 and "malformed_row" not in source["dropped"]
+    )
+    assert source["rows_read"] == source["rows_kept"] + sum(source["dropped"].values())
+    assert source["problem_count"] == 1 and source["rows_lost"] == {"unreadable": 5} and source["rest_lost"] == 0
+    (problem,) = source["problems"]
+    assert problem.startswith(f"{path}: unreadable from row 0: 5 rows lost (row group 0, rows 0-4, is damaged: ")
     second_group = {squash(r["query"]) for r in json_lines(FLAG / "retrieval" / "nli.jsonl")[5:]}
     assert release.manifest["rows"] > 0 and {row["query"]["text"] for row in release.dataset} <= second_group
 
-    with pytest.raises(MediError, match=rf"{re.escape(str(path))}, row 0: unreadable: row group 0"):
+    with pytest.raises(MediError, match=rf"{re.escape(str(path))}: unreadable from row 0: 5 rows lost \(row group 0"):
         build("tests/damaged_parquet", tmp_path, [path.parent], on_error="fail")
 
 
@@ -163,12 +168,12 @@ def test_missing_mirror_file_names_the_expected_path(tmp_path):
         build(name, tmp_path, [MIRROR], remote=False, on_error="fail")
     assert caught.value.reason == "missing_file" and str(expected) in str(caught.value)
 
-    with pytest.raises(MediError, match="0 rows"):  # a named source that gave nothing is a failed build
-        build(name, tmp_path, [MIRROR], remote=False)
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())  # written all the same, for the record
-    assert manifest["skipped_sources"][name]["reason"] == "missing_file"
-    assert str(expected) in manifest["skipped_sources"][name]["message"]
-    assert manifest["rows"] == 0 and manifest["tasks"] == []
+    console = quiet_console()
+    with pytest.raises(MediError, match=r"nothing written to .*: the build kept 0 rows"):  # a failed build ...
+        medi.build(name, tmp_path / "out", [MIRROR], BuildOptions(remote=False), console=console)
+    assert not (tmp_path / "out").exists()  # ... leaves no release that could pass for a good one
+    said = squash(console.file.getvalue())
+    assert f"skipped {name}: " in said and str(expected) in said  # why, on stderr
 
 
 def test_unknown_source_names_the_closest(catalog):
@@ -293,15 +298,12 @@ def test_hub_unreachable(tmp_path, data_dirs, cache_dir, catalog):
     spec_ = catalog.specs[name]
     assert spec_.upstream.kind == "hub" and not find_in_mirrors(spec_, [MIRROR])
 
-    with pytest.raises(MediError, match="0 rows"):
-        medi.build(
-            name, tmp_path / "out", data_dirs, BuildOptions(remote=True), cache_dir=cache_dir, console=quiet_console()
-        )
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    skipped = manifest["skipped_sources"][name]
-    assert skipped["reason"] == "hub_unreachable"
-    assert "--data-dir" in skipped["message"] and spec_.mirror in skipped["message"]
-    assert manifest["rows"] == 0
+    console = quiet_console()
+    with pytest.raises(MediError, match="the build kept 0 rows"):
+        medi.build(name, tmp_path / "out", data_dirs, BuildOptions(remote=True), cache_dir=cache_dir, console=console)
+    assert not (tmp_path / "out").exists()
+    said = squash(console.file.getvalue())  # the skip line, unwrapped
+    assert f"skipped {name}: could not download" in said and "--data-dir" in said and spec_.mirror in said
 
     with pytest.raises(SourceError, match="--data-dir") as caught:
         medi.build(

@@ -158,7 +158,9 @@ def _keep_page(line: bytes, line_number: int, needed: Needed, knowledge: Knowled
         page = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         if match:  # a needed page that cannot be read; other unreadable lines cannot be told apart from unneeded
-            knowledge.problems.append(Problem(str(knowledge.path), f"line {line_number}", f"invalid JSON: {exc}"))
+            # not a row: the task rows that need the page are each a problem of their own
+            problem = Problem(str(knowledge.path), f"line {line_number}", f"invalid JSON: {exc}", rows=0)
+            knowledge.problems.append(problem)
         return
     page_id = _page_id(page)
     if page_id not in needed or not isinstance(page.get("text"), list):
@@ -177,8 +179,8 @@ def _page_id(page: object) -> str | None:
 
 def _span(row: dict) -> tuple[str, int, int] | str:
     """(page id, start, end) of the row's first provenance, or why there is none."""
-    for output in row.get("output") or []:
-        for provenance in (output.get("provenance") or []) if isinstance(output, dict) else []:
+    for output in _listed(row.get("output")):
+        for provenance in _listed(output.get("provenance")) if isinstance(output, dict) else []:
             if isinstance(provenance, dict) and provenance.get("wikipedia_id") not in (None, ""):
                 start = provenance.get("start_paragraph_id")
                 end = provenance.get("end_paragraph_id", start)
@@ -187,6 +189,11 @@ def _span(row: dict) -> tuple[str, int, int] | str:
                     return f"provenance paragraph range {start!r}..{end!r} is not a range of paragraph ids"
                 return str(provenance["wikipedia_id"]), start, end
     return "no provenance (no output names a Wikipedia page)"
+
+
+def _listed(value: object) -> list:
+    """A list field as a list: KILT's ``output`` and ``provenance`` are lists; any other value names nothing."""
+    return value if isinstance(value, list) else []
 
 
 def _records(path: Path, source: str, knowledge: KnowledgePages | None) -> Iterator[RowOrProblem]:

@@ -50,25 +50,31 @@ def _blocks(path: Path) -> Iterator[bytes]:
 
 
 def _prefetched(blocks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+    """``blocks`` produced on a second thread, up to ``depth`` ahead. A reader that stops early (a closed
+    generator, a preview of a few rows) stops the thread too: it never waits on a full queue nobody reads."""
     queue: Queue = Queue(maxsize=depth)
     stop = threading.Event()
+
+    def hand_over(item: object) -> bool:
+        """Put ``item`` on the queue unless the reader stopped; whether it was put."""
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
 
     def produce() -> None:
         try:
             for block in blocks:
-                while not stop.is_set():
-                    try:
-                        queue.put(block, timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(block):
                     return
-            queue.put(_END)
+            hand_over(_END)
         except BaseException as exc:  # handed to the reader, raised there
-            queue.put(exc)
+            hand_over(exc)
 
-    thread = threading.Thread(target=produce, daemon=True)
+    thread = threading.Thread(target=produce, name="medi-gunzip", daemon=True)
     thread.start()
     try:
         while (item := queue.get()) is not _END:
@@ -97,7 +103,8 @@ def _line_blocks(path: Path) -> Iterator[list[bytes]]:
 def read_json_lines(path: Path) -> Iterator[tuple[int, object] | Problem]:
     """(line number, value) per line, or a Problem for a line that is not JSON; blank lines are skipped.
 
-    A file that stops being readable (truncated gzip, an I/O error) ends with one Problem for the rest of it.
+    A file that stops being readable (truncated gzip, an I/O error) ends with one Problem for the rest of it:
+    how many rows that cost is not knowable (``rows=None``).
     """
     line_number = 0
     try:
@@ -111,7 +118,7 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, object] | Problem]:
                         continue
                     yield _slow_parse(path, line_number, line)
     except (OSError, EOFError, zlib.error) as exc:
-        yield Problem(str(path), f"after line {line_number}", f"unreadable from here on: {exc}")
+        yield Problem(str(path), "", f"unreadable after line {line_number}: the rest of the file lost ({exc})", None)
 
 
 def _slow_parse(path: Path, line_number: int, line: bytes) -> tuple[int, object] | Problem:

@@ -62,10 +62,13 @@ def zip_line_rows(path: Path, members: dict[str, str], source: str) -> Iterator[
         handles = [io.TextIOWrapper(archive.open(member), encoding="utf-8") for member in members.values()]
         number = 0
         try:
-            for number, lines in enumerate(zip_longest(*handles), start=1):
+            lines_of = enumerate(zip_longest(*handles), start=1)
+            for number, lines in lines_of:
                 if None in lines:
                     short = [m for m, line in zip(members.values(), lines, strict=True) if line is None]
-                    yield Problem(str(path), f"line {number}", f"{', '.join(short)} ended before the other members")
+                    lost = 1 + sum(1 for _ in lines_of)  # the longer members' lines: rows no longer whole
+                    why = f"{', '.join(short)} ended before the other members"
+                    yield Problem(str(path), "", f"unreadable after line {number - 1}: {lost} rows lost ({why})", lost)
                     return
                 yield f"L{number}", {column: line.rstrip("\n") for column, line in zip(members, lines, strict=True)}
         except (UnicodeDecodeError, zipfile.BadZipFile, OSError, EOFError) as exc:
@@ -84,8 +87,8 @@ def jsonl_rows(path: Path) -> Iterator[tuple[str, object] | Problem]:
 
 def parquet_rows(path: Path, source: str) -> Iterator[tuple[str, object] | Problem]:
     """``R<index>`` and the row as a dict, row group by row group; a file whose footer cannot be read is a
-    SourceError. A damaged page costs the rest of its row group only: one Problem per row lost (so the counts
-    stay true), then reading goes on with the next group, whose pages are independent of it."""
+    SourceError. A damaged page costs the rest of its row group only: one Problem saying how many rows it lost
+    (the footer knows the group's size), then reading goes on with the next group, whose pages are independent."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -103,8 +106,9 @@ def parquet_rows(path: Path, source: str) -> Iterator[tuple[str, object] | Probl
                     yield f"R{index}", row
                     index += 1
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-            reason = f"unreadable: row group {group} (rows {first}-{first + size - 1}) is damaged ({exc})"
-            yield from (Problem(str(path), f"row {lost}", reason) for lost in range(index, first + size))
+            lost = first + size - index
+            damage = f"row group {group}, rows {first}-{first + size - 1}, is damaged: {exc}"
+            yield Problem(str(path), "", f"unreadable from row {index}: {lost} rows lost ({damage})", lost)
         first += size
 
 
