@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 import zipfile
 
 import pyarrow as pa
@@ -124,6 +126,39 @@ def mixed_lines() -> list[object | None]:
     flag = json_lines(FLAG / "clustering-no_in_batch_neg" / "arXiv_title.jsonl")[5]
     no_layout = {k: v for k, v in flag.items() if k not in ("query", "pos")}  # prompt/type/category/neg only
     return [pair, triplet, None, a_set, query_pos, query_pos_neg, flag, no_layout, triplet[:1]]
+
+
+EARLY_STOP = """
+import itertools, sys, threading
+from pathlib import Path
+from medi.adapters import st_jsonl
+
+handed_over = threading.Event()
+def blocks():
+    yield from [b"1", b"2", b"3", b"4", b"5"]
+    handed_over.set()  # the thread has put blocks 2-5 on the queue of 4 (the reader took 1): it is full
+
+reader = st_jsonl._prefetched(blocks(), depth=4)
+assert next(reader) == b"1"
+handed_over.wait()
+reader.close()  # the thread must give up its end marker, not wait for room forever (join would never return)
+print("threads after a closed prefetch:", threading.active_count())
+
+st_jsonl.BLOCK = 64  # small blocks: the fixture file is many of them, more than the queue holds
+rows = st_jsonl.read_json_lines(Path(sys.argv[1]))
+first = list(itertools.islice(rows, 2))
+rows.close()  # a reader that stopped after two rows, as a preview does
+print("rows:", len(first), "threads after a closed read:", threading.active_count())
+"""
+
+
+def test_the_gzip_thread_ends_when_the_reader_stops_early():
+    """A generator closed after a few rows stops the inflating thread (it blocked forever on a full queue)."""
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY_STOP, str(ETD / "AllNLI.jsonl.gz")], capture_output=True, text=True, timeout=120
+    )  # a thread that never ends hangs the child: the timeout fails the test instead of hanging it
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["threads after a closed prefetch: 1", "rows: 2 threads after a closed read: 1"]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
