@@ -696,12 +696,11 @@ def stats_command(
 
 
 def _with_probe_options(command):
-    """``command(**options)`` with the RELEASE arguments and a flag for every other ProbeOptions field."""
+    """``command(**given)`` with the RELEASE arguments and a flag for every other ProbeOptions field."""
     from medi.probe import ProbeOptions
 
     parameters = []
-    for name, field in ProbeOptions.model_fields.items():
-        flag = (field.json_schema_extra or {}).get("cli", "--" + name.replace("_", "-"))
+    for (name, field), flag in zip(ProbeOptions.model_fields.items(), ProbeOptions.flags().values(), strict=True):
         if flag == "argument":
             argument = typer.Argument(help=field.description, show_default=False, metavar="RELEASE...")
             parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
@@ -712,7 +711,6 @@ def _with_probe_options(command):
         annotation = field.annotation | None if many else field.annotation
         parameters.append(_option_parameter(flag, annotation, default, field.description, field.metadata, "Probe"))
     command.__signature__ = inspect.Signature(parameters)
-    command.fields = {p.name: name for p, name in zip(parameters, ProbeOptions.model_fields, strict=True)}
     return command
 
 
@@ -724,14 +722,18 @@ def probe_command(**given) -> None:
 
     Prints a Markdown table (stdout), writes OUT/probe.json and OUT/probe.png; progress goes to stderr.
     """
-    from medi.errors import explain_validation
+    from pydantic import ValidationError
+
     from medi.probe import ProbeOptions, ablation_table, markdown_table, probe, published_lines
 
-    fields = {probe_command.fields[name]: value for name, value in given.items() if value is not None}
+    flags = ProbeOptions.flags()
+    field_of = {flag.removeprefix("--").replace("-", "_"): name for name, flag in flags.items()}  # --eval: evals
     try:
-        options = ProbeOptions(**fields)
-    except ValueError as exc:
-        err_console.print(f"error: {explain_validation(exc)}", markup=False, highlight=False)
+        options = ProbeOptions(**{field_of.get(k, k): value for k, value in given.items() if value is not None})
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = flags[error["loc"][0]].replace("argument", "RELEASE")
+            err_console.print(f"error: {where}: {error['msg']}", markup=False, highlight=False)
         raise typer.Exit(2) from exc
     try:
         report = probe(options, console=err_console)

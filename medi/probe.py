@@ -74,6 +74,14 @@ class ProbeOptions(BaseModel):
     eval_batch_size: int = Field(64, ge=1, description="Texts per encoding batch in the evaluations")
     cache_dir: Path | None = Field(None, description="Embedding cache for the untouched model (~/.cache/medi)")
 
+    @classmethod
+    def flags(cls) -> dict[str, str]:
+        """{field: its command-line flag}; ``argument`` for the positional RELEASE arguments."""
+        return {
+            name: (field.json_schema_extra or {}).get("cli", "--" + name.replace("_", "-"))
+            for name, field in cls.model_fields.items()
+        }
+
     @field_validator("ablate")
     @classmethod
     def _split_commas(cls, names: list[str]) -> list[str]:
@@ -93,61 +101,91 @@ class Variant:
         return self.release.folder.name
 
 
+@dataclass
+class Plan:
+    """A probe's checked inputs: everything is read and loaded before the first fine-tune."""
+
+    out: Path
+    tasks: list[EvalTask]
+    releases: list[Release]
+    variants: list[Variant]
+    model: str  # display name
+    folder: Path  # the model's folder, copied (never written) by every fine-tune
+    device: str
+    untouched: Encoder
+
+    def summary(self, options: ProbeOptions) -> str:
+        sets = ", ".join(f"{t.name} {t.kind}" for t in self.tasks)
+        return (
+            f"probe: {self.model} on {self.device}; {len(self.tasks)} eval set(s) ({sets}); {len(self.variants)} "
+            f"fine-tune(s) of {options.steps} steps, batch {options.batch_size}, seed {options.seed}"
+        )
+
+
 def probe(options: ProbeOptions, console: Console | None = None) -> dict:
     """Run the probe; write ``probe.json`` and ``probe.png`` into ``options.out``; return the report."""
-    from medi.encode import Encoder, pick_device, resolve_model_path
-
     console = console or Console(stderr=True)
     say = _sayer(console)
+    plan = prepare(options)
+    say(plan.summary(options))
+    contamination = {r.folder.name: contamination_counts(r, plan.tasks) for r in plan.releases}
+    _warn_contamination(say, contamination)
+    started = time.perf_counter()
+    results, trained = run_variants(plan, options, console)
+    report = {
+        "format": FORMAT,
+        "model": plan.model,
+        "seed": options.seed,
+        "steps": options.steps,
+        "batch_size": options.batch_size,
+        "device": plan.device,
+        "seconds": round(time.perf_counter() - started, 1),
+        "options": options.model_dump(mode="json"),
+        "evals": [_eval_entry(t) for t in plan.tasks],
+        "releases": [_release_entry(r) for r in plan.releases],
+        "variants": trained,
+        "results": results,
+        "published": published_comparison(plan.model, plan.tasks, results),
+        "contamination": contamination,
+        "ablation": ablation_summary(plan.variants, plan.tasks, results),
+    }
+    write_outputs(plan.out, report)
+    say(f"wrote {plan.out / PROBE_JSON} and {plan.out / PROBE_PNG}")
+    return report
+
+
+def prepare(options: ProbeOptions) -> Plan:
+    """Check every input (a MediError naming the file or option) and load the untouched model."""
+    from medi.encode import pick_device
+
     _check_extras()
     out = check_probe_out(options.out)
     tasks = load_evals(options.evals)
     releases = open_releases(options.releases)
     variants = plan_variants(releases, options.ablate)
-    display, folder = resolve_model_path(options.model)
+    model, folder = _resolve_model(options.model)
     device = pick_device(options.device)
-    say(
-        f"probe: {display} on {device}; {len(tasks)} eval set(s) "
-        f"({', '.join(f'{t.name} {t.kind}' for t in tasks)}); {len(variants)} fine-tune(s) of {options.steps} steps, "
-        f"batch {options.batch_size}, seed {options.seed}"
-    )
-    contamination = {r.folder.name: contamination_counts(r, tasks) for r in releases}
-    _warn_contamination(say, contamination)
-    started = time.perf_counter()
+    return Plan(out, tasks, releases, variants, model, folder, device, _untouched_encoder(options, device))
+
+
+def run_variants(plan: Plan, options: ProbeOptions, console: Console) -> tuple[list[dict], list[dict]]:
+    """(results of before, before-instructed and every fine-tuned variant; each fine-tune's summary)."""
+    from medi.encode import Encoder
+
+    say = _sayer(console)
+    results = evaluate_variant(BEFORE, plan.untouched, plan.tasks, instructed=False, say=say)
+    results += evaluate_variant(BEFORE_INSTRUCTED, plan.untouched, plan.tasks, instructed=True, say=say)
+    trained = []
     with tempfile.TemporaryDirectory(prefix="medi-probe-") as work:
-        before = Encoder(_encoder_config(options, options.model, device), cache_dir=options.cache_dir)
-        _check_model(before)
-        results = evaluate_variant(BEFORE, before, tasks, instructed=False, say=say)
-        results += evaluate_variant(BEFORE_INSTRUCTED, before, tasks, instructed=True, say=say)
-        trained = []
-        for number, variant in enumerate(variants):
+        for number, variant in enumerate(plan.variants):
             place = Path(work) / f"variant-{number}"
-            model_folder, training = fine_tune(folder, variant, options, device, place, console)
+            model_folder, training = fine_tune(plan.folder, variant, options, plan.device, place, console)
             trained.append({"variant": variant.name, "release": variant.release_name, "without": variant.without,
                             **training})  # fmt: skip
-            encoder = Encoder(_encoder_config(options, str(model_folder), device), cache_dir=place / "cache")
-            results += evaluate_variant(variant.name, encoder, tasks, instructed=True, say=say)
+            encoder = Encoder(_encoder_config(options, str(model_folder), plan.device), cache_dir=place / "cache")
+            results += evaluate_variant(variant.name, encoder, plan.tasks, instructed=True, say=say)
             shutil.rmtree(place)  # a fine-tuned copy is ~100 MB: keep one at a time
-    report = {
-        "format": FORMAT,
-        "model": display,
-        "seed": options.seed,
-        "steps": options.steps,
-        "batch_size": options.batch_size,
-        "device": device,
-        "seconds": round(time.perf_counter() - started, 1),
-        "options": options.model_dump(mode="json"),
-        "evals": [_eval_entry(t) for t in tasks],
-        "releases": [_release_entry(r) for r in releases],
-        "variants": trained,
-        "results": results,
-        "published": published_comparison(display, tasks, results),
-        "contamination": contamination,
-        "ablation": ablation_summary(variants, tasks, results),
-    }
-    write_outputs(out, report)
-    say(f"wrote {out / PROBE_JSON} and {out / PROBE_PNG}")
-    return report
+    return results, trained
 
 
 # --- inputs -------------------------------------------------------------------------------------------------------
@@ -230,13 +268,29 @@ def _encoder_config(options: ProbeOptions, model: str, device: str) -> EncoderCo
     return EncoderConfig(name=model, device=device, batch_size=options.eval_batch_size)
 
 
-def _check_model(encoder: Encoder) -> None:
-    """Load the model now, so a folder that is not a sentence-transformers model fails before any work."""
+def _resolve_model(name: str) -> tuple[str, Path]:
+    from medi.encode import resolve_model_path
+
     try:
+        return resolve_model_path(name)
+    except MediError as exc:
+        raise MediError(f"--model {name}: {exc}") from exc
+
+
+def _untouched_encoder(options: ProbeOptions, device: str) -> Encoder:
+    """The model to evaluate before any fine-tune, loaded now: a folder that is not a sentence-transformers model
+    fails before any work."""
+    from medi.encode import Encoder
+
+    try:
+        encoder = Encoder(_encoder_config(options, options.model, device), cache_dir=options.cache_dir)
         encoder.model  # noqa: B018 (loads it)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
-        name = encoder.config.name
-        raise MediError(f"--model {name}: cannot load it as a sentence-transformers model ({exc})") from exc
+    except MediError as exc:
+        raise MediError(f"--model {options.model}: {exc}") from exc
+    except Exception as exc:  # a foreign folder fails in many ways (safetensors, config JSON, tokenizer files)
+        reason = f"{type(exc).__name__}: {exc}"
+        raise MediError(f"--model {options.model}: cannot load it as a sentence-transformers model ({reason})") from exc
+    return encoder
 
 
 # --- training -----------------------------------------------------------------------------------------------------
