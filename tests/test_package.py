@@ -4,8 +4,10 @@ checkout, MEDI_HOME still picks a working copy, and the commands that edit instr
 installed package's read-only copy.
 
 The wheel is built from a copy of the checkout (as ``pip wheel .`` would, without touching the shared tree) and
-installed with ``pip install --no-deps --no-index`` into ``python -m venv --system-site-packages`` (the libraries
-medi needs come from the system site-packages).
+installed with ``pip install --no-deps --no-index`` into a fresh ``python -m venv``, which sees the libraries medi
+needs through a ``.pth`` file naming the site-packages of the interpreter running the tests: a virtualenv's, or the
+system's (``--system-site-packages`` would see the base interpreter's, which a fresh virtualenv's libraries are not
+in). Plain paths, so the running environment's own ``.pth`` files (its editable medi) are not processed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tarfile
@@ -66,11 +69,20 @@ def wheel(source_tree) -> Path:
 
 @pytest.fixture(scope="module")
 def venv(wheel) -> Path:
-    """A fresh venv holding the wheel's medi (and the system's libraries), outside any checkout."""
+    """A fresh venv holding the wheel's medi (and the running interpreter's libraries), outside any checkout."""
     venv = wheel.parent.parent / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", venv])
+    run([sys.executable, "-m", "venv", venv])
+    inner = run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout
+    (Path(inner.strip()) / "_running_interpreter.pth").write_text("\n".join(running_site_packages()) + "\n")
     run([venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-index", wheel])
     return venv
+
+
+def running_site_packages() -> list[str]:
+    """Where the interpreter running the tests finds its libraries: its site-packages (a virtualenv's, plus the
+    base's when it was made with system site-packages) and the user's."""
+    found = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
+    return [path for path in dict.fromkeys(found) if Path(path).is_dir()]
 
 
 @pytest.fixture
@@ -115,8 +127,8 @@ def test_sdist_carries_the_data_folders(source_tree, tmp_path):
 
 def test_sources_works_from_any_folder_without_a_checkout(venv, user_env, tmp_path, source_tree):
     root = installed_data(venv, user_env, tmp_path)
-    site = venv.resolve() / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    assert root == site / "medi" / "_data"
+    packages = venv.resolve() / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    assert root == packages / "medi" / "_data"
     listed = json.loads(medi(venv, "sources", "--json", env=user_env, cwd=tmp_path).stdout)
     assert [r["name"] for r in listed] == sorted(Catalog.load(source_tree).specs)
     text = medi(venv, "sources", env=user_env, cwd=tmp_path).stdout
