@@ -284,12 +284,14 @@ class EmbeddingCache:
     """Chunks ``<id>.vecs.npy`` (float32) + ``<id>.keys.npy`` (uint8 keys) in one folder per encoder key.
 
     A build of millions of texts writes thousands of chunks, so nothing is held per chunk but its name: the index
-    is one sorted array of keys with their (chunk, row) — 24 bytes a text, not a dict entry's ~190 — plus a small
-    dict of recent keys merged into it now and then, and a chunk's vectors are memory-mapped only while rows are
-    read from it (a map held per chunk would hold a file descriptor each, past the usual limit of 1,024).
+    is a large sorted array of keys with their (chunk, row) — 24 bytes a text, not a dict entry's ~190 — plus a
+    small sorted array of the keys of recent chunks, merged into the large one now and then (so a long build does
+    not re-sort millions of keys for every chunk it writes), and a chunk's vectors are memory-mapped only while rows
+    are read from it (a map held per chunk would hold a file descriptor each, past the usual limit of 1,024).
+    Lookups are binary searches of both arrays and one gather per chunk: no Python work per text.
     """
 
-    MERGE_AT = 65_536  # recent keys merged into the sorted index once there are this many (or a quarter of it)
+    MERGE_AT = 65_536  # recent keys merged into the large index once there are this many (or a quarter of it)
 
     def __init__(self, root: Path, encoder_key: str):
         self.folder = root / encoder_key
@@ -297,13 +299,15 @@ class EmbeddingCache:
         self._seen: set[str] = set()
         self._keys = np.empty(0, dtype=_KEY)  # sorted
         self._places = np.empty((0, 2), dtype=np.int32)  # (chunk number, row) of each key in ``_keys``
-        self._recent: dict[bytes, tuple[int, int]] = {}
+        self._recent_keys = np.empty(0, dtype=_KEY)  # sorted; none of them in ``_keys``
+        self._recent_places = np.empty((0, 2), dtype=np.int32)
         self.hits = 0
         self.misses = 0
 
     def _refresh(self) -> None:
         if not self.folder.is_dir():
             return
+        new_keys, new_places = [], []
         for keys_file in sorted(self.folder.glob("*.keys.npy")):
             chunk_id = keys_file.name[: -len(".keys.npy")]
             if chunk_id in self._seen:
@@ -314,62 +318,68 @@ class EmbeddingCache:
             number = len(self._chunk_ids)
             self._chunk_ids.append(chunk_id)
             self._seen.add(chunk_id)
-            _, known = self._positions(keys)
-            for row in np.flatnonzero(~known):  # the first chunk read with a key serves it
-                self._recent.setdefault(keys[row].tobytes(), (number, int(row)))
-        if len(self._recent) >= max(self.MERGE_AT, len(self._keys) // 4):
+            new_keys.append(keys)
+            new_places.append(np.column_stack([np.full(len(keys), number), np.arange(len(keys))]).astype(np.int32))
+        if new_keys:
+            self._add_recent(np.concatenate(new_keys), np.concatenate(new_places))
+        if len(self._recent_keys) >= max(self.MERGE_AT, len(self._keys) // 4):
             self._merge_recent()
 
-    def _positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where ``keys`` (a ``_KEY`` array) would stand in the sorted index (clipped), and which of them it holds."""
-        if not len(self._keys):
-            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
-        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        return at, self._keys[at] == keys
+    def _add_recent(self, keys: np.ndarray, places: np.ndarray) -> None:
+        """Index the keys of chunks just read; a key already indexed, or met again, keeps the place read first."""
+        keys, first = np.unique(keys, return_index=True)  # sorted; ``first``: the first chunk (and row) read
+        places = places[first]
+        new = (self._find(keys)[:, 0] < 0) if len(self) else np.ones(len(keys), bool)
+        merged_keys = np.concatenate([self._recent_keys, keys[new]])
+        order = np.argsort(merged_keys, kind="stable")
+        self._recent_keys = merged_keys[order]
+        self._recent_places = np.concatenate([self._recent_places, places[new]])[order]
 
     def _merge_recent(self) -> None:
-        if not self._recent:
+        if not len(self._recent_keys):
             return
-        keys = np.concatenate([self._keys, np.frombuffer(b"".join(self._recent), dtype=_KEY)])
-        places = np.concatenate([self._places, np.array(list(self._recent.values()), dtype=np.int32)])
+        keys = np.concatenate([self._keys, self._recent_keys])
         order = np.argsort(keys, kind="stable")
-        self._keys, self._places, self._recent = keys[order], places[order], {}
+        self._keys, self._places = keys[order], np.concatenate([self._places, self._recent_places])[order]
+        self._recent_keys, self._recent_places = np.empty(0, dtype=_KEY), np.empty((0, 2), dtype=np.int32)
 
-    def places(self, keys: list[bytes]) -> list[tuple[int, int] | None]:
-        """(chunk number, row) of each key, or None where it is not cached."""
+    def _find(self, wanted: np.ndarray) -> np.ndarray:
+        """(chunk number, row) of each of ``wanted`` (a ``_KEY`` array) as an int32 array, (-1, -1) where uncached."""
+        found = np.full((len(wanted), 2), -1, dtype=np.int32)
+        for keys, places in ((self._keys, self._places), (self._recent_keys, self._recent_places)):
+            if len(keys) and len(wanted):
+                at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+                hit = keys[at] == wanted
+                found[hit] = places[at[hit]]
+        return found
+
+    def places(self, keys: list[bytes]) -> np.ndarray:
+        """(chunk number, row) of each key, (-1, -1) where it is not cached."""
         self._refresh()
-        wanted = np.frombuffer(b"".join(keys), dtype=_KEY) if keys else np.empty(0, dtype=_KEY)
-        at, found = self._positions(wanted)
-        return [
-            (int(self._places[i][0]), int(self._places[i][1])) if hit else self._recent.get(key)
-            for key, i, hit in zip(keys, at, found, strict=True)
-        ]
+        return self._find(np.frombuffer(b"".join(keys), dtype=_KEY) if keys else np.empty(0, dtype=_KEY))
 
     def __len__(self) -> int:
         """Distinct texts cached (as of the last refresh)."""
-        return len(self._keys) + len(self._recent)
+        return len(self._keys) + len(self._recent_keys)
 
     def lookup(self, keys: list[bytes]) -> tuple[np.ndarray | None, list[int]]:
         """(vectors, positions not cached): a float32 matrix with a row per key (zeros where missing),
         None when nothing is cached; rows are gathered chunk by chunk, not one memmap read per key."""
         places = self.places(keys)
-        missing = [i for i, where in enumerate(places) if where is None]
-        self.hits += len(keys) - len(missing)
+        cached = np.flatnonzero(places[:, 0] >= 0)
+        missing = np.flatnonzero(places[:, 0] < 0).tolist()
+        self.hits += len(cached)
         self.misses += len(missing)
-        if len(missing) == len(keys):
+        if not len(cached):
             return None, missing
-        by_chunk: dict[int, tuple[list[int], list[int]]] = {}
-        for i, where in enumerate(places):
-            if where is not None:
-                rows, rows_in_chunk = by_chunk.setdefault(where[0], ([], []))
-                rows.append(i)
-                rows_in_chunk.append(where[1])
+        cached = cached[np.lexsort((places[cached, 1], places[cached, 0]))]  # by chunk, rows in file order
+        chunks = places[cached, 0]
         matrix = None
-        for chunk, (rows, rows_in_chunk) in by_chunk.items():
-            vectors = self.chunk_vectors(chunk)
+        for part in np.split(cached, np.flatnonzero(np.diff(chunks)) + 1):
+            vectors = self.chunk_vectors(int(places[part[0], 0]))
             if matrix is None:
                 matrix = np.zeros((len(keys), vectors.shape[1]), np.float32)
-            matrix[rows] = vectors[rows_in_chunk]
+            matrix[part] = vectors[places[part, 1]]
             del vectors  # unmapped: no file descriptor stays open per chunk
         return matrix, missing
 

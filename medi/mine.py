@@ -34,7 +34,7 @@ from medi.search import Searcher
 
 Accept = Callable[[int, int, float], bool]  # (row, candidate, score) -> usable
 NEGATIVES_FROM = ("mined", "random", "none")
-SAMPLE_ROWS = 512  # corpus rows that estimate how crowded a query's window is above its ceiling
+FIRST_K = 4  # candidates below the ceiling a row gets first on exact search (most take the first)
 
 
 @dataclass
@@ -138,10 +138,11 @@ def first_accepted(
 ):
     """For each query row, the best-ranked candidate that ``accept`` takes: {row: (candidate, score)}.
 
-    Candidates scoring at or above the row's ceiling (if given) are never taken. On exact CPU search, rows get
-    one faiss window, or (when a sample says their window is crowded above the ceiling, or it was) the exact
-    top window below their ceiling; on faiss indexes the window widens x4 instead. Rows whose candidates are
-    all refused by ``accept`` widen x4 in either case.
+    Candidates scoring at or above the row's ceiling (if given) are never taken. On exact CPU search every row
+    gets the exact top candidates below its ceiling in one masked pass (a matmul and a top-k: cheaper than faiss'
+    heap top-k and no window spent on texts above the ceiling); on faiss indexes the window widens x4 instead.
+    Rows whose candidates are all refused by ``accept`` widen x4 in either case; ``report.widened`` counts the
+    rows whose first ``cfg.window`` candidates held none.
     """
     limit = min(searcher.max_k, cfg.max_window or searcher.ntotal)
     window = min(cfg.window, limit)
@@ -150,52 +151,39 @@ def first_accepted(
     if ceilings is None or not searcher.can_search_below:
         report.widened += len(_widening(searcher.search, queries, ceilings, rows, accept, window, limit, chosen))
         return chosen
-    crowded = _window_likely_above_ceiling(searcher.corpus, queries, ceilings, window)
-    ranked = [row for row in rows if not crowded[row]]
-    # one faiss window for the rows likely to find a candidate there; the exact pass below the ceiling for the rest
-    left = _widening(searcher.search, queries, ceilings, ranked, accept, window, window, chosen)
-    below = [row for row in rows if crowded[row]] + left
-    report.widened += len(below)
-    _widening(searcher.search_below, queries, ceilings, sorted(below), accept, window, limit, chosen)
+    # most rows take their first candidate below the ceiling: a small top-k first, widened only for the rest
+    left = _widening(searcher.search_below, queries, ceilings, rows, accept, window, limit, chosen, FIRST_K)
+    report.widened += len(left)
     return chosen
 
 
-def _widening(search, queries, ceilings, rows, accept, k, limit, chosen) -> list[int]:
-    """Search ``rows`` with k candidates, x4 for those whose candidates ``accept`` all refused, up to ``limit``.
+def _widening(search, queries, ceilings, rows, accept, window, limit, chosen, first_k=None) -> list[int]:
+    """Search ``rows`` with ``first_k`` (else ``window``) candidates, x4 for those whose candidates ``accept`` all
+    refused, up to ``limit``.
 
-    Fills ``chosen``; returns the rows the first k candidates left without one.
+    Fills ``chosen``; returns the rows the first ``window`` candidates left without one.
     """
-    first_left, seen = None, 0
+    k, seen, after_window = min(first_k or window, window), 0, None
     while rows:
         scores, ids = search(queries[rows], k, None if ceilings is None else ceilings[rows])
         left = []
-        for row, row_scores, row_ids in zip(rows, scores, ids, strict=True):
+        for row, row_scores, row_ids in zip(rows, scores.tolist(), ids.tolist(), strict=True):
             if (hit := _first(row, row_scores[seen:], row_ids[seen:], accept)) is None:
                 left.append(row)
             else:
                 chosen[row] = hit
-        first_left = left if first_left is None else first_left
+        if k == window:
+            after_window = left
         if k >= limit:
             break
-        rows, seen, k = left, k, min(k * 4, limit)
-    return first_left or []
+        rows, seen, k = left, k, min(k * 4, window if k < window else limit)
+    return after_window or []
 
 
-def _window_likely_above_ceiling(corpus: np.ndarray, queries: np.ndarray, ceilings: np.ndarray, k: int) -> np.ndarray:
-    """Rows whose top-k window would very likely hold only texts above their ceiling, judged on a fixed sample.
-
-    Those rows go straight to the exact below-ceiling pass instead of paying for a faiss window first; a wrong
-    guess costs time, never a different result (both passes find the best candidate below the ceiling).
-    """
-    sample = corpus[np.linspace(0, len(corpus) - 1, min(len(corpus), SAMPLE_ROWS)).astype(int)]
-    above = (queries @ sample.T >= ceilings[:, None]).mean(axis=1) * len(corpus)
-    return above >= 4 * k
-
-
-def _first(row: int, scores: np.ndarray, ids: np.ndarray, accept: Accept) -> tuple[int, float] | None:
+def _first(row: int, scores: list[float], ids: list[int], accept: Accept) -> tuple[int, float] | None:
     for score, cand in zip(scores, ids, strict=True):
-        if cand >= 0 and accept(row, int(cand), float(score)):
-            return int(cand), float(score)
+        if cand >= 0 and accept(row, cand, score):
+            return cand, score
     return None
 
 
@@ -348,14 +336,19 @@ def mine_pairs(records: list[Record], encoder, cfg: MineConfig, report: MineRepo
     if not need and cfg.score_rows is not None and len(records) > cfg.score_rows:
         return _given_triples(records, encoder, cfg, report)
     q = encoder.embed([r.query for r in records], side="query")
-    p = encoder.embed([r.pos for r in records])
-    pos_scores = np.einsum("ij,ij->i", q, p)
     pool = list(dict.fromkeys([r.pos for r in records] + [r.neg for r in records if r.neg is not None]))
     if symmetric:
         pool = list(dict.fromkeys(pool + [r.query for r in records]))
-    mined = _mine_negatives(records, need, q, pos_scores, pool, encoder, cfg, report) if need else {}
+    # the pool holds every positive and given negative: when it is embedded, its rows serve them (one cache lookup)
+    pool_vectors, in_pool = (encoder.embed(pool), {text: i for i, text in enumerate(pool)}) if need else (None, {})
+
+    def documents(texts: list[str]) -> np.ndarray:
+        return pool_vectors[[in_pool[t] for t in texts]] if pool_vectors is not None else encoder.embed(texts)
+
+    pos_scores = np.einsum("ij,ij->i", q, documents([r.pos for r in records]))
+    mined = _mine_negatives(records, need, q, pos_scores, pool, pool_vectors, in_pool, cfg, report) if need else {}
     given = [i for i in range(len(records)) if i not in mined and records[i].neg is not None]
-    neg_vectors = encoder.embed([records[i].neg for i in given]) if given else np.zeros((0, q.shape[1]))
+    neg_vectors = documents([records[i].neg for i in given]) if given else np.zeros((0, q.shape[1]))
     given_scores = {i: float(q[i] @ v) for i, v in zip(given, neg_vectors, strict=True)}
     triples = []
     for i, record in enumerate(records):
@@ -403,25 +396,24 @@ def _triple(record: Record, neg: str, origin: str, pos_score, neg_score, report:
     return triple
 
 
-def _mine_negatives(records, need, q, pos_scores, pool, encoder, cfg, report) -> dict[int, tuple[str, float, str]]:
-    """{row: (negative text, score, origin)} for the rows in ``need``."""
-    pool_vectors = encoder.embed(pool)
+def _mine_negatives(
+    records, need, q, pos_scores, pool, pool_vectors, in_pool, cfg, report
+) -> dict[int, tuple[str, float, str]]:
+    """{row: (negative text, score, origin)} for the rows in ``need`` (``in_pool``: each pool text's position)."""
     searcher = Searcher(pool_vectors, index=cfg.index)
     dups = NearDuplicates(pool, cfg.near_duplicate)
-    in_pool = {text: i for i, text in enumerate(pool)}  # positives (and symmetric queries) share the pool's forms
+    positive_at = [in_pool[records[i].pos] for i in need]  # positives (and symmetric queries) share the pool's forms
+    query_forms: dict[int, str] = {}
 
-    other_forms: dict[str, str] = {}
-
-    def form_of(text: str) -> str:
-        if text in in_pool:
-            return dups.form(in_pool[text])
-        if text not in other_forms:
-            other_forms[text] = canonical(text)
-        return other_forms[text]
+    def query_form(r: int) -> str:
+        if (form := query_forms.get(r)) is None:
+            text = records[need[r]].query
+            form = query_forms[r] = dups.form(in_pool[text]) if text in in_pool else canonical(text)
+        return form
 
     def too_close(r: int, cand: int) -> bool:
-        record, form = records[need[r]], dups.form(cand)
-        return dups.same_text(form_of(record.query), form) or dups.same_text(form_of(record.pos), form)
+        form = dups.form(cand)
+        return dups.same_text(query_form(r), form) or dups.same_text(dups.form(positive_at[r]), form)
 
     pos = pos_scores[need]
     if cfg.absolute_margin is not None:
