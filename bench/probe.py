@@ -58,15 +58,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sources", default="demo", help="the sources every variant is built from")
     parser.add_argument("--data-dir", action="append", type=Path, help="mirror folder(s); default: the set's own")
-    parser.add_argument("--steps", type=int, default=60, help="fine-tune steps per variant and seed")
+    parser.add_argument("--steps", type=int, default=20, help="fine-tune steps per variant and seed")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-seq-length", type=int, default=128, help="tokens per training text (0: the model's)")
     parser.add_argument("--seeds", type=int, default=3, help="probe seeds 0 .. N-1")
     parser.add_argument("--eval", action="append", type=Path, help="eval folder(s); default: STSBenchmark, SciFact")
-    parser.add_argument("--retrieval-queries", type=int, default=100, help="queries kept of a retrieval set (0: all)")
-    parser.add_argument("--retrieval-docs", type=int, default=500, help="documents kept of a retrieval set (0: all)")
+    parser.add_argument("--retrieval-queries", type=int, default=50, help="queries kept of a retrieval set (0: all)")
+    parser.add_argument("--retrieval-docs", type=int, default=300, help="documents kept of a retrieval set (0: all)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=Path("/tmp/medi-probe-bench"), help="releases, evals, runs")
-    parser.add_argument("--cache-dir", type=Path, help="embedding cache of the builds (default: medi's)")
+    parser.add_argument("--cache-dir", type=Path, help="embedding cache of the builds and of the untouched model")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one `medi probe` call may take")
     parser.add_argument("--json", type=Path, help="also write the summary here")
     return parser.parse_args(argv)
@@ -178,6 +179,10 @@ def run_probe(releases: dict[str, Path], evals: list[Path], seed: int, args: arg
         command += ["--eval", str(folder)]
     command += ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--seed", str(seed)]
     command += ["--device", args.device, "--out", str(out)]
+    if args.max_seq_length:
+        command += ["--max-seq-length", str(args.max_seq_length)]
+    if args.cache_dir:  # the untouched model's embeddings are computed once, not once per seed
+        command += ["--cache-dir", str(args.cache_dir)]
     say(f"seed {seed}: {' '.join(command)}")
     started = time.perf_counter()
     log = args.work / "runs" / f"seed-{seed}.log"
@@ -218,24 +223,34 @@ def spread(numbers: list[float]) -> str:
 
 
 def summarize(runs: list[dict]) -> tuple[list[dict], str]:
-    """Rows of (eval, metric, variant, values, difference from the baseline per seed) and the Markdown table."""
+    """Rows of (eval, metric, variant, values per seed, differences per seed) and the Markdown table.
+
+    After-numbers are evaluated with the eval set's instructions, so "after − before" is taken against
+    ``before-instructed`` (the untouched model, same protocol); "− mined" is the per-seed difference from the default.
+    """
     results = runs[0]["results"]
     evals = list(dict.fromkeys(r["eval"] for r in results))
-    rows, lines = [], []
-    lines.append("| eval set (metric) | variant | score, mean ± sd | − mined, mean ± sd | seeds |")
-    lines.append("| --- | --- | --- | --- | --- |")
+    rows = []
+    lines = [
+        "| eval set (metric) | variant | score | after − before-instructed | − mined |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for eval_name in evals:
         metric = main_metric(results, eval_name)
         present = list(dict.fromkeys(r["variant"] for r in results if r["eval"] == eval_name))
         baseline = values(runs, BASELINE, eval_name, metric)
+        untouched = values(runs, "before-instructed", eval_name, metric)
         for variant in [v for v in UNTOUCHED if v in present] + [v for v in VARIANTS if v in present]:
             got = values(runs, variant, eval_name, metric)
+            gain = [a - b for a, b in zip(got, untouched, strict=True)]
             difference = [a - b for a, b in zip(got, baseline, strict=True)]
             rows.append({"eval": eval_name, "metric": metric, "variant": variant, "values": got,
-                         "minus_mined": difference})  # fmt: skip
-            shown = "—" if variant in (BASELINE, *UNTOUCHED) else spread(difference)
-            label = variant if variant not in UNTOUCHED else f"{variant} (untouched model)"
-            lines.append(f"| {eval_name} ({metric}) | {label} | {spread(got)} | {shown} | {len(got)} |")
+                         "minus_before_instructed": gain, "minus_mined": difference})  # fmt: skip
+            after = variant in VARIANTS
+            lines.append(
+                f"| {eval_name} ({metric}) | {variant if after else f'{variant} (untouched model)'} | {spread(got)} "
+                f"| {spread(gain) if after else '—'} | {spread(difference) if after and variant != BASELINE else '—'} |"
+            )
     return rows, "\n".join(lines)
 
 
@@ -250,7 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     rows, table = summarize(runs)
     total = time.perf_counter() - started
     print(f"\nsources {args.sources}, {args.steps} steps of batch {args.batch_size}, seeds 0-{args.seeds - 1}, "
-          f"model {runs[0]['model']}; builds {built:.0f} s, total {total:.0f} s; scores x100\n")  # fmt: skip
+          f"model {runs[0]['model']}; builds {built:.0f} s, total {total:.0f} s; "
+          "scores x100, mean ± sd over the seeds\n")  # fmt: skip
     print(table)
     if args.json:
         summary = {"sources": args.sources, "steps": args.steps, "batch_size": args.batch_size,
