@@ -2,9 +2,10 @@
 
 A stage's output for one source is a Parquet file of its rows plus a JSON file of its report, stored under a key
 that hashes everything the stage depends on (its input's key, the options it reads, the encoder identity, medi's
-own code). Both are written under temporary names and renamed into place, the JSON last, so the JSON's
-existence is the completion marker: a build killed at any point leaves either a whole output or none, and a
-rerun skips every stage whose key it finds. Reports round-trip through JSON (``to_jsonable`` / ``from_jsonable``).
+own code). Both are written under temporary names, flushed to disk and renamed into place (``medi.atomic``: the
+store may sit on shared storage), the JSON last, so the JSON's existence is the completion marker: a build killed
+at any point, or a node that crashed, leaves either a whole output or none, and a rerun skips every stage whose key
+it finds. Reports round-trip through JSON (``to_jsonable`` / ``from_jsonable``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import types
 import typing
 from collections import Counter
@@ -27,13 +26,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import medi
+from medi.atomic import atomic_path, write_text
 
 STAGES_DIR = "stages"
 BATCH_ROWS = 8192
 # modules that only read a finished release or talk to people: editing them cannot change a stage's output
 NOT_PIPELINE = {
     *("cli.py", "export.py", "verify.py", "stats.py", "publish.py", "review.py", "lint.py", "scaffold.py"),
-    *("progress.py", "ray_engine.py", "outdir.py"),  # where and how a build runs, not what it makes
+    *("progress.py", "ray_engine.py", "outdir.py", "atomic.py"),  # where and how a build runs, not what it makes
 }
 
 
@@ -97,30 +97,12 @@ class Checkpoints:
             self.reused.append((stage, source))
             return StageOutput(data, json.loads(info_path.read_text(encoding="utf-8")))
         data.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=data.parent, prefix=".tmp-", suffix=".parquet")
-        os.close(fd)
-        try:
-            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-                info = compute(lambda batch: writer.write_batch(batch) if batch.num_rows else None)
-            os.replace(tmp, data)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(data) as partial, pq.ParquetWriter(partial, schema, compression="zstd") as writer:
+            info = compute(lambda batch: writer.write_batch(batch) if batch.num_rows else None)
         text = json.dumps(info, ensure_ascii=False, sort_keys=True)
-        _atomic_text(info_path, text)
+        write_text(info_path, text)  # last: its existence marks the output complete
         self.computed.append((stage, source))
         return StageOutput(data, json.loads(text))  # as a rerun reads it back: same key order, same types
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_in_batches(write: Writer, rows: Iterable, to_batch: Callable[[list], pa.RecordBatch]) -> None:
@@ -185,7 +167,7 @@ def clear_stages(cache_dir: Path) -> int:
     root = cache_dir / STAGES_DIR
     removed = 0
     for path in root.glob("*/*") if root.is_dir() else []:
-        if path.suffix in (".parquet", ".json", ".pkl"):
+        if path.suffix in (".parquet", ".json", ".pkl", ".tmp"):  # .tmp: left by a build killed mid-write
             removed += path.suffix == ".json" or path.suffix == ".pkl"
             path.unlink()
     return removed

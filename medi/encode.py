@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medi.atomic import atomic_write, write_text
 from medi.catalog import user_cache_dir
 from medi.errors import MediError
 
@@ -79,7 +79,7 @@ def weights_sha256(folder: Path, known: Path | None = None) -> str:
                 digest.update(block)
     if known:
         known.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(known, json.dumps({**remembered, stamp: digest.hexdigest()}, indent=1))
+        write_text(known, json.dumps({**remembered, stamp: digest.hexdigest()}, indent=1))
     return digest.hexdigest()
 
 
@@ -88,13 +88,6 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return {}  # a missing or half-written memo only costs one re-hash
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def pick_device(device: str) -> str:
@@ -424,12 +417,8 @@ def _read_chunk_keys(folder: Path, chunk_id: str) -> np.ndarray | None:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-    with os.fdopen(fd, "wb") as handle:
+    with atomic_write(path, "wb") as handle:  # on disk (or the file server) before the name appears
         np.save(handle, array)
-        handle.flush()
-        os.fsync(handle.fileno())  # on disk (or the file server) before the name appears: a crashed node leaves none
-    os.replace(tmp, path)
 
 
 def cache_info(cache_dir: Path | None = None) -> list[dict]:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from medi.atomic import atomic_path
 from medi.errors import MediError
 from medi.fetch import sha256_file
 from medi.outdir import check_out, install
@@ -79,9 +80,8 @@ def _with_features(table: pa.Table) -> pa.Table:
 
 
 def _write_atomically(table: pa.Table, path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    pq.write_table(table, partial, compression="zstd", row_group_size=PARQUET_ROW_GROUP, write_statistics=True)
-    partial.replace(path)
+    with atomic_path(path) as partial:
+        pq.write_table(table, partial, compression="zstd", row_group_size=PARQUET_ROW_GROUP, write_statistics=True)
 
 
 @dataclass

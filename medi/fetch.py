@@ -6,12 +6,12 @@ import hashlib
 import http.client
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from medi.atomic import atomic_write
 from medi.catalog import SourceSpec
 from medi.errors import SourceError
 
@@ -153,11 +153,5 @@ def git_raw_url(repo: str, revision: str, path: str) -> str:
 
 def _atomic_copy(stream, target: Path) -> None:
     """The whole stream into ``target``, or nothing: a cut download leaves no partial file behind."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            shutil.copyfileobj(stream, handle)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(target, "wb") as handle:
+        shutil.copyfileobj(stream, handle)

@@ -27,6 +27,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from medi.atomic import fsync_folder, fsync_tree
 from medi.errors import MediError
 
 RELEASE, INSTRUCTOR, MEDI2, ST_TRIPLETS, PARQUET, REVIEW = (
@@ -94,8 +95,10 @@ def install(staging: Path, out: Path | str, kind: str, *, replace: bool) -> None
     check_out(out, kind, replace=replace)
     if kind in (ST_TRIPLETS, PARQUET):
         _write_export_record(staging, kind)
+    fsync_tree(staging)  # on disk before its name appears: a crash never leaves a named, half-flushed output
     if kind == INSTRUCTOR:
         os.replace(staging, out)  # one file: atomic
+        fsync_folder(out.absolute().parent)
         return
     out = out.absolute()  # `.` has no name to put beside it
     _remove_leftovers(out)
@@ -103,6 +106,7 @@ def install(staging: Path, out: Path | str, kind: str, *, replace: bool) -> None
     if out.exists():
         out.rename(old)
     staging.rename(out)
+    fsync_folder(out.parent)
     if old.exists():
         shutil.rmtree(old)
     if kind == MEDI2:

@@ -15,7 +15,6 @@ each whole or not at all.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 
+from medi.atomic import atomic_path
 from medi.errors import MediError
 from medi.options import BUNDLED_ENCODER
 
@@ -580,13 +580,8 @@ def write_outputs(out: Path, report: dict) -> None:
 
 
 def _replace_atomically(target: Path, write) -> None:
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
-    try:
+    with atomic_path(target) as temporary:  # whole, flushed, then renamed over the target
         write(temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def write_plot(report: dict, path: Path) -> None:

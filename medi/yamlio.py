@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 
 import yaml
 from yaml.constructor import ConstructorError
 
+from medi.atomic import atomic_write
 from medi.errors import MediError
 
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the pure-Python loader where libyaml is missing
@@ -140,14 +139,9 @@ class ParsedCache:
         """Write the entries this run used (so the file never grows past one catalog), if any file was new."""
         if not self.missed:
             return
-        try:
+        try:  # whole or not at all: concurrent runs each write a complete file
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=f".{self.file.name}-", suffix=".tmp")
-        except OSError:
-            return  # read-only cache folder: the next run parses again, nothing is lost
-        try:
-            with os.fdopen(fd, "wb") as handle:
+            with atomic_write(self.file, "wb") as handle:
                 pickle.dump(self.used, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, self.file)  # whole or not at all: concurrent runs each write a complete file
         except OSError:
-            Path(tmp).unlink(missing_ok=True)  # disk full: same as above
+            return  # a read-only cache folder, a full disk: the next run parses again, nothing is lost
