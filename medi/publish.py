@@ -42,6 +42,7 @@ REPO_TYPE = "dataset"
 CARD = "README.md"
 MANIFEST = "manifest.json"
 DATA_FOLDER = "data/"
+ALL_FILES = DATA_FOLDER + "*/*/*.parquet"  # data/<family>/<name>/train-*.parquet: every source's file
 FILES_PER_COMMIT = 50
 BYTES_PER_COMMIT = 2 * 2**30
 ALL_CONFIG = "all"
@@ -454,14 +455,9 @@ def _size_category(rows: int) -> str:
 
 
 def card_metadata(release: Release, parquet: list[dict]) -> DatasetCardData:
-    """The card's YAML header: an ``all`` default config over every file and one config per source."""
-    configs = [
-        {
-            "config_name": ALL_CONFIG,
-            "default": True,
-            "data_files": [{"split": "train", "path": [p["path"] for p in parquet]}],
-        }
-    ]
+    """The card's YAML header: an ``all`` default config over every file (one glob: a list of 800 paths would
+    make the header unwieldy) and one config per source."""
+    configs = [{"config_name": ALL_CONFIG, "default": True, "data_files": [{"split": "train", "path": ALL_FILES}]}]
     configs += [
         {"config_name": config_name(p["source"]), "data_files": [{"split": "train", "path": p["path"]}]}
         for p in parquet

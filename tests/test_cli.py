@@ -353,8 +353,10 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "300"}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as build:
         try:
+            hung_after = time.monotonic() + 600  # the subprocess's timeout: a build that never mines fails the test
             while len(list((cache / "stages").glob("mine/*.json"))) < 1:
                 assert build.poll() is None, build.communicate()
+                assert time.monotonic() < hung_after, "the build never finished a mine stage"
                 time.sleep(0.05)
             build.send_signal(signal.SIGINT)
             _, said = build.communicate(timeout=600)

@@ -98,7 +98,7 @@ def test_one_worker_from_an_empty_cache_writes_the_local_bytes(cluster, local_de
 def cli_build(out: Path, cache: Path, *options: str) -> str:
     command = [sys.executable, "-m", "medi.cli", "build", "--sources", "demo", "--out", str(out)]
     done = subprocess.run(
-        [*command, "--cache-dir", str(cache), *options], cwd=PROJECT_ROOT, capture_output=True, text=True
+        [*command, "--cache-dir", str(cache), *options], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr
     return done.stderr
