@@ -196,7 +196,7 @@ def _check_extras() -> None:
     import importlib.util
 
     if missing := [name for name in ("accelerate", "matplotlib") if importlib.util.find_spec(name) is None]:
-        raise MediError(f"medi probe needs {' and '.join(missing)}: pip install {' '.join(missing)}")
+        raise MediError(f"medi probe needs {' and '.join(missing)}: pip install 'medi[probe]'")
 
 
 def check_probe_out(out: Path) -> Path:
