@@ -2,8 +2,8 @@
 
 Checked: every file the manifest lists (``files`` when present, else ``shards``): presence, size, sha256 and
 Arrow row count; files the manifest does not list (but for a ``plots/`` folder); ``state.json``'s shard list;
-the row totals; and the task index (rows sum, contiguous ``first_row`` ranges, each range holding only its own
-task_name and task_id).
+the row totals (a release of 0 rows is no good release: medi build refuses to write one); and the task index
+(rows sum, contiguous ``first_row`` ranges, each range holding only its own task_name and task_id).
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def verify_release(folder: Path | str) -> Verdict:
     verdict.problems += _extra_files(folder, listed)
     verdict.problems += _state_problems(folder, manifest)
     verdict.problems += _index_problems(release)
+    if not manifest["rows"]:
+        verdict.problems.append(f"{folder / MANIFEST}: the release holds no rows (a build that kept nothing)")
     shard_paths = {str(folder / shard["file"]) for shard in manifest["shards"]}
     if not any(problem.split(": ", 1)[0] in shard_paths for problem in file_problems):
         verdict.problems += _row_problems(release)  # only readable shards can be read row by row

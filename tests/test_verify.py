@@ -125,6 +125,19 @@ def test_counts_and_the_task_index_are_checked(copy, demo_release):
     assert f"{where}: source st/AllNLI kept {allnli + 1} rows, its task holds {allnli}" in problems
 
 
+def test_a_release_of_no_rows_is_not_a_good_one(copy):
+    """medi build writes none (it fails instead); one from an older medi, or emptied by hand, fails verify."""
+
+    def empty(manifest):
+        manifest["rows"], manifest["tasks"] = 0, []
+
+    edit_manifest(copy, empty)
+    verdict = verify_release(copy)
+    assert f"{copy / 'manifest.json'}: the release holds no rows (a build that kept nothing)" in verdict.problems
+    result = CliRunner(env=WIDE).invoke(app, ["verify", str(copy)])
+    assert result.exit_code != 0 and "the release holds no rows" in " ".join(plain(result.output).split())
+
+
 def test_rows_of_another_task_inside_a_range_are_named(copy):
     def swap(manifest):  # two tasks' ranges exchanged: counts add up, the rows do not match
         tasks = manifest["tasks"]
