@@ -367,7 +367,7 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
     kept = r"interrupted: kept the \d+ stage outputs this run finished \(sample \d+, .*mine 1; 1 source\(s\) mined\)"
     assert re.search(f"{kept} in {re.escape(str(cache / 'stages'))}, and the embeddings encoded so far", said), said
     assert f"no release was written to {tmp_path / 'out'}" in said
-    assert "Run the same command again resumes from them; --fresh recomputes everything." in said
+    assert "Run the same command again to resume from them (--fresh recomputes everything)." in said
     assert not (tmp_path / "out").exists()
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr
