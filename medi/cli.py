@@ -584,7 +584,13 @@ def add_source_command(
 @app.command("export")
 def export_command(
     release: Annotated[Path, typer.Argument(help="Release folder (from medi build)")],
-    format: Annotated[str, typer.Option("--format", help="instructor | medi2 | st-triplets | parquet")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="instructor | medi2 | st-triplets | parquet | flagembedding | st-ntuple | tevatron | beir",
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="File (instructor) or folder (the others) to write")],
     batch_size: Annotated[
         int | None, typer.Option(help="instructor: make every task a multiple of this (the trainer's batch size)")
@@ -592,8 +598,13 @@ def export_command(
     batch_policy: Annotated[str, typer.Option(help="trim: leave out each task's last rows; pad: repeat rows")] = "trim",
     seed: Annotated[int, typer.Option(help="Seed for the rows --batch-policy pad repeats")] = 0,
     st_instructions: Annotated[
-        str, typer.Option(help="st-triplets: prefix (instruction + text) or prompts (bare texts + prompts file)")
+        str,
+        typer.Option(help="st-triplets, st-ntuple: prefix (instruction + text) or prompts (bare texts + prompts file)"),
     ] = "prefix",
+    negatives: Annotated[
+        int | None,
+        typer.Option(help="medi2, flagembedding, st-ntuple, tevatron, beir: negatives per row (default: all it has)"),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier medi export of this format")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
@@ -607,11 +618,14 @@ def export_command(
     try:
         report = export(
             open_release(release, verify_checksums=True), format, out, batch_size=batch_size,
-            batch_policy=batch_policy, seed=seed, st_instructions=st_instructions, overwrite=overwrite,
+            batch_policy=batch_policy, seed=seed, st_instructions=st_instructions, negatives=negatives,
+            overwrite=overwrite,
         )  # fmt: skip
     except MediError as exc:
         _fail(exc)
     _warn_left_out(report)
+    for note in report["notes"]:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if as_json:
         out_console.print_json(json.dumps(report))
         return
@@ -619,6 +633,8 @@ def export_command(
     if changed:
         columns = ["task", "rows", "written", "dropped", "added (repeats)", "repeats in one batch"]
         title = f"--batch-size {batch_size} --batch-policy {batch_policy}: tasks changed"
+        if batch_size is None:  # st-ntuple: rows holding fewer negatives than the split's columns
+            title = f"{format}: tasks changed"
         table = TextTable(title, columns, right=frozenset(range(1, len(columns))))
         for t in changed:
             table.add_row(t["task_name"], str(t["rows"]), str(t["written"]), str(t["dropped"]), str(t["added"]),

@@ -3,11 +3,21 @@
 - ``instructor``: one JSON array of MEDI rows for INSTRUCTOR's ``train.py`` (batches never span two tasks);
 - ``medi2``: GritLM's MEDI2 layout, one JSONL file per source in a folder;
 - ``st-triplets``: a ``datasets`` folder sentence-transformers trains on directly;
-- ``parquet``: one Parquet file per source under ``data/<source>/`` (what ``medi publish`` uploads).
+- ``parquet``: one Parquet file per source under ``data/<source>/`` (what ``medi publish`` uploads);
+- ``flagembedding``: FlagEmbedding's fine-tune JSONL, one file per source (its trainer takes a file as a dataset);
+- ``st-ntuple``: sentence-transformers' n-tuple columns (anchor, positive, negative_1 … negative_n), a split per
+  source, the prompts in the folder's dataset card;
+- ``tevatron``: Tevatron's query / positive_passages / negative_passages JSONL, one file per source;
+- ``beir``: a BEIR folder per source (corpus.jsonl, queries.jsonl, qrels/train.tsv), ids derived from the text.
+
+A release row holds one negative in ``neg``; a build with several negatives per row carries negatives 2..N in the
+list column ``extra_negs`` (with ``neg_teacher_score`` / ``pos_teacher_score`` beside ``neg_score``). The exports
+read those columns where the release has them, and ``negatives=`` chooses how many to write.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -20,6 +30,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from huggingface_hub import DatasetCardData
 
 from medi.atomic import atomic_path
 from medi.errors import MediError
@@ -28,7 +39,9 @@ from medi.outdir import check_out, install
 from medi.release import Release
 from medi.schema import FEATURES, medi_row
 
-FORMATS = ("instructor", "medi2", "st-triplets", "parquet")
+FORMATS = ("instructor", "medi2", "st-triplets", "parquet", "flagembedding", "st-ntuple", "tevatron", "beir")
+SEVERAL_NEGATIVES = ("medi2", "flagembedding", "st-ntuple", "tevatron", "beir")  # formats --negatives applies to
+EXTRA_NEGS = "extra_negs"  # negatives 2..N of a row, when the build wrote several
 BATCH_POLICIES = ("trim", "pad")
 INSTRUCTOR_PREFIX = "Represent "
 INSTRUCTOR_SEPARATOR = "!@#$%^&**!@#$%^&**"  # train.py joins instruction and text with it, then splits on it
@@ -94,6 +107,7 @@ class TaskExport:
     written: int
     added: int = 0
     in_batch_repeats: int = 0  # padding rows sharing a batch with their original (task smaller than a batch)
+    negatives: int | None = None  # most negatives a written row holds (formats that write several)
 
     @property
     def dropped(self) -> int:
@@ -109,6 +123,7 @@ def export(
     batch_policy: str = "trim",
     seed: int = 0,
     st_instructions: str = "prefix",
+    negatives: int | None = None,
     overwrite: bool = False,
 ) -> dict:
     """Write ``release`` in format ``fmt`` to ``out``; return a report (per task: rows, written, dropped, added).
@@ -118,6 +133,9 @@ def export(
     (default: its last ``rows % batch_size`` rows are left out — exactly the rows the trainer would lose) or
     padded (rows of the same task repeated, seeded, taken from its earlier batches so no batch holds a row twice
     when the task has a full batch) to a multiple of ``batch_size``.
+
+    ``negatives`` (``SEVERAL_NEGATIVES`` formats): write at most that many negatives per row (default: all the
+    release has); ``st-ntuple`` leaves out the rows that hold fewer than its columns need.
     """
     if fmt not in FORMATS:
         raise MediError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)}")
@@ -127,21 +145,29 @@ def export(
         raise MediError("--batch-size is a positive number, for --format instructor only")
     if st_instructions not in ST_INSTRUCTIONS:
         raise MediError(f"unknown st-triplets instruction mode {st_instructions!r}; one of prefix, prompts")
+    _check_negatives_option(fmt, negatives)
     out = Path(out)
     _check_target(out, fmt, release.folder, overwrite)
     _check_negatives(release, fmt)
     release.check_shards()
     plans = [_plan(task, batch_size, batch_policy, seed) for task in release.tasks]
+    limit = 0 if without_negatives(release) else negatives
     writer = {
         "instructor": _write_instructor,
-        "medi2": _write_medi2,
+        "medi2": lambda r, o, p: _write_medi2(r, o, p, limit),
         "st-triplets": lambda r, o, p: _write_st_triplets(r, o, p, st_instructions),
         "parquet": _write_parquet,
+        "flagembedding": lambda r, o, p: _write_flagembedding(r, o, p, limit),
+        "st-ntuple": lambda r, o, p: _write_st_ntuple(r, o, p, st_instructions, limit),
+        "tevatron": lambda r, o, p: _write_tevatron(r, o, p, limit),
+        "beir": lambda r, o, p: _write_beir(r, o, p, limit),
     }[fmt]
     files = writer(release, out, plans)
     tasks = [{**asdict(plan), "dropped": plan.dropped} for plan, _ in plans]
     return {
         "format": fmt,
+        "negatives": negatives,
+        "notes": _notes(release, fmt, files),
         "out": str(out),
         "release": str(release.folder),
         "rows": sum(t["written"] for t in tasks),
@@ -167,6 +193,16 @@ def _check_target(out: Path, fmt: str, release_folder: Path, overwrite: bool) ->
 def without_negatives(release: Release) -> bool:
     """Whether the release was built with ``mining.negatives_from: none`` (every negative text empty)."""
     return (release.manifest.get("config", {}).get("mining") or {}).get("negatives_from") == "none"
+
+
+def _check_negatives_option(fmt: str, negatives: int | None) -> None:
+    if negatives is None:
+        return
+    if fmt not in SEVERAL_NEGATIVES:
+        raise MediError(f"--negatives applies to --format {', '.join(SEVERAL_NEGATIVES)}; {fmt} writes one negative")
+    if negatives < 0 or (fmt == "medi2" and negatives < 1):
+        least = 1 if fmt == "medi2" else 0
+        raise MediError(f"--negatives is a number of {least} or more for --format {fmt}, not {negatives}")
 
 
 def _check_negatives(release: Release, fmt: str) -> None:
@@ -274,28 +310,41 @@ def _unique_split_names(plans: list) -> dict[str, str]:
     return names
 
 
-def medi2_row(row: dict) -> dict:
-    """GritLM's MEDI2 layout: ``query`` an [instruction, text] pair, ``pos`` and ``neg`` lists of pairs."""
+def medi2_row(row: dict, negatives: int | None = None) -> dict:
+    """GritLM's MEDI2 layout: ``query`` an [instruction, text] pair, ``pos`` and ``neg`` lists of pairs (``neg``: the
+    row's negatives in rank order, at most ``negatives``)."""
     return {
         "query": [row["query"]["instruction"], row["query"]["text"]],
         "pos": [[row["pos"]["instruction"], row["pos"]["text"]]],
-        "neg": [[row["neg"]["instruction"], row["neg"]["text"]]],
+        "neg": [[n.instruction, n.text] for n in negatives_of(row, negatives)],
     }
 
 
-def _write_medi2(release: Release, out: Path, plans: list) -> list[dict]:
+def _write_medi2(release: Release, out: Path, plans: list, negatives: int | None) -> list[dict]:
     """One ``<source>.jsonl`` per source and nothing else: GritLM loads every file of the folder as a dataset."""
+
+    def lines(plan: TaskExport, offsets: list[int], info: dict) -> Iterator[dict]:
+        for row in _task_rows(release, plan, offsets):
+            yield medi2_row(row, negatives)
+
+    return _write_jsonl_per_source(out, plans, "medi2", lines)
+
+
+def _write_jsonl_per_source(out: Path, plans: list, fmt: str, lines) -> list[dict]:
+    """One ``<split>.jsonl`` per source, from ``lines(plan, offsets, info)``; what it puts in ``info`` (a dict)
+    goes into the file's entry of the report."""
     names = _unique_split_names(plans)
     staging = _staging(out)
     staging.mkdir(parents=True)
     files = []
     for (plan, offsets), name in zip(plans, names, strict=True):
         path = staging / f"{name}.jsonl"
+        info: dict = {}
         with path.open("w", encoding="utf-8") as handle:
-            for row in _task_rows(release, plan, offsets):
-                handle.write(json.dumps(medi2_row(row), ensure_ascii=False) + "\n")
-        files.append({"source": plan.task_name, **_file_entry(path, path.name, plan.written)})
-    _publish(staging, out, "medi2")
+            for line in lines(plan, offsets, info):
+                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+        files.append({"source": plan.task_name, **_file_entry(path, path.name, plan.written), **info})
+    _publish(staging, out, fmt)
     return files
 
 
@@ -318,7 +367,7 @@ def _write_st_triplets(release: Release, out: Path, plans: list, mode: str) -> l
             columns = {ST_COLUMNS[side]: _prefixed(table.column(side)) for side in sides}
         else:
             columns = {ST_COLUMNS[side]: pc.struct_field(table.column(side), "text") for side in sides}
-            prompts[name] = {ST_COLUMNS[side]: _one_prompt(table, side, plan.task_name) for side in sides}
+            prompts[name] = {ST_COLUMNS[side]: _one_prompt(table.column(side), side, plan.task_name) for side in sides}
         splits[name] = datasets.Dataset(pa.table(columns))
     staging = _staging(out)
     datasets.disable_progress_bars()
@@ -339,8 +388,8 @@ def _prefixed(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.if_else(pc.equal(instruction, ""), text, joined)
 
 
-def _one_prompt(table: pa.Table, side: str, task_name: str) -> str:
-    wordings = pc.unique(pc.struct_field(table.column(side), "instruction")).to_pylist()
+def _one_prompt(column: pa.ChunkedArray, side: str, task_name: str) -> str:
+    wordings = _wordings(column)
     if len(wordings) != 1:
         raise MediError(
             f"{task_name}: {len(wordings)} {side} instructions (paraphrases vary per row); "
@@ -354,6 +403,330 @@ def _write_parquet(release: Release, out: Path, plans: list) -> list[dict]:
     files = write_parquet_per_source(release, staging)
     _publish(staging, out, "parquet")
     return files
+
+
+# --- several negatives: the row's texts as the trainers take them ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A text of a release row, its instruction, and the teacher's score against the row's query (None: no teacher
+    scored it)."""
+
+    instruction: str
+    text: str
+    teacher_score: float | None = None
+
+    def prefixed(self) -> str:
+        """``"<instruction> <text>"`` (the text alone when the instruction is empty), as st-triplets' prefix mode."""
+        return f"{self.instruction} {self.text}" if self.instruction else self.text
+
+
+def query_of(row: dict) -> Passage:
+    return Passage(row["query"]["instruction"], row["query"]["text"])
+
+
+def positive_of(row: dict) -> Passage:
+    return Passage(row["pos"]["instruction"], row["pos"]["text"], row.get("pos_teacher_score"))
+
+
+def negatives_of(row: dict, limit: int | None = None) -> list[Passage]:
+    """The row's negatives in rank order, at most ``limit`` (None: all): ``neg``, then ``extra_negs`` where the
+    release has that column; none when ``neg`` is empty (a build with ``mining.negatives_from: none``)."""
+    if limit == 0 or not row["neg"]["text"]:
+        return []
+    first = Passage(row["neg"]["instruction"], row["neg"]["text"], row.get("neg_teacher_score"))
+    extra = [Passage(n["instruction"], n["text"], n.get("teacher_score")) for n in row.get(EXTRA_NEGS) or ()]
+    return [first, *extra][:limit]
+
+
+def negative_counts(table: pa.Table, limit: int | None = None) -> pa.ChunkedArray:
+    """Per row of a release table, the negatives ``negatives_of`` gives: 0 where ``neg`` is empty, else 1 plus the
+    length of ``extra_negs``; at most ``limit``."""
+    has_negative = pc.not_equal(pc.struct_field(table.column("neg"), "text"), "")
+    counts = pc.cast(has_negative, pa.int64())
+    if EXTRA_NEGS in table.column_names:
+        extra = pc.cast(pc.fill_null(pc.list_value_length(table.column(EXTRA_NEGS)), 0), pa.int64())
+        counts = pc.add(counts, pc.if_else(has_negative, extra, 0))
+    return counts if limit is None else pc.min_element_wise(counts, pa.scalar(limit, pa.int64()))
+
+
+def content_id(text: str) -> str:
+    """A text's id: 16 hex digits of its BLAKE2b hash, so the same text has the same id in every row and export."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def with_trailing_space(instruction: str) -> str:
+    """An instruction to put right before a text (trainers join the two with nothing between); '' stays ''."""
+    return instruction + " " if instruction and not instruction[-1].isspace() else instruction
+
+
+def _count_range(counts: pa.ChunkedArray) -> tuple[int, int]:
+    bounds = pc.min_max(counts).as_py()
+    return (bounds["min"] or 0, bounds["max"] or 0)
+
+
+# --- flagembedding ---------------------------------------------------------------------------------------------
+
+FLAG_ONE_NEGATIVE, FLAG_NORMAL = "only_1neg", "normal"
+
+
+def flagembedding_row(row: dict, negatives: int | None, *, scores: bool, kind: str) -> dict:
+    """A row as FlagEmbedding's fine-tune data reads it.
+
+    The query stays bare and its instruction goes into ``prompt``, which the trainer puts in
+    ``query_instruction_format`` ('{}{}' by default, hence the trailing space) in place of
+    ``--query_instruction_for_retrieval``. FlagEmbedding has one passage instruction for all its data and MEDI one
+    per source and side, so each positive and negative carries its own: ``"<instruction> <text>"``.
+    ``pos_scores``/``neg_scores`` are the teacher's scores, written only when ``scores`` (every text of the file has
+    one: the trainer softmaxes a row's scores into distillation targets and fails on a missing one).
+    """
+    pos, negs = positive_of(row), negatives_of(row, negatives)
+    line = {"query": row["query"]["text"], "pos": [pos.prefixed()], "neg": [n.prefixed() for n in negs]}
+    if scores:
+        line["pos_scores"] = [pos.teacher_score]
+        line["neg_scores"] = [n.teacher_score for n in negs]
+    line["prompt"] = with_trailing_space(row["query"]["instruction"])
+    line["type"] = kind
+    return line
+
+
+def teacher_scored(table: pa.Table, negatives: int | None = None) -> bool:
+    """Whether a teacher scored every positive and every negative ``negatives_of`` gives for the table's rows."""
+    if not {"pos_teacher_score", "neg_teacher_score"} <= set(table.column_names):
+        return False
+    if table.column("pos_teacher_score").null_count:
+        return False
+    with_negative = table.filter(pc.greater(negative_counts(table, negatives), 0))
+    if with_negative.column("neg_teacher_score").null_count:
+        return False
+    if EXTRA_NEGS not in table.column_names or negatives == 1:
+        return True
+    stop = None if negatives is None else negatives - 1
+    extra = pc.list_flatten(pc.list_slice(with_negative.column(EXTRA_NEGS), 0, stop))
+    return pc.struct_field(extra, "teacher_score").null_count == 0
+
+
+def _write_flagembedding(release: Release, out: Path, plans: list, negatives: int | None) -> list[dict]:
+    """One ``<split>.jsonl`` per source (FlagEmbedding takes each file of a folder as one dataset, and with
+    ``--same_dataset_within_batch`` draws every batch from one file). ``type`` is ``only_1neg`` where every row holds
+    exactly one negative (the trainer then groups the positive with that one instead of repeating it
+    ``--train_group_size - 1`` times), else ``normal``; never a ``symmetric_*`` type, which would make the trainer
+    put the prompt before passages that carry their own instruction already."""
+
+    def lines(plan: TaskExport, offsets: list[int], info: dict) -> Iterator[dict]:
+        table = release.task_table(plan.task_name)
+        fewest, most = _count_range(negative_counts(table, negatives))
+        scores = teacher_scored(table, negatives)
+        kind = FLAG_ONE_NEGATIVE if fewest == most == 1 else FLAG_NORMAL
+        plan.negatives = most
+        info.update(type=kind, scores="teacher" if scores else None, negatives=[fewest, most])
+        for row in _task_rows(release, plan, offsets):
+            yield flagembedding_row(row, negatives, scores=scores, kind=kind)
+
+    return _write_jsonl_per_source(out, plans, "flagembedding", lines)
+
+
+# --- tevatron --------------------------------------------------------------------------------------------------
+
+
+def tevatron_row(row: dict, negatives: int | None = None) -> dict:
+    """A row in Tevatron's training layout. Tevatron prefixes every query and every passage with one string
+    (``--query_prefix`` / ``--passage_prefix``), so each text carries its own instruction: ``"<instruction> <text>"``.
+    Ids come from the bare text (``content_id``): a query or passage in several rows has one id; the title is empty
+    (MEDI texts have none)."""
+    query = query_of(row)
+    return {
+        "query_id": content_id(query.text),
+        "query": query.prefixed(),
+        "positive_passages": [_tevatron_passage(positive_of(row))],
+        "negative_passages": [_tevatron_passage(n) for n in negatives_of(row, negatives)],
+    }
+
+
+def _tevatron_passage(passage: Passage) -> dict:
+    return {"docid": content_id(passage.text), "title": "", "text": passage.prefixed()}
+
+
+def _write_tevatron(release: Release, out: Path, plans: list, negatives: int | None) -> list[dict]:
+    """One ``<split>.jsonl`` per source: Tevatron reads a file (``--dataset_path``) of one row per line."""
+
+    def lines(plan: TaskExport, offsets: list[int], info: dict) -> Iterator[dict]:
+        fewest, most = _count_range(negative_counts(release.task_table(plan.task_name), negatives))
+        plan.negatives = most
+        info.update(negatives=[fewest, most])
+        for row in _task_rows(release, plan, offsets):
+            yield tevatron_row(row, negatives)
+
+    return _write_jsonl_per_source(out, plans, "tevatron", lines)
+
+
+# --- beir ------------------------------------------------------------------------------------------------------
+
+BEIR_QRELS_HEADER = "query-id\tcorpus-id\tscore\n"
+
+
+def _write_beir(release: Release, out: Path, plans: list, negatives: int | None) -> list[dict]:
+    """A BEIR folder per source: ``corpus.jsonl`` (positives and negatives, each text once), ``queries.jsonl`` and
+    ``qrels/train.tsv`` (each query with its positives, score 1; negatives are documents without a qrels line).
+    Ids come from the text (``content_id``), so a text that is a query and a document has one id, which BEIR's
+    evaluation then leaves out of that query's results. Texts are bare; each line also holds the instruction MEDI
+    gives the text (the first row's, where a text recurs), which BEIR's loader passes over."""
+    names = _unique_split_names(plans)
+    staging = _staging(out)
+    staging.mkdir(parents=True)
+    files = []
+    for (plan, offsets), name in zip(plans, names, strict=True):
+        counts = _write_beir_source(release, plan, offsets, staging / name, negatives)
+        files.append({"source": plan.task_name, "path": name, "rows": plan.written, **counts})
+    record = {"format": "beir", "splits": names}
+    (staging / "medi_export.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    _publish(staging, out, "beir")
+    return files
+
+
+def _write_beir_source(release: Release, plan: TaskExport, offsets: list[int], folder: Path, negatives) -> dict:
+    (folder / "qrels").mkdir(parents=True)
+    queries_seen: set[str] = set()
+    documents_seen: set[str] = set()
+    pairs_seen: set[tuple[str, str]] = set()
+    most = 0
+    with (
+        (folder / "corpus.jsonl").open("w", encoding="utf-8") as corpus,
+        (folder / "queries.jsonl").open("w", encoding="utf-8") as queries,
+        (folder / "qrels" / "train.tsv").open("w", encoding="utf-8") as qrels,
+    ):
+        qrels.write(BEIR_QRELS_HEADER)
+        for row in _task_rows(release, plan, offsets):
+            query, positive, negs = query_of(row), positive_of(row), negatives_of(row, negatives)
+            most = max(most, len(negs))
+            query_id = content_id(query.text)
+            if query_id not in queries_seen:
+                queries_seen.add(query_id)
+                queries.write(_json_line({"_id": query_id, "text": query.text, "instruction": query.instruction}))
+            for passage in (positive, *negs):
+                doc_id = content_id(passage.text)
+                if doc_id not in documents_seen:
+                    documents_seen.add(doc_id)
+                    line = {"_id": doc_id, "title": "", "text": passage.text, "instruction": passage.instruction}
+                    corpus.write(_json_line(line))
+            pair = (query_id, content_id(positive.text))
+            if pair not in pairs_seen:
+                pairs_seen.add(pair)
+                qrels.write(f"{pair[0]}\t{pair[1]}\t1\n")
+    plan.negatives = most
+    return {"queries": len(queries_seen), "documents": len(documents_seen), "qrels": len(pairs_seen)}
+
+
+def _json_line(value: dict) -> str:
+    return json.dumps(value, ensure_ascii=False) + "\n"
+
+
+# --- st-ntuple -------------------------------------------------------------------------------------------------
+
+
+def ntuple_columns(table: pa.Table, n: int) -> dict[str, pa.ChunkedArray]:
+    """The n-tuple's columns as (instruction, text) structs: anchor, positive, negative_1 … negative_n."""
+    columns = {"anchor": table.column("query"), "positive": table.column("pos")}
+    for k in range(1, n + 1):
+        columns[f"negative_{k}"] = table.column("neg") if k == 1 else pc.list_element(table.column(EXTRA_NEGS), k - 2)
+    return columns
+
+
+def _write_st_ntuple(release: Release, out: Path, plans: list, mode: str, negatives: int | None) -> list[dict]:
+    """A ``DatasetDict``, a split per source, with the columns sentence-transformers' n-tuple losses take: anchor,
+    positive, negative_1 … negative_n, n the most negatives a row of the source holds (at most ``negatives``).
+    Rows holding fewer are left out (counted as dropped), as sentence-transformers' own n-tuple output does.
+    Instructions as in st-triplets (``prefix`` or ``prompts``); ``README.md`` is the dataset card naming each
+    split's source, rows, negatives and prompts."""
+    names = _unique_split_names(plans)
+    splits, prompts, wordings, widths = {}, {}, {}, {}
+    for (plan, _), name in zip(plans, names, strict=True):
+        table = release.task_table(plan.task_name)
+        counts = negative_counts(table, negatives)
+        n = _count_range(counts)[1]
+        kept = table.filter(pc.greater_equal(counts, n))
+        plan.written, plan.negatives, widths[name] = kept.num_rows, n, n
+        columns = ntuple_columns(kept, n)
+        wordings[name] = {column: _wordings(values) for column, values in columns.items()}
+        if mode == "prefix":
+            texts = {column: _prefixed(values) for column, values in columns.items()}
+        else:
+            texts = {column: pc.struct_field(values, "text") for column, values in columns.items()}
+            prompts[name] = {column: _one_prompt(values, column, plan.task_name) for column, values in columns.items()}
+        splits[name] = datasets.Dataset(pa.table(texts))
+    staging = _staging(out)
+    datasets.disable_progress_bars()
+    datasets.DatasetDict(splits).save_to_disk(str(staging))
+    record = {"format": "st-ntuple", "instructions": mode, "splits": names, "negatives": widths}
+    record["prompts"] = prompts or None
+    (staging / "medi_export.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    card = ntuple_card(names, {name: len(split) for name, split in splits.items()}, widths, wordings, mode)
+    (staging / "README.md").write_text(card, encoding="utf-8")
+    _publish(staging, out, "st-ntuple")
+    return [
+        {"source": names[name], "split": name, "rows": len(dataset), "negatives": widths[name], "path": name}
+        for name, dataset in splits.items()
+    ]
+
+
+def _wordings(column: pa.ChunkedArray) -> list[str]:
+    return pc.unique(pc.struct_field(column, "instruction")).to_pylist()
+
+
+def ntuple_card(names: dict, rows: dict, widths: dict, wordings: dict, mode: str) -> str:
+    """The export's dataset card: YAML metadata, how to train on it, and per split its source and prompts."""
+    metadata = DatasetCardData(tags=["sentence-transformers", "medi"], task_categories=["sentence-similarity"])
+    how = (
+        "Each text starts with its instruction (`<instruction> <text>`), the prompts below."
+        if mode == "prefix"
+        else "Texts are bare: give `medi_export.json`'s `prompts` (per split and column, the wordings below) to "
+        "`SentenceTransformerTrainingArguments(prompts=...)`."
+    )
+    lines = [
+        "---",
+        metadata.to_yaml(),
+        "---",
+        "",
+        "# medi st-ntuple export",
+        "",
+        "`datasets.load_from_disk` gives a `DatasetDict`, one split per source, with the columns "
+        "`anchor, positive, negative_1 … negative_n` sentence-transformers' `MultipleNegativesRankingLoss` takes. "
+        + how,
+        "",
+        "| split | source | rows | negatives | prompts |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, source in names.items():
+        shown = "<br>".join(f"{column}: {_prompt_cell(found)}" for column, found in wordings[name].items())
+        lines.append(f"| {name} | {source} | {rows[name]} | {widths[name]} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def _prompt_cell(wordings: list[str]) -> str:
+    if len(wordings) == 1:
+        return "`" + wordings[0].replace("|", "\\|").replace("`", "'") + "`" if wordings[0] else "(none)"
+    return f"{len(wordings)} wordings (paraphrased per row)"
+
+
+def _notes(release: Release, fmt: str, files: list[dict]) -> list[str]:
+    """What a user of the export must know before training: rows without negatives, files without scores."""
+    notes = []
+    bare = [f["path"] for f in files if fmt in ("flagembedding", "tevatron") and f["negatives"][0] == 0]
+    if bare:
+        notes.append(
+            f"{len(bare)} of {len(files)} files hold rows without a negative ({', '.join(bare[:3])}"
+            f"{', …' if len(bare) > 3 else ''}): train with --train_group_size 1 (in-batch negatives only; "
+            f"{'Tevatron v1: --train_n_passages 1' if fmt == 'tevatron' else 'FlagEmbedding divides by the count'}"
+            ") — a larger group fails on such a row"
+        )
+    unscored = [f["path"] for f in files if fmt == "flagembedding" and f.get("scores") is None]
+    if unscored and any("pos_teacher_score" in release.task_table(f["source"]).column_names for f in files):
+        notes.append(
+            f"{len(unscored)} of {len(files)} files have no pos_scores/neg_scores (some of their texts have no "
+            "teacher score): leave --knowledge_distillation off for them"
+        )
+    return notes
 
 
 def _file_entry(path: Path, name: str, rows: int) -> dict:

@@ -9,8 +9,10 @@ also refuses an earlier output of the same kind.
 How medi knows an earlier output of its own, and which of its files it wrote:
 
 - ``release``: ``manifest.json`` (``format`` and ``shards``); the files the manifest lists;
-- ``st-triplets``, ``parquet``: ``medi_export.json`` (``format`` and ``files``), written into the export;
-- ``medi2``: ``.<name>.medi-export.json`` beside the folder — GritLM loads every file inside it as data;
+- ``st-triplets``, ``parquet``, ``st-ntuple``, ``beir``: ``medi_export.json`` (``format`` and ``files``), written
+  into the export;
+- ``medi2``, ``flagembedding``, ``tevatron``: ``.<name>.medi-export.json`` beside the folder — their trainers load
+  every JSON(L) file inside it as data;
 - ``instructor`` (one file): it starts as medi writes one, ``[`` then a newline then ``{"query": [``;
 - ``review``: ``index.html`` holding medi's review page, and nothing else.
 
@@ -38,8 +40,11 @@ RELEASE, INSTRUCTOR, MEDI2, ST_TRIPLETS, PARQUET, REVIEW = (
     "parquet",
     "review",
 )
-KINDS = (RELEASE, INSTRUCTOR, MEDI2, ST_TRIPLETS, PARQUET, REVIEW)
-EXPORT_RECORD = "medi_export.json"  # inside st-triplets and parquet exports
+FLAGEMBEDDING, ST_NTUPLE, TEVATRON, BEIR = ("flagembedding", "st-ntuple", "tevatron", "beir")
+KINDS = (RELEASE, INSTRUCTOR, MEDI2, ST_TRIPLETS, PARQUET, REVIEW, FLAGEMBEDDING, ST_NTUPLE, TEVATRON, BEIR)
+RECORD_INSIDE = (ST_TRIPLETS, PARQUET, ST_NTUPLE, BEIR)
+RECORD_BESIDE = (MEDI2, FLAGEMBEDDING, TEVATRON)  # every file in the folder is data to the trainer
+EXPORT_RECORD = "medi_export.json"  # inside the RECORD_INSIDE exports
 MANIFEST = "manifest.json"
 OLD_RELEASE_FILES = {"state.json", "dataset_info.json", "contamination.json"}  # manifests without a `files` list
 INSTRUCTOR_OPENINGS = (b'[\n{"query": [', b"[\n]")  # what medi.export writes first (rows, or none)
@@ -54,6 +59,10 @@ WHAT = {
     ST_TRIPLETS: "a medi st-triplets export",
     PARQUET: "a medi parquet export",
     REVIEW: "a medi review page folder",
+    FLAGEMBEDDING: "a medi flagembedding export",
+    ST_NTUPLE: "a medi st-ntuple export",
+    TEVATRON: "a medi tevatron export",
+    BEIR: "a medi beir export",
 }
 WRITER = {
     RELEASE: "medi build writes a folder",
@@ -62,6 +71,10 @@ WRITER = {
     ST_TRIPLETS: "--format st-triplets writes a folder",
     PARQUET: "--format parquet writes a folder",
     REVIEW: "medi review export writes a folder",
+    FLAGEMBEDDING: "--format flagembedding writes a folder",
+    ST_NTUPLE: "--format st-ntuple writes a folder",
+    TEVATRON: "--format tevatron writes a folder",
+    BEIR: "--format beir writes a folder",
 }
 
 
@@ -93,7 +106,7 @@ def install(staging: Path, out: Path | str, kind: str, *, replace: bool) -> None
     """
     out = Path(out)
     check_out(out, kind, replace=replace)
-    if kind in (ST_TRIPLETS, PARQUET):
+    if kind in RECORD_INSIDE:
         _write_export_record(staging, kind)
     fsync_tree(staging)  # on disk before its name appears: a crash never leaves a named, half-flushed output
     if kind == INSTRUCTOR:
@@ -109,7 +122,7 @@ def install(staging: Path, out: Path | str, kind: str, *, replace: bool) -> None
     fsync_folder(out.parent)
     if old.exists():
         shutil.rmtree(old)
-    if kind == MEDI2:
+    if kind in RECORD_BESIDE:
         _write_sibling_record(out, kind)
 
 
@@ -127,11 +140,11 @@ def medi_kind(folder: Path) -> str | None:
     if _json(folder / MANIFEST, ("format", "shards")) is not None:
         return RELEASE
     record = _json(folder / EXPORT_RECORD, ("format",))
-    if record is not None and record["format"] in (ST_TRIPLETS, PARQUET):
+    if record is not None and record["format"] in RECORD_INSIDE:
         return record["format"]
     sibling = _json(_sibling_record(folder), ("format", "files"))
-    if sibling is not None and sibling["format"] == MEDI2:
-        return MEDI2
+    if sibling is not None and sibling["format"] in RECORD_BESIDE:
+        return sibling["format"]
     page = folder / REVIEW_PAGE
     if page.is_file() and REVIEW_TITLE in page.read_text(encoding="utf-8", errors="replace")[:4096]:
         return REVIEW
@@ -191,14 +204,14 @@ def _medi_files(folder: Path, kind: str) -> set[str]:
         manifest = _json(folder / MANIFEST, ("format", "shards")) or {}
         listed = {entry.get("file") for entry in (manifest.get("files") or []) + manifest.get("shards", [])}
         return listed | {MANIFEST} | (set() if manifest.get("files") else OLD_RELEASE_FILES)
-    if kind in (ST_TRIPLETS, PARQUET):
+    if kind in RECORD_INSIDE:
         record = _json(folder / EXPORT_RECORD, ("format",)) or {}
         if "files" in record:
             return set(record["files"]) | {EXPORT_RECORD}
         splits = record.get("splits") or {}  # an st-triplets export from before the `files` list
         inside = {p.relative_to(folder).as_posix() for s in splits for p in (folder / s).rglob("*")}
         return inside | {EXPORT_RECORD, "dataset_dict.json"}
-    if kind == MEDI2:
+    if kind in RECORD_BESIDE:
         return set((_json(_sibling_record(folder), ("files",)) or {}).get("files", []))
     if kind == REVIEW:
         return {REVIEW_PAGE}
