@@ -377,13 +377,13 @@ def test_st_ntuple_of_a_release_without_negatives(no_negatives, tmp_path):
 # --- tevatron --------------------------------------------------------------------------------------------------
 
 
-def tevatron_read(path, tokenizer) -> list[dict]:
+def tevatron_read(path, tokenizer, cache) -> list[dict]:
     """A file as Tevatron reads its raw-text training data: ``datasets``' JSON loader, then Tevatron's
     TrainPreProcessor (query, positive_passages, negative_passages: title + separator + text) into token ids.
     (Tevatron 0.1.0's TrainDataset, which samples the groups, calls ``encode_plus``, gone in transformers 5.)"""
     from tevatron.datasets.preprocessor import TrainPreProcessor
 
-    raw = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(path.parent / ".cache"))
+    raw = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(cache))
     return raw.map(TrainPreProcessor(tokenizer, 64, 128), remove_columns=raw.column_names).to_list()
 
 
@@ -400,7 +400,7 @@ def test_tevatron_rows_read_by_tevatron(several, tokenizer, tmp_path):
     assert [p["docid"] for p in lines[1]["negative_passages"]] == [content_id(n.text) for n in negatives_of(rows[1], 2)]
     assert all(set(p) == {"docid", "title", "text"} for line in lines for p in line["positive_passages"])
 
-    read = tevatron_read(out / "st.AllNLI.jsonl", tokenizer)
+    read = tevatron_read(out / "st.AllNLI.jsonl", tokenizer, tmp_path / "cache")
     assert len(read) == len(rows)
 
     def ids(side: dict) -> list[int]:
@@ -418,7 +418,8 @@ def test_tevatron_of_a_release_without_negatives(no_negatives, tokenizer, tmp_pa
     assert "--train_group_size 1" in report["notes"][0] and "--train_n_passages 1" in report["notes"][0]
     path = tmp_path / "tev" / "st.AllNLI.jsonl"
     assert all(json.loads(line)["negative_passages"] == [] for line in path.read_text().splitlines())
-    assert all(group["negatives"] == [] and len(group["positives"]) == 1 for group in tevatron_read(path, tokenizer))
+    read = tevatron_read(path, tokenizer, tmp_path / "cache")
+    assert all(group["negatives"] == [] and len(group["positives"]) == 1 for group in read)
 
 
 # --- beir ------------------------------------------------------------------------------------------------------
