@@ -15,8 +15,8 @@ data's. The retrieval set is cut to a fixed subset (``--retrieval-queries`` quer
 evenly spaced others up to ``--retrieval-docs``) because a 2-core CPU cannot embed SciFact's 5,183 abstracts for
 every variant and seed in the budget; its numbers are therefore not MTEB's (``--retrieval-docs 0``: the full set).
 
-    python bench/probe.py [--sources demo] [--steps 60] [--batch-size 16] [--seeds 3] [--eval DIR ...]
-                          [--retrieval-queries 100] [--retrieval-docs 500] [--work /tmp/medi-probe-bench]
+    python bench/probe.py [--sources demo] [--steps 20] [--batch-size 16] [--seeds 3] [--eval DIR ...]
+                          [--retrieval-queries 50] [--retrieval-docs 300] [--cache-dir DIR] [--work DIR]
 """
 
 from __future__ import annotations
