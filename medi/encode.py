@@ -26,8 +26,12 @@ BUNDLED = "bundled:all-MiniLM-L6-v2"
 KEY_BYTES = 16
 MERGED_CHUNK_ROWS = 262_144  # vectors per chunk written by `medi cache prune` (384 floats: 400 MB)
 FLUSH_BATCHES = 32  # batches encoded between cache writes: what a killed build can lose
-TOKENS_PER_BATCH = 4096  # padded tokens per encode batch: bounds activation memory
-SHAPE_ROWS = 32  # rows of every encode batch (fewer for long buckets): each text's batch shape is fixed by its length
+# An encode batch holds SHAPE_ROWS texts of a length bucket, or as many as fit TOKENS_PER_BATCH padded tokens: few
+# large forwards beat many small ones, while a bucket's last batch carries filler rows (half a batch on average).
+# On 13,665 real texts (10k pairs) this encodes in 0.72x the time of model.encode(batch_size=64), 200 texts in 0.75x
+# (steps of 16 tokens, 32 rows, 4,096 tokens: 0.94x and 0.56x)
+TOKENS_PER_BATCH = 2048  # also bounds activation memory
+SHAPE_ROWS = 64
 
 
 def default_cache_dir() -> Path:
@@ -102,7 +106,7 @@ def pick_device(device: str) -> str:
 class EncoderConfig:
     name: str = BUNDLED
     device: str = "auto"
-    batch_size: int = 64
+    batch_size: int = SHAPE_ROWS  # texts per encode batch at most (fewer than SHAPE_ROWS: other shapes, other vectors)
     max_seq_length: int | None = None
     query_prompt: str = ""
     document_prompt: str = ""
@@ -135,7 +139,9 @@ class Encoder:
 
     @cached_property
     def key(self) -> str:
-        parts = [self.weights_sha256, str(self.max_seq_length), "normalized", "fixed-shape-batches"]
+        parts = [self.weights_sha256, str(self.max_seq_length), "normalized", "fixed-shape-batches-2"]
+        if self.config.batch_size < SHAPE_ROWS:  # fewer rows a batch: other shapes, other vectors
+            parts.append(f"rows<={self.config.batch_size}")
         if self.config.precision != "fp32":  # other vectors: another cache folder (fp32 keys stay as they were)
             parts.append(self.config.precision)
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
@@ -169,21 +175,28 @@ class Encoder:
 
     def embed(self, texts: list[str], *, side: str = "document") -> np.ndarray:
         """Unit-length float32 embeddings, one row per text (duplicates embedded once, cache first)."""
-        prompt = self.config.query_prompt if side == "query" else self.config.document_prompt
-        unique = list(dict.fromkeys(texts))
-        keys = [text_key(prompt, t) for t in unique]
+        return self.embed_many([(texts, side)])[0]
+
+    def embed_many(self, groups: list[tuple[list[str], str]]) -> list[np.ndarray]:
+        """``embed`` of several (texts, side) groups with one cache lookup and one encode: their uncached texts
+        share length buckets, so fewer part-filled batches than one call per group."""
+        unique = list(dict.fromkeys((self._prompt(side), t) for texts, side in groups for t in texts))
+        keys = [text_key(prompt, t) for prompt, t in unique]
         matrix, missing = self.cache.lookup(keys)
         if missing:
-            fresh = self._encode_and_store([prompt + unique[i] for i in missing], [keys[i] for i in missing])
+            fresh = self._encode_and_store([unique[i][0] + unique[i][1] for i in missing], [keys[i] for i in missing])
             if matrix is None:
                 matrix = np.zeros((len(unique), fresh.shape[1]), np.float32)
             matrix[missing] = fresh
         if matrix is None:
-            return np.zeros((0, self.dim), np.float32)
-        if len(unique) == len(texts):
-            return matrix
-        position = {t: i for i, t in enumerate(unique)}
-        return matrix[[position[t] for t in texts]]
+            return [np.zeros((0, self.dim), np.float32) for _ in groups]
+        if len(groups) == 1 and len(unique) == len(groups[0][0]):
+            return [matrix]
+        position = {pair: i for i, pair in enumerate(unique)}
+        return [matrix[[position[self._prompt(side), t] for t in texts]] for texts, side in groups]
+
+    def _prompt(self, side: str) -> str:
+        return self.config.query_prompt if side == "query" else self.config.document_prompt
 
     @cached_property
     def dim(self) -> int:
@@ -229,14 +242,21 @@ class Encoder:
 
 
 def length_bucket(tokens: int, max_length: int) -> int:
-    """The padded length a text of ``tokens`` tokens is encoded at: 16, 32, 48, 64, then steps of 32, then 64."""
-    step = 16 if tokens <= 64 else 32 if tokens <= 256 else 64
+    """The padded length a text of ``tokens`` tokens is encoded at: even lengths up to 16, then steps of an eighth
+    of the power of two above it (17-32 by 4, 33-64 by 8, ..., 257-512 by 64): padding under a quarter of the
+    text, about 8 % on average.
+
+    Texts are mostly short (half of 13.7k real pairs' texts have at most 16 tokens), where steps of 16 padded
+    them by ~75 %.
+    """
+    tokens = max(tokens, 1)
+    step = max(2, 1 << max(0, (tokens - 1).bit_length() - 3))
     return min(max_length, -(-tokens // step) * step)
 
 
 def shape_rows(bucket: int, batch_size: int) -> int:
-    """Rows per batch for a bucket: at most ``SHAPE_ROWS`` (few filler rows for small sources) and
-    ``TOKENS_PER_BATCH`` padded tokens (bounded activation memory)."""
+    """Rows per batch for a bucket: at most ``SHAPE_ROWS``, ``batch_size`` and ``TOKENS_PER_BATCH`` padded tokens
+    (bounded activation memory)."""
     return max(1, min(batch_size, SHAPE_ROWS, TOKENS_PER_BATCH // bucket))
 
 

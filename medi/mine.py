@@ -335,20 +335,18 @@ def mine_pairs(records: list[Record], encoder, cfg: MineConfig, report: MineRepo
     need = [i for i, r in enumerate(records) if r.neg is None or cfg.replace_negatives]
     if not need and cfg.score_rows is not None and len(records) > cfg.score_rows:
         return _given_triples(records, encoder, cfg, report)
-    q = encoder.embed([r.query for r in records], side="query")
+    queries = [r.query for r in records]
     pool = list(dict.fromkeys([r.pos for r in records] + [r.neg for r in records if r.neg is not None]))
-    if symmetric:
-        pool = list(dict.fromkeys(pool + [r.query for r in records]))
-    # the pool holds every positive and given negative: when it is embedded, its rows serve them (one cache lookup)
-    pool_vectors, in_pool = (encoder.embed(pool), {text: i for i, text in enumerate(pool)}) if need else (None, {})
-
-    def documents(texts: list[str]) -> np.ndarray:
-        return pool_vectors[[in_pool[t] for t in texts]] if pool_vectors is not None else encoder.embed(texts)
-
-    pos_scores = np.einsum("ij,ij->i", q, documents([r.pos for r in records]))
+    if symmetric and need:
+        pool = list(dict.fromkeys(pool + queries))
+    # the pool holds every positive and given negative: one call embeds it with the queries (one cache lookup, and
+    # uncached texts of both sides share encode batches)
+    q, pool_vectors = encoder.embed_many([(queries, "query"), (pool, "document")])
+    in_pool = {text: i for i, text in enumerate(pool)}
+    pos_scores = np.einsum("ij,ij->i", q, pool_vectors[[in_pool[r.pos] for r in records]])
     mined = _mine_negatives(records, need, q, pos_scores, pool, pool_vectors, in_pool, cfg, report) if need else {}
     given = [i for i in range(len(records)) if i not in mined and records[i].neg is not None]
-    neg_vectors = documents([records[i].neg for i in given]) if given else np.zeros((0, q.shape[1]))
+    neg_vectors = pool_vectors[[in_pool[records[i].neg] for i in given]] if given else np.zeros((0, q.shape[1]))
     given_scores = {i: float(q[i] @ v) for i, v in zip(given, neg_vectors, strict=True)}
     triples = []
     for i, record in enumerate(records):
@@ -374,9 +372,10 @@ def _given_triples(records: list[Record], encoder, cfg: MineConfig, report: Mine
 
 def _given_scores(records: list[Record], encoder) -> list[tuple[float, float]]:
     """(pos score, neg score) of each record's given texts."""
-    q = encoder.embed([r.query for r in records], side="query")
-    # one call for both document sides: their texts share length buckets, so fewer part-filled batches
-    documents = encoder.embed([r.pos for r in records] + [r.neg for r in records])
+    # one call for the queries and both document sides: their texts share length buckets, fewer part-filled batches
+    q, documents = encoder.embed_many(
+        [([r.query for r in records], "query"), ([r.pos for r in records] + [r.neg for r in records], "document")]
+    )
     p, n = documents[: len(records)], documents[len(records) :]
     return list(zip(np.einsum("ij,ij->i", q, p).tolist(), np.einsum("ij,ij->i", q, n).tolist(), strict=True))
 

@@ -18,7 +18,18 @@ import numpy as np
 import pytest
 from rapidfuzz import fuzz
 
-from medi.encode import EmbeddingCache, Encoder, EncoderConfig, cache_info, pick_device, prune_cache, text_key
+from medi.encode import (
+    TOKENS_PER_BATCH,
+    EmbeddingCache,
+    Encoder,
+    EncoderConfig,
+    cache_info,
+    length_bucket,
+    pick_device,
+    prune_cache,
+    shape_rows,
+    text_key,
+)
 from medi.mine import MineConfig, MineReport, mine_pairs
 from medi.normalize import canonical
 from medi.schema import Record
@@ -139,6 +150,38 @@ def test_a_ceiling_leaves_out_exactly_the_candidates_at_or_above_it(encoder, sts
         below = np.sort(exact[row][exact[row] < ceilings[row]])[::-1][:k]
         assert (ids[row] >= 0).sum() == len(below)
         np.testing.assert_allclose(scores[row][: len(below)], below, atol=1e-5)
+
+
+def test_search_below_leaves_out_a_score_exactly_at_the_ceiling_and_nothing_for_an_unreachable_one(encoder, sts_rows):
+    corpus = encoder.embed(list(dict.fromkeys(n for r in sts_rows for n in r["neg"])))
+    queries = encoder.embed([r["query"] for r in sts_rows])
+    searcher = Searcher(corpus)
+    top_scores, top_ids = searcher.search_below(queries, 4, np.full(len(queries), np.inf, np.float32))
+    plain_scores, plain_ids = searcher.search(queries, 4)
+    assert (top_ids >= 0).all()
+    np.testing.assert_allclose(top_scores, plain_scores, atol=1e-5)  # no ceiling: the plain top k
+    assert (top_ids[:, 0] == plain_ids[:, 0]).mean() > 0.95  # (ties within a rounding may swap)
+    at_best = top_scores[:, 0].copy()  # each row's ceiling is its own best score, exactly as computed
+    scores, ids = searcher.search_below(queries, 4, at_best)
+    assert (ids[:, 0] != top_ids[:, 0]).all() and (np.where(ids >= 0, scores, -np.inf) < at_best[:, None]).all()
+    lowest = (queries @ corpus.T).min(axis=1) - 1e-3
+    _, none = searcher.search_below(queries, 4, lowest.astype(np.float32))
+    assert (none == -1).all()
+
+
+def test_a_texts_vector_does_not_depend_on_what_is_encoded_with_it(tmp_path, sts_rows):
+    """Fixed-shape length buckets: the same bytes whatever else is cold in the same call (any worker split)."""
+    texts = list(dict.fromkeys([r["query"] for r in sts_rows] + [n for r in sts_rows for n in r["neg"]]))
+    alone = Encoder(cache_dir=tmp_path / "a").embed(texts[::3])
+    together = Encoder(cache_dir=tmp_path / "b").embed(texts[::-1])[::-1]
+    assert alone.tobytes() == together[::3].tobytes()
+
+
+def test_length_buckets_pad_one_token_up_to_16_then_under_a_quarter():
+    for tokens in range(1, 600):
+        bucket = length_bucket(tokens, 512)
+        assert bucket == 512 if tokens >= 512 else tokens <= bucket <= max(tokens + 1, tokens * 5 / 4)
+        assert 1 <= shape_rows(bucket, 64) * bucket <= TOKENS_PER_BATCH
 
 
 def test_each_text_is_encoded_once_and_the_cache_is_shared(tmp_path, sts_rows):
