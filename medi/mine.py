@@ -34,7 +34,7 @@ from medi.search import Searcher
 
 Accept = Callable[[int, int, float], bool]  # (row, candidate, score) -> usable
 NEGATIVES_FROM = ("mined", "random", "none")
-FIRST_K = 4  # candidates below the ceiling a row gets first on exact search (most take the first)
+FIRST_K = 1  # candidates below the ceiling a row gets first on exact search (most take the first)
 
 
 @dataclass

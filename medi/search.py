@@ -94,7 +94,10 @@ class Searcher:
                 size = len(queries[rows])
                 part = torch.matmul(queries[rows], corpus, out=block[:size])
                 rank = torch.sub(limits[rows], part, out=ranks[:size]).reciprocal_()
-                torch.topk(rank, k, dim=1, out=(closeness[rows], ids[rows]))
+                if k == 1:  # a max pass costs a third less than a top-k
+                    torch.max(rank, dim=1, keepdim=True, out=(closeness[rows], ids[rows]))
+                else:
+                    torch.topk(rank, k, dim=1, out=(closeness[rows], ids[rows]))
                 torch.gather(part, 1, ids[rows], out=scores[rows])
             ids[(closeness <= 0) | torch.isinf(closeness)] = -1  # at or above the ceiling
         return scores.numpy(), ids.numpy()
