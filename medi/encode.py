@@ -342,18 +342,20 @@ class EmbeddingCache:
         """Index the keys of chunks just read; a key already indexed, or met again, keeps the place read first."""
         keys, first = np.unique(keys, return_index=True)  # sorted; ``first``: the first chunk (and row) read
         places = places[first]
-        new = (self._find(keys)[:, 0] < 0) if len(self) else np.ones(len(keys), bool)
-        merged_keys = np.concatenate([self._recent_keys, keys[new]])
-        order = np.argsort(merged_keys, kind="stable")
-        self._recent_keys = merged_keys[order]
-        self._recent_places = np.concatenate([self._recent_places, places[new]])[order]
+        if len(self):
+            new = self._find(keys)[:, 0] < 0
+            keys, places = keys[new], places[new]
+        if len(self._recent_keys):  # (else already sorted: no second sort of what may be millions of keys)
+            keys, places = _sorted(self._recent_keys, keys, self._recent_places, places)
+        self._recent_keys, self._recent_places = keys, places
 
     def _merge_recent(self) -> None:
         if not len(self._recent_keys):
             return
-        keys = np.concatenate([self._keys, self._recent_keys])
-        order = np.argsort(keys, kind="stable")
-        self._keys, self._places = keys[order], np.concatenate([self._places, self._recent_places])[order]
+        if len(self._keys):
+            self._keys, self._places = _sorted(self._keys, self._recent_keys, self._places, self._recent_places)
+        else:
+            self._keys, self._places = self._recent_keys, self._recent_places
         self._recent_keys, self._recent_places = np.empty(0, dtype=_KEY), np.empty((0, 2), dtype=np.int32)
 
     def _find(self, wanted: np.ndarray) -> np.ndarray:
@@ -418,6 +420,13 @@ class EmbeddingCache:
 
 
 _KEY = np.dtype((np.void, KEY_BYTES))
+
+
+def _sorted(keys: np.ndarray, more: np.ndarray, places: np.ndarray, more_places: np.ndarray):
+    """Two disjoint key arrays (and their places) as one, sorted by key."""
+    keys = np.concatenate([keys, more])
+    order = np.argsort(keys, kind="stable")
+    return keys[order], np.concatenate([places, more_places])[order]
 
 
 def _read_chunk_keys(folder: Path, chunk_id: str) -> np.ndarray | None:
