@@ -462,7 +462,9 @@ def instructions_draft_command(
     out_console.print(f"{len(written)} draft entries written to instructions/superni.yaml (review: medi review)")
 
 
-review_app = _App(help="Review instructions in a browser page and import the decisions.", no_args_is_help=True)
+review_app = _App(
+    help="Review instructions and mined negatives in a browser page and import the decisions.", no_args_is_help=True
+)
 app.add_typer(review_app, name="review")
 
 
@@ -471,15 +473,27 @@ def review_export_command(
     release: Annotated[Path, typer.Option(help="A release folder (medi build --out)")],
     out: Annotated[Path, typer.Option(help="Folder for index.html: new, empty or an earlier review page (replaced)")],
     rows: Annotated[int, typer.Option(help="Rows shown per source")] = 3,
+    negative_rows: Annotated[
+        int, typer.Option(min=0, help="Rows per source in the negatives view (rows with suspects first)")
+    ] = 5,
     pick: Annotated[str, typer.Option(help="vote-k (diverse rows, by query embeddings) or random")] = "vote-k",
     seed: int = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="Embedding cache (~/.cache/medi)")] = None,
 ) -> None:
-    """Write a self-contained review page: `medi review export --release out/demo --out review/`."""
+    """Write a self-contained review page (instructions and negatives views):
+    `medi review export --release out/demo --out review/`."""
     from medi.review import export_review
 
     try:
-        page = export_review(release, out, rows_per_source=rows, seed=seed, pick=pick, cache_dir=cache_dir)
+        page = export_review(
+            release,
+            out,
+            rows_per_source=rows,
+            negative_rows=negative_rows,
+            seed=seed,
+            pick=pick,
+            cache_dir=cache_dir,
+        )
     except MediError as exc:
         _fail(exc)
     out_console.print(f"wrote {page} — open it in a browser (file://{page.resolve()}), then `medi review import`")
@@ -511,7 +525,8 @@ def review_import_command(
     decisions: Annotated[Path, typer.Argument(help="decisions.json downloaded from the review page")],
     reviewer: Annotated[str | None, typer.Option(help="Reviewer name, if the page did not record one")] = None,
 ) -> None:
-    """Apply review decisions to instructions/*.yaml: `medi review import review/decisions.json`."""
+    """Apply review decisions to instructions/*.yaml and judgements/*.yaml:
+    `medi review import review/decisions.json`."""
     from medi.review import import_decisions
 
     try:
@@ -522,7 +537,16 @@ def review_import_command(
         out_console.print(f"[bold]{file}[/]")
         for name in names:
             out_console.print(f"  {name}: {result.changes[name]}", highlight=False)
-    out_console.print("review the change with `git diff instructions/`, then `medi instructions lint`")
+    for name, stored in result.judgements.items():
+        out_console.print(f"[bold]{stored.file}[/]")
+        counts = f"{stored.added} added, {stored.changed} changed, {stored.unchanged} already there"
+        out_console.print(f"  {name}: {counts} ({stored.positives} positive, {stored.negatives} negative)")
+    for note in result.notes:
+        out_console.print(f"note: {note}", highlight=False)
+    if result.files:
+        out_console.print("review the change with `git diff instructions/`, then `medi instructions lint`")
+    if result.judgements:
+        out_console.print("the next `medi build` of these sources applies them (see `git diff judgements/`)")
 
 
 @app.command("add-source")

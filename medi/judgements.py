@@ -174,6 +174,8 @@ class Recorded:
     added: int = 0
     changed: int = 0
     unchanged: int = 0
+    positives: int = 0  # verdicts given, by kind
+    negatives: int = 0
 
 
 def record_judgements(
@@ -188,6 +190,10 @@ def record_judgements(
     items: CommentedSeq = data["judgements"]
     where = {(str(node["query"]), str(node["text"])): node for node in items}
     for entry in judgements:
+        if entry.verdict == "positive":
+            result.positives += 1
+        else:
+            result.negatives += 1
         node = where.get((entry.query, entry.text))
         if node is None:
             node = where[(entry.query, entry.text)] = _node(entry)
@@ -205,10 +211,17 @@ def record_judgements(
     yaml.dump(data, buffer)
     text = buffer.getvalue()
     _entries(_reload(text), path, source)  # what is written must load back
-    if not dry_run and (result.added or result.changed):
+    if not dry_run:
+        save_judgements(root, result, text)
+    return result, text
+
+
+def save_judgements(root: Path, recorded: Recorded, text: str) -> None:
+    """Write a file ``record_judgements(..., dry_run=True)`` prepared, when it changes anything (whole or not)."""
+    if recorded.added or recorded.changed:
+        path = root / recorded.file
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, text)
-    return result, text
 
 
 def _read_for_edit(path: Path, source: str) -> tuple[YAML, CommentedMap]:

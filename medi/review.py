@@ -1,9 +1,14 @@
-"""Review instructions in a browser: export a self-contained page, serve it, import the reviewer's decisions.
+"""Review instructions and negatives in a browser: export a self-contained page, serve it, import the decisions.
 
-``export_review`` writes ``index.html`` (no server, no network: data, style and script inline) showing per source
-of a release its instruction wordings and a few of its real rows. The reviewer accepts, edits or rejects each
-wording and downloads ``decisions.json``; ``import_decisions`` applies it to ``instructions/*.yaml`` with a
-round-trip YAML edit (comments, order and quoting kept) and refuses decisions about wordings that changed since.
+``export_review`` writes ``index.html`` (no server, no network: data, style and script inline) with two views.
+Instructions: per source of a release its instruction wordings and a few of its real rows; the reviewer accepts,
+edits or rejects each wording. Negatives: per source a seeded sample of rows (rows with suspects first) showing the
+query, the positive, the chosen negative and the suspects the teacher removed (release column ``suspects``); the
+reviewer marks a suspect "really negative" or "actually positive", and may mark the chosen negative "actually
+positive". The page downloads ``decisions.json``; ``import_decisions`` applies the instruction decisions to
+``instructions/*.yaml`` with a round-trip YAML edit (comments, order and quoting kept), refusing decisions about
+wordings that changed since, and stores the negative decisions as ``judgements/<source>.yaml``
+(``medi.judgements``), which the next build's mine stage applies.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
@@ -31,14 +39,17 @@ from medi.catalog import Catalog, project_root, working_copy
 from medi.encode import Encoder, EncoderConfig
 from medi.errors import MediError, explain_validation
 from medi.instruct import InstructionBook, InstructionEntry, read_instruction_file, write_instruction_file
+from medi.judgements import Judgement, Recorded, record_judgements, save_judgements
 from medi.outdir import REVIEW, check_out, install
 from medi.release import Release, open_release
 from medi.select import vote_k
 
-DECISIONS_FORMAT = "medi-review-decisions/1"
+DECISIONS_FORMAT = "medi-review-decisions/2"  # /2 adds the negatives section; /1 files still import
+DECISIONS_FORMATS = ("medi-review-decisions/1", DECISIONS_FORMAT)
 DATA_MARK = "/*MEDI_REVIEW_DATA*/"
 TEXT_LIMIT = 1200  # characters of a row text shown on the page
 PICK_METHODS = ("vote-k", "random")
+NO_TEACHER = "no teacher ran for this release: no suspects"
 VOTE_K_POOL = 5000
 # release config key -> EncoderConfig field
 ENCODER_FIELDS = {
@@ -64,6 +75,7 @@ def export_review(
     out_dir: Path | str,
     *,
     rows_per_source: int = 3,
+    negative_rows: int = 5,
     seed: int = 0,
     pick: str = "vote-k",
     root: Path | None = None,
@@ -71,8 +83,11 @@ def export_review(
 ) -> Path:
     """Write ``out_dir/index.html`` for the sources of a release; return its path.
 
-    ``out_dir`` is new, empty or an earlier review page folder (replaced whole; ``medi.outdir``).
+    ``rows_per_source``: rows shown beside the instructions; ``negative_rows``: rows per source in the negatives
+    view. ``out_dir`` is new, empty or an earlier review page folder (replaced whole; ``medi.outdir``).
     """
+    if negative_rows < 0:
+        raise MediError(f"negative rows must be 0 or more, not {negative_rows}")
     check_out(out_dir, REVIEW, replace=True)
     release = open_release(release_dir)
     root = root or project_root()
@@ -80,6 +95,10 @@ def export_review(
     picker = RowPicker(release, rows_per_source, seed, pick, cache_dir)
     sources = [
         _source_view(name, rows, release, catalog, book, picker.pick(name, rows)) for name, rows in release.iter_tasks()
+    ]
+    teacher = teacher_of(release)
+    negatives = [
+        negatives_view(name, release, teacher, negative_rows, seed) for name in (t["task_name"] for t in release.tasks)
     ]
     exported_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     data = {
@@ -91,6 +110,12 @@ def export_review(
         "instructions_root": str(root / "instructions"),
         "selection": picker.method,
         "sources": sources,
+        "release_path": str(release.folder.resolve()),
+        "judgements_root": str(root / "judgements"),
+        "text_limit": TEXT_LIMIT,
+        "teacher": teacher,
+        "negatives_selection": f"rows with suspects first, then rows with a negative; random, seed {seed}",
+        "negatives": negatives,
     }
     template = resources.files("medi").joinpath("review_page.html").read_text(encoding="utf-8")
     # "</" inside a JSON string would end the <script> element early
@@ -190,6 +215,76 @@ def _row_view(row: dict) -> dict:
     return view
 
 
+def teacher_of(release: Release) -> str | None:
+    """The teacher the release was built with (its name), or None when no teacher ran or the release predates
+    the ``suspects`` column."""
+    if "suspects" not in release.dataset.column_names:
+        return None
+    named = release.manifest.get("teacher")
+    if isinstance(named, dict):
+        named = named.get("name")
+    mining = (release.manifest.get("config") or {}).get("mining") or {}
+    return named or mining.get("teacher") or None
+
+
+def negatives_view(name: str, release: Release, teacher: str | None, n: int, seed: int) -> dict:
+    """One source of the negatives view: a seeded sample of ``n`` rows, rows with suspects first, then rows with a
+    negative (those without one have nothing to judge)."""
+    table = release.task_table(name)
+    has_neg = np.asarray(pc.not_equal(pc.struct_field(table["neg"], "text"), "").fill_null(False))
+    if teacher is not None:
+        suspect_counts = np.asarray(pc.list_value_length(table["suspects"]).fill_null(0))
+    else:
+        suspect_counts = np.zeros(len(table), dtype=np.int64)
+    with_suspects = np.flatnonzero(suspect_counts > 0).tolist()
+    others = np.flatnonzero(has_neg & (suspect_counts == 0)).tolist()
+    rng = random.Random(f"{seed}:negatives:{name}")
+    picked = rng.sample(with_suspects, min(n, len(with_suspects)))
+    picked += rng.sample(others, min(n - len(picked), len(others)))
+    rows = table.take(sorted(picked)).to_pylist() if picked else []
+    if teacher is None:
+        note = NO_TEACHER
+    elif not with_suspects:
+        note = f"the teacher ({teacher}) removed no candidate in this source"
+    else:
+        note = None
+    return {
+        "name": name,
+        "rows_in_release": len(table),
+        "rows_with_negative": int(has_neg.sum()),
+        "rows_with_suspects": len(with_suspects),
+        "suspects": int(suspect_counts.sum()),
+        "note": note,
+        "rows": [_negative_row(row) for row in rows],
+    }
+
+
+def _negative_row(row: dict) -> dict:
+    """Full texts: a decision names its texts exactly (the page shortens what it shows)."""
+    provenance = ("rule", "rank", "teacher_score")
+    return {
+        "row_id": row["row_id"],
+        "query": row["query"],
+        "pos": {
+            **row["pos"],
+            "origin": row["pos_origin"],
+            "score": row["pos_score"],
+            **{key: row.get(f"pos_{key}") for key in provenance},
+        },
+        "neg": {
+            **row["neg"],
+            "origin": row["neg_origin"],
+            "score": row["neg_score"],
+            **{key: row.get(f"neg_{key}") for key in provenance},
+        },
+        "suspects": [
+            {key: s.get(key) for key in ("text", "rule", "rank", "score", "teacher_score")}
+            for s in row.get("suspects") or []
+        ],
+        "extra_pos": [p["text"] for p in row.get("extra_pos") or []],
+    }
+
+
 def serve_review(folder: Path | str, port: int = 8765, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
     """An HTTP server for an exported review folder on localhost (call ``serve_forever`` or run it in a thread)."""
     folder = Path(folder)
@@ -237,6 +332,25 @@ class SourceDecisions(BaseModel):
     decisions: list[Decision] = []
 
 
+class NegativeDecision(BaseModel):
+    """A verdict on one text of a row shown in the negatives view: a suspect, or the row's chosen negative."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    row_id: str
+    query: str
+    text: str
+    role: Literal["suspect", "negative"]
+    verdict: Literal["positive", "negative"]
+
+
+class NegativeDecisions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    release: str | None = None  # the release folder the page showed (absolute)
+    sources: dict[str, list[NegativeDecision]] = {}
+
+
 class DecisionsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -245,15 +359,19 @@ class DecisionsFile(BaseModel):
     release: str | None = None
     reviewer: str | None = None
     date: dt.date | None = None
-    sources: dict[str, SourceDecisions]
+    sources: dict[str, SourceDecisions] = {}
+    negatives: NegativeDecisions | None = None  # medi-review-decisions/2
 
 
 @dataclass
 class ImportResult:
-    """What an import changed: per file the sources touched, and per source what happened."""
+    """What an import changed: per file the sources touched, and per source what happened; per source the
+    judgements stored (``medi.judgements.Recorded``), and notes (e.g. what could not be checked)."""
 
     files: dict[str, list[str]] = field(default_factory=dict)
     changes: dict[str, str] = field(default_factory=dict)
+    judgements: dict[str, Recorded] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def read_decisions(path: Path | str) -> DecisionsFile:
@@ -266,8 +384,11 @@ def read_decisions(path: Path | str) -> DecisionsFile:
         decisions = DecisionsFile(**data)
     except (ValidationError, TypeError) as exc:
         raise MediError(f"{path}: {explain_validation(exc)}") from exc
-    if decisions.format != DECISIONS_FORMAT:
-        raise MediError(f"{path}: format {decisions.format!r} is not {DECISIONS_FORMAT!r}")
+    if decisions.format not in DECISIONS_FORMATS:
+        raise MediError(f"{path}: format {decisions.format!r} is not one of {', '.join(DECISIONS_FORMATS)}")
+    if decisions.negatives is not None and decisions.format != DECISIONS_FORMAT:
+        raise MediError(f"{path}: a negatives section needs format {DECISIONS_FORMAT!r}, not {decisions.format!r}")
+    _check_negative_shape(decisions, path)
     for name, source in decisions.sources.items():
         for d in source.decisions:
             shown = source.wordings.get(d.field) or []
@@ -278,25 +399,39 @@ def read_decisions(path: Path | str) -> DecisionsFile:
     return decisions
 
 
+def _check_negative_shape(decisions: DecisionsFile, path: Path) -> None:
+    """Every text named, and one verdict per query and text of a source."""
+    for name, items in (decisions.negatives.sources if decisions.negatives else {}).items():
+        seen: dict[tuple[str, str], str] = {}
+        for index, d in enumerate(items):
+            where = f"{path}: negatives: {name}[{index}] (row {d.row_id})"
+            if not d.query.strip() or not d.text.strip():
+                raise MediError(f"{where}: the query or the text is empty")
+            if seen.setdefault((d.query, d.text), d.verdict) != d.verdict:
+                raise MediError(f"{where}: the same query and text are judged both positive and negative")
+
+
 def import_decisions(
     path: Path | str, *, root: Path | None = None, reviewer: str | None = None, today: dt.date | None = None
 ) -> ImportResult:
-    """Apply a decisions file to ``instructions/*.yaml``; nothing is written if any decision is stale."""
+    """Apply a decisions file: instruction decisions to ``instructions/*.yaml``, negative decisions to
+    ``judgements/*.yaml``. Nothing is written if any decision is stale or any file would be invalid."""
     root = working_copy(root, command="medi review import")
     decisions = read_decisions(path)
     book = InstructionBook.load(root)
     reviewer = reviewer or decisions.reviewer
     when = decisions.date or today or dt.date.today()
-    if stale := _stale(decisions, book):
+    result = ImportResult()
+    stale = _stale(decisions, book) + _stale_negatives(decisions, result)
+    if stale:
         raise MediError(
-            f"{path}: stale decisions, nothing imported (the YAML changed since the page was exported; "
-            "export the page again):\n  " + "\n  ".join(stale)
+            f"{path}: stale decisions, nothing imported (the YAML or the release changed since the page was "
+            "exported; export the page again):\n  " + "\n  ".join(stale)
         )
     by_file: dict[str, list[str]] = {}
     for name in decisions.sources:
         family = name.split("/", 1)[0]
         by_file.setdefault(book.files.get(name, f"instructions/{family}.yaml"), []).append(name)
-    result = ImportResult()
     edits = []
     for file, names in by_file.items():
         target = root / file
@@ -308,9 +443,71 @@ def import_decisions(
             _validate(data[name], name, target)
         edits.append((yaml, data, target))
         result.files[file] = names
+    stores = _judgement_stores(decisions, root, reviewer, when, result)
     for yaml, data, target in edits:  # all applied and validated in memory first: a bad decision writes nothing
         write_instruction_file(yaml, data, target)
+    for recorded, text in stores:
+        save_judgements(root, recorded, text)
     return result
+
+
+def _judgement_stores(
+    decisions: DecisionsFile, root: Path, reviewer: str | None, when: dt.date, result: ImportResult
+) -> list[tuple[Recorded, str]]:
+    """The new text of each source's judgements file (nothing written yet)."""
+    stores = []
+    for name, items in (decisions.negatives.sources if decisions.negatives else {}).items():
+        entries = [
+            Judgement(query=d.query, text=d.text, verdict=d.verdict, reviewer=reviewer, date=when) for d in items
+        ]
+        recorded, text = record_judgements(root, name, entries, dry_run=True)
+        result.judgements[name] = recorded
+        stores.append((recorded, text))
+    return stores
+
+
+def _stale_negatives(decisions: DecisionsFile, result: ImportResult) -> list[str]:
+    """Decisions whose row no longer shows their text in the release the page was exported from. A release that
+    is gone cannot be checked: a note says so and the decisions are imported on their shape alone."""
+    negatives = decisions.negatives
+    if negatives is None or not negatives.sources:
+        return []
+    folder = Path(negatives.release or decisions.release or "")
+    if not (folder / "manifest.json").is_file():
+        result.notes.append(f"release {folder} is gone: negative decisions checked for shape only")
+        return []
+    release = open_release(folder)
+    stale = []
+    for name, items in negatives.sources.items():
+        try:
+            table = release.task_table(name)
+        except MediError:
+            stale.append(f"negatives: {name}: no longer in release {folder}")
+            continue
+        wanted = pa.array(sorted({d.row_id for d in items}))
+        rows = {row["row_id"]: row for row in table.filter(pc.is_in(table["row_id"], wanted)).to_pylist()}
+        for d in items:
+            row = rows.get(d.row_id)
+            if row is None:
+                stale.append(f"negatives: {name}: row {d.row_id} is no longer in release {folder}")
+            elif row["query"]["text"] != d.query:
+                stale.append(f"negatives: {name}: row {d.row_id} has another query now")
+            elif d.text not in _candidate_texts(row):
+                stale.append(f"negatives: {name}: row {d.row_id} no longer shows the {d.role} {_short(d.text)}")
+    return stale
+
+
+def _candidate_texts(row: dict) -> set[str]:
+    """Texts of a row a negative decision may name: its negatives, suspects and reviewer-confirmed positives
+    (a release rebuilt with the decision already applied shows the text there)."""
+    texts = {row["neg"]["text"]}
+    for column in ("extra_negs", "suspects", "extra_pos"):
+        texts.update(item["text"] for item in row.get(column) or [])
+    return texts
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _validate(node: CommentedMap, name: str, target: Path) -> None:
