@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import urllib.error
@@ -11,11 +12,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from medi.atomic import atomic_write
+from medi.atomic import atomic_write, write_text
 from medi.catalog import SourceSpec
 from medi.errors import SourceError
 
 GIT_RAW_BASE = "https://raw.githubusercontent.com"  # env MEDI_GIT_RAW_BASE: another host serving <repo>/<rev>/<path>
+CHECKSUMS_DIR = "checksums"  # under the cache dir: sha256 of large inputs, by path, size and mtime
+CACHED_CHECKSUM_BYTES = 64 << 20  # smaller files are hashed again: quicker than trusting a stat
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +42,57 @@ class Fetched:
         }
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, cache_dir: Path | None = None) -> str:
+    """The file's sha256; with ``cache_dir``, a large file's is remembered by (path, size, mtime) and not read again
+    while those stay the same (hashing a 35 GB input on every build would not do; ``extra_inputs`` trusts the same
+    stat to key the sample stage)."""
+    if cache_dir is None or path.stat().st_size < CACHED_CHECKSUM_BYTES:
+        return _sha256_of(path)
+    if (known := cached_sha256(path, cache_dir)) is not None:
+        return known
+    before = file_identity(path)
+    digest = _sha256_of(path)
+    remember_sha256(path, before, digest, cache_dir)
+    return digest
+
+
+def _sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_identity(path: Path) -> dict:
+    """What a cached fact about a file is keyed by: its resolved path, size and modification time."""
+    stat = path.stat()
+    return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _checksum_record(path: Path, cache_dir: Path) -> Path:
+    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    return cache_dir / CHECKSUMS_DIR / f"{name}.json"
+
+
+def cached_sha256(path: Path, cache_dir: Path) -> str | None:
+    """The sha256 remembered for the file as it is now (same size and mtime), or None."""
+    record = _checksum_record(path, cache_dir)
+    try:
+        stored = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return stored.get("sha256") if stored.get("file") == file_identity(path) else None
+
+
+def remember_sha256(path: Path, before: dict, digest: str, cache_dir: Path) -> None:
+    """Store the sha256 a caller computed of a file whose ``file_identity`` was ``before`` when it began; a file
+    changed meanwhile is not remembered."""
+    if file_identity(path) != before:
+        return
+    record = _checksum_record(path, cache_dir)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    write_text(record, json.dumps({"file": before, "sha256": digest}))
 
 
 def mirror_paths(spec: SourceSpec) -> list[str]:
@@ -79,11 +127,11 @@ def fetch(spec: SourceSpec, data_dirs: list[Path], root: Path, *, remote: bool, 
         path = (root / spec.path).resolve()
         if not path.is_file():
             raise SourceError(spec.name, "missing_file", f"file not found: {path}", path)
-        return _fetched(path, "local", None, spec.path)
+        return _fetched(path, "local", None, spec.path, cache_dir)
     if found := locate_in_mirrors(spec, data_dirs):
         file, relative = found
         upstream_file = spec.upstream is not None and relative == spec.mirror  # not a derived file
-        return _fetched(file, "mirror", spec.upstream.revision if upstream_file else None, relative)
+        return _fetched(file, "mirror", spec.upstream.revision if upstream_file else None, relative, cache_dir)
     if data_dirs and not remote:
         looked = ", ".join(str(d / relative) for relative in (mirror_paths(spec) or ["?"]) for d in data_dirs)
         raise SourceError(spec.name, "missing_file", f"not in the mirror: expected {looked}")
@@ -94,8 +142,8 @@ def fetch(spec: SourceSpec, data_dirs: list[Path], root: Path, *, remote: bool, 
     return _from_git(spec, cache_dir)
 
 
-def _fetched(path: Path, origin: str, revision: str | None, location: str) -> Fetched:
-    return Fetched(path, origin, sha256_file(path), path.stat().st_size, revision, location)
+def _fetched(path: Path, origin: str, revision: str | None, location: str, cache_dir: Path) -> Fetched:
+    return Fetched(path, origin, sha256_file(path, cache_dir), path.stat().st_size, revision, location)
 
 
 def _offline_hint(spec: SourceSpec) -> str:
@@ -124,7 +172,7 @@ def _from_hub(spec: SourceSpec, cache_dir: Path) -> Fetched:
             f"could not download {where} from the Hugging Face Hub ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); {_offline_hint(spec)}",
         ) from exc
-    return _fetched(Path(path), "hub", up.revision, f"{up.repo}/{up.path}")
+    return _fetched(Path(path), "hub", up.revision, f"{up.repo}/{up.path}", cache_dir)
 
 
 def _from_git(spec: SourceSpec, cache_dir: Path) -> Fetched:
@@ -142,7 +190,7 @@ def _from_git(spec: SourceSpec, cache_dir: Path) -> Fetched:
             raise SourceError(
                 spec.name, "git_unreachable", f"could not download {url} ({exc}); {_offline_hint(spec)}"
             ) from exc
-    return _fetched(target, "git", up.revision, url)
+    return _fetched(target, "git", up.revision, url, cache_dir)
 
 
 def git_raw_url(repo: str, revision: str, path: str) -> str:

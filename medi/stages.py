@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from medi.adapters import extra_inputs, get_adapter
+from medi.adapters.kilt import use_cache_dir as keep_kilt_indexes_in
 from medi.catalog import SUPERNI, Catalog, SourceSpec
 from medi.checkpoint import (
     STAGES_DIR,
@@ -59,6 +60,7 @@ class Runner:
 
     def __init__(self, options, dirs: list[Path], cache_dir: Path, *, reuse: bool = True, progress=None):
         self.options, self.dirs, self.cache_dir = options, dirs, cache_dir
+        keep_kilt_indexes_in(cache_dir)  # each process of a build finds the one knowledge-source index
         self.catalog = Catalog.load()
         self.book = InstructionBook.load(self.catalog.root)
         self.checkpoints = Checkpoints(cache_dir / STAGES_DIR, reuse=reuse)

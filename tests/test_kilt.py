@@ -9,7 +9,11 @@ passage starts with; negatives fill other paragraphs and the unneeded pages.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
 import tracemalloc
 import unicodedata
 from pathlib import Path
@@ -21,11 +25,12 @@ import pytest
 from support import FLAG, json_lines, spec
 from typer.testing import CliRunner
 
-from medi.adapters import get_adapter
-from medi.adapters.kilt import load_pages, needed_paragraphs, task_rows
+from medi import fetch as fetch_module
+from medi.adapters import get_adapter, kilt
+from medi.adapters.kilt import KnowledgeIndex
 from medi.cli import app
 from medi.errors import Problem, SourceError
-from medi.fetch import fetch, locate_in_mirrors
+from medi.fetch import fetch, locate_in_mirrors, sha256_file
 from medi.schema import Record
 
 NQ = json_lines(FLAG / "retrieval" / "nq.jsonl")
@@ -209,31 +214,124 @@ def test_missing_knowledge_source_is_a_source_error(mirror):
 # --- memory: bounded by the needed pages -------------------------------------------------------------------------
 
 
-def peak_while_loading(path: Path, needed) -> tuple[int, dict]:
+@pytest.fixture
+def own_index_dir(tmp_path):
+    """Knowledge-source indexes in a folder of the test's own (the Runner of a build sets the build's cache dir)."""
+    kilt.use_cache_dir(tmp_path / "index-cache")
+    yield tmp_path / "index-cache" / kilt.INDEX_DIR
+    kilt.use_cache_dir(None)
+
+
+def peak_while_reading(task: Path, knowledge: Path) -> tuple[int, list, dict]:
+    """Peak traced memory while the task's rows are joined through an index built beforehand."""
+    options = {"knowledge_source": str(knowledge)}
+    KnowledgeIndex.open(knowledge)
     tracemalloc.start()
     try:
-        knowledge = load_pages(path, needed)
+        rows, meta = read(task, kilt_spec(**options))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    return peak, knowledge.pages
+    return peak, rows, meta
 
 
-def test_memory_does_not_grow_with_unneeded_pages(tmp_path):
+def needed_page_bytes(knowledge: Path) -> int:
+    wanted = {f'"wikipedia_id": "{page_id(i)}"' for i in range(len(TITLES))}
+    with knowledge.open("rb") as handle:
+        return sum(len(line) for line in handle if line.decode()[:60].split(", ", 2)[1] in wanted)
+
+
+def test_memory_does_not_grow_with_unneeded_pages(tmp_path, own_index_dir):
     task = write_jsonl(task_file_rows(), tmp_path / "task.jsonl")
-    needed = needed_paragraphs(task_rows(task, "kilt/nq"))
-    assert needed[page_id(1)] == {1, 2, 3, 4, 5, 6, 7, 8, 9} and needed[page_id(2)] == {0, 1}
     small = knowledge_source(tmp_path / "small.json", unneeded=1_000)
     large = knowledge_source(tmp_path / "large.json", unneeded=20_000)
     assert large.stat().st_size > 15 * small.stat().st_size
-    small_peak, small_pages = peak_while_loading(small, needed)
-    large_peak, large_pages = peak_while_loading(large, needed)
-    wanted = {page_id(i) for i in range(len(TITLES))}
-    assert set(small_pages) == set(large_pages) == wanted  # only the needed pages are kept
-    for pages in (small_pages, large_pages):
-        assert set(pages[page_id(1)].paragraphs) == {1, 2, 3}  # the needed paragraphs the page has
-    assert large_peak < 2 * small_peak  # 20x the pages, not 20x the memory
-    assert large_peak < large.stat().st_size / 20
+    before = kilt.READS.page_bytes
+    small_peak, small_rows, small_meta = peak_while_reading(task, small)
+    small_read = kilt.READS.page_bytes - before
+    large_peak, large_rows, large_meta = peak_while_reading(task, large)
+    large_read = kilt.READS.page_bytes - before - small_read
+    assert [(r.query, r.pos) for r in small_rows if isinstance(r, Record)] == [
+        (r.query, r.pos) for r in large_rows if isinstance(r, Record)
+    ]
+    for meta in (small_meta, large_meta):
+        assert meta["knowledge_source"]["pages_needed"] == 11 and meta["knowledge_source"]["pages_found"] == 10
+    assert small_read == large_read == needed_page_bytes(large)  # the ten needed pages are read, never the others
+    assert large_peak < 1.5 * small_peak  # 20x the pages, not 20x the memory (the task reader's buffer dominates)
+
+
+# --- one pass over the knowledge source for every KILT task -------------------------------------------------------
+
+TASKS = ("nq", "fever", "hotpotqa")
+
+
+def test_one_build_reads_the_knowledge_source_once_for_every_kilt_task(mirror, tmp_path, cache_dir):
+    """Three KILT tasks of one build: one pass over the file (the index and the sha256), then only the needed pages;
+    a second build reads it not at all and writes the same bytes."""
+    for task in TASKS[1:]:
+        task_file = mirror / "KILT" / f"{task}-train-kilt.jsonl"
+        task_file.write_bytes((mirror / "KILT" / "nq-train-kilt.jsonl").read_bytes())
+    knowledge = mirror / "KILT" / "kilt_knowledgesource.json"
+    sources = ",".join(f"kilt/{task}" for task in TASKS)
+    args = ["build", "--sources", sources, "--data-dir", str(mirror), "--cache-dir", str(cache_dir), "--no-remote"]
+    passes, pages = kilt.READS.passes, kilt.READS.page_bytes
+    first = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
+    assert first.exit_code == 0, first.output
+    assert kilt.READS.passes - passes == 1, "the knowledge source was read more than once"
+    assert kilt.READS.page_bytes - pages == len(TASKS) * needed_page_bytes(knowledge)  # only the pages they name
+    manifest = json.loads((tmp_path / "one" / "manifest.json").read_text(encoding="utf-8"))
+    facts = [manifest["sources"][f"kilt/{task}"]["task"]["knowledge_source"] for task in TASKS]
+    assert all(f == facts[0] for f in facts) and facts[0]["pages_in_file"] == 210 and facts[0]["pages_needed"] == 11
+    assert facts[0]["sha256"] == hashlib.sha256(knowledge.read_bytes()).hexdigest()
+    assert facts[0]["bytes"] == knowledge.stat().st_size
+    assert [s["rows_kept"] for s in manifest["sources"].values()] == [len(GOOD)] * len(TASKS)
+
+    passes = kilt.READS.passes
+    second = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "two"), "--fresh"])  # every stage recomputed
+    assert second.exit_code == 0, second.output
+    assert kilt.READS.passes == passes, "the index of an unchanged file was built again"
+    for path in sorted((tmp_path / "one").iterdir()):
+        assert path.read_bytes() == (tmp_path / "two" / path.name).read_bytes(), path.name
+
+
+OPEN_INDEX = """
+import sys
+from pathlib import Path
+from medi.adapters import kilt
+kilt.use_cache_dir(Path(sys.argv[2]))
+index = kilt.KnowledgeIndex.open(Path(sys.argv[1]))
+print(kilt.READS.passes, index.facts["sha256"])
+"""
+
+
+def test_concurrent_workers_build_the_index_once(tmp_path):
+    """Four processes open the index of a new file at once: the lock lets one build it, the others read it."""
+    knowledge = knowledge_source(tmp_path / "kilt_knowledgesource.json", unneeded=5_000)
+    command = [sys.executable, "-c", OPEN_INDEX, str(knowledge), str(tmp_path / "cache")]
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    answers = [worker.communicate(timeout=300)[0].split() for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers)
+    assert sorted(int(passes) for passes, _ in answers) == [0, 0, 0, 1]
+    assert {digest for _, digest in answers} == {hashlib.sha256(knowledge.read_bytes()).hexdigest()}
+    assert len(list((tmp_path / "cache" / kilt.INDEX_DIR).glob("*.npy"))) == 1
+
+
+def test_an_unreadable_needed_page_is_a_problem_with_its_line(mirror, own_index_dir):
+    """A needed page whose line is not JSON: one problem naming the knowledge source's line, and each row that
+    needs the page a problem of its own; the other rows are joined as before."""
+    knowledge = mirror / "KILT" / "kilt_knowledgesource.json"
+    lines = knowledge.read_text(encoding="utf-8").splitlines(keepends=True)
+    broken = next(n for n, line in enumerate(lines, start=1) if f'"wikipedia_id": "{page_id(4)}"' in line)
+    lines[broken - 1] = lines[broken - 1][:200] + "\n"  # cut mid-page
+    knowledge.write_text("".join(lines), encoding="utf-8")
+    rows, meta = read(mirror / "KILT" / "nq-train-kilt.jsonl", kilt_spec())
+    problems = [r for r in rows if isinstance(r, Problem)]
+    assert problems[0].file == str(knowledge) and problems[0].where == f"line {broken}" and problems[0].rows == 0
+    assert "invalid JSON" in problems[0].message
+    missing = [p for p in problems[1:] if page_id(4) in p.message]
+    assert [p.where for p in missing] == ["line 5"] and "is not in" in missing[0].message
+    assert len([r for r in rows if isinstance(r, Record)]) == len(GOOD) - 1
+    assert meta["knowledge_source"]["pages_found"] == 9
 
 
 # --- derived files and the build -----------------------------------------------------------------------------------
@@ -290,3 +388,19 @@ def test_a_replaced_knowledge_source_reruns_the_read(mirror, tmp_path, cache_dir
         for name in ("one", "two")
     ]
     assert knowledge[0]["sha256"] != knowledge[1]["sha256"], "the second build reused the first read"
+
+
+def test_a_large_input_is_hashed_again_only_when_its_size_or_mtime_change(tmp_path, monkeypatch):
+    """fetch's sha256 of a large file is kept by (path, size, mtime): a second build does not read it again."""
+    monkeypatch.setattr(fetch_module, "CACHED_CHECKSUM_BYTES", 1_000)  # the fixture is small; 64 MiB in a build
+    path = knowledge_source(tmp_path / "kilt_knowledgesource.json", unneeded=50)
+    cache = tmp_path / "cache"
+    assert sha256_file(path, cache) == hashlib.sha256(path.read_bytes()).hexdigest()
+    stat = path.stat()
+    original = path.read_bytes()
+    path.write_bytes(original.replace(b"Unneeded page 1\\n", b"Unneeded page X\\n", 1))  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert sha256_file(path, cache) == hashlib.sha256(original).hexdigest(), "the file was hashed again"
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    changed = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert changed != hashlib.sha256(original).hexdigest() and sha256_file(path, cache) == changed

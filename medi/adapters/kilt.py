@@ -3,11 +3,16 @@
 A KILT task row (``MIRROR/KILT/<task>-train-kilt.jsonl``, or the Hub's Parquet of the same rows) names its evidence
 only by Wikipedia page id and paragraph range (``output[].provenance[].wikipedia_id / start_paragraph_id /
 end_paragraph_id``); the text lives in the knowledge source (``kilt_knowledgesource.json``, one page per line:
-``wikipedia_id``, ``wikipedia_title``, ``text`` = list of paragraphs, 5.9M pages, 35 GB). The adapter reads the task
-file once to collect the pages and paragraphs its rows need, streams the knowledge source once keeping only those
-paragraphs (memory grows with the needed pages, never with the 5.9M others), then reads the task file again and
-yields ``Record(query=input, pos=title + newline + paragraphs start..end)``. Rows with no provenance, or whose page or
-paragraph the knowledge source lacks, are Problems with file and line.
+``wikipedia_id``, ``wikipedia_title``, ``text`` = list of paragraphs, 5.9M pages, 35 GB).
+
+One pass over the knowledge source serves every KILT task of a build, on any executor: it writes an index (page id
+-> byte offset, length and line of the page's line) and the file's sha256 into the cache dir, keyed by the file's
+path, size and mtime, under a file lock so concurrent workers build it once (``KnowledgeIndex``). A task then reads
+its rows in blocks and seeks, in file order, only the pages a block's rows name; memory holds a block's pages and a
+few recent ones, never the 5.9M others. Every row is joined (its passage is part of the sample key, so the sample
+cannot be known before it), but only the sampled rows are kept downstream. Rows yield ``Record(query=input,
+pos=title + newline + paragraphs start..end)``. Rows with no provenance, or whose page or paragraph the knowledge
+source lacks, are Problems with file and line.
 
 A hand-made derived row ``{"input", "passage"}`` is taken as it is, so a derived file (``options.derived``, which
 fetch prefers when a data dir holds it) needs no knowledge source. Options: ``knowledge_source`` (default
@@ -19,62 +24,71 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from array import array
+from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import xxhash
+from filelock import FileLock
 
 from medi.adapters import Adapted, RowOrProblem, adapter
 from medi.adapters.table import jsonl_rows, parquet_rows
-from medi.catalog import SourceSpec
+from medi.atomic import atomic_write, write_text
+from medi.catalog import SourceSpec, user_cache_dir
 from medi.errors import MediError, Problem, SourceError
+from medi.fetch import file_identity, remember_sha256
 from medi.schema import Record
 
 KNOWLEDGE_SOURCE = "kilt_knowledgesource.json"
 # A page line starts {"_id": "290", "wikipedia_id": "290", ...}: read the id without parsing the whole page (pages
 # are kilobytes of JSON; the anchors further on hold the ids of linked pages, so only the line's start is matched).
 PAGE_ID = re.compile(rb'\A\s*\{\s*(?:"_id"\s*:\s*"[^"]*"\s*,\s*)?"wikipedia_id"\s*:\s*"?([^",}\s]+)')
+INDEX_DIR = "kilt-index"  # under the cache dir
+BLOCK_ROWS = 2048  # task rows whose pages are read together, in file order
+RECENT_PAGES = 1024  # pages kept between blocks (rows of a task file often cite the same page in a run)
+KEY, OFFSET, LENGTH, LINE = range(4)  # the index's rows: one column per page line, sorted by KEY
 
-Needed = dict[str, set[int]]  # wikipedia_id -> paragraph ids the selected rows use
+_cache_home: Path | None = None
+
+
+def use_cache_dir(cache_dir: Path | None) -> None:
+    """Keep knowledge-source indexes under the build's cache dir (the Runner calls this in every process)."""
+    global _cache_home
+    _cache_home = cache_dir
+
+
+@dataclass
+class ReadCounts:
+    """What this process read of knowledge sources: full passes (index builds) and the bytes of seeked pages."""
+
+    passes: int = 0
+    pass_bytes: int = 0
+    page_reads: int = 0
+    page_bytes: int = 0
+
+
+READS = ReadCounts()
 
 
 @dataclass
 class Page:
     title: str
-    paragraphs: dict[int, str]  # only the paragraphs some row needs
-    count: int  # paragraphs on the page
-
-
-@dataclass
-class KnowledgePages:
-    """The needed pages of one pass over the knowledge source, and facts about the file."""
-
-    path: Path
-    pages: dict[str, Page] = field(default_factory=dict)
-    lines: int = 0
-    bytes: int = 0
-    sha256: str = ""
-    problems: list[Problem] = field(default_factory=list)
-
-    def summary(self, needed: Needed) -> dict:
-        return {
-            "file": str(self.path),
-            "bytes": self.bytes,
-            "sha256": self.sha256,
-            "pages_in_file": self.lines,
-            "pages_needed": len(needed),
-            "pages_found": len(self.pages),
-        }
+    text: list  # the page's paragraphs as the file has them
 
 
 @adapter("kilt")
 def read_kilt(path: Path, spec: SourceSpec, seed: int) -> Adapted:
-    needed = needed_paragraphs(task_rows(path, spec.name))
-    if not needed:  # a derived {input, passage} file, or nothing to join
-        return Adapted(rows=_records(path, spec.name, None), meta={"kilt_input": "derived rows"})
-    source_path = knowledge_source_path(path, spec)
-    knowledge = load_pages(source_path, needed, spec.name)
-    meta = {"kilt_input": "upstream rows", "knowledge_source": knowledge.summary(needed)}
-    return Adapted(rows=_records(path, spec.name, knowledge), meta=meta)
+    if not has_provenance(task_rows(path, spec.name)):  # a derived {input, passage} file, or nothing to join
+        return Adapted(rows=_records(path, spec.name, None, {}), meta={"kilt_input": "derived rows"})
+    index = KnowledgeIndex.open(knowledge_source_path(path, spec), spec.name)
+    summary = {"file": str(index.path), **index.facts}  # pages_needed and pages_found are added once rows are read
+    meta = {"kilt_input": "upstream rows", "knowledge_source": summary}
+    return Adapted(rows=_records(path, spec.name, index, summary), meta=meta)
 
 
 def _configured_knowledge_source(task_file: Path, spec: SourceSpec) -> Path | None:
@@ -115,59 +129,118 @@ def task_rows(path: Path, source: str) -> Iterator[tuple[str, object] | Problem]
     return parquet_rows(path, source) if path.suffix == ".parquet" else jsonl_rows(path)
 
 
-def needed_paragraphs(rows) -> Needed:
-    """The paragraphs each page must supply: the first provenance's start..end of every upstream row."""
-    needed: Needed = {}
-    for item in rows:
-        if isinstance(item, Problem) or not isinstance(item[1], dict):
-            continue
-        span = _span(item[1])
-        if isinstance(span, tuple):
-            page, start, end = span
-            needed.setdefault(page, set()).update(range(start, end + 1))
-    return needed
+def has_provenance(rows) -> bool:
+    """Whether some row names a provenance page (read up to the first that does: the first row of a task file)."""
+    return any(isinstance(_row_span(item), tuple) for item in rows)
 
 
-def load_pages(path: Path, needed: Needed, source: str = "kilt") -> KnowledgePages:
-    """One streaming pass over the knowledge source keeping only the needed pages' needed paragraphs.
+def _row_span(item) -> tuple[str, int, int] | str | None:
+    if isinstance(item, Problem) or not isinstance(item[1], dict):
+        return None
+    return _span(item[1])
 
-    A line whose id is not needed is never parsed; the file's sha256 is computed on the way.
-    """
-    knowledge = KnowledgePages(path)
+
+# --- the index: one pass over the knowledge source ----------------------------------------------------------------
+
+
+def page_key(page_id: str) -> int:
+    return xxhash.xxh3_64_intdigest(page_id.encode())
+
+
+@dataclass
+class KnowledgeIndex:
+    """The knowledge source's page lines by page id (a keyed hash; the page read back confirms its id), and
+    ``facts``: the file's bytes, sha256 and page lines, from the same pass."""
+
+    path: Path
+    rows: np.ndarray  # (4, pages) uint64: KEY, OFFSET, LENGTH, LINE; sorted by key, file order within a key
+    facts: dict
+
+    @classmethod
+    def open(cls, path: Path, source: str = "kilt") -> KnowledgeIndex:
+        """The index of ``path`` from the cache dir, built there first (once, whoever asks first) when the file is
+        new or its size or mtime changed."""
+        folder = (_cache_home or user_cache_dir()) / INDEX_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+        rows_path, facts_path = folder / f"{name}.npy", folder / f"{name}.json"
+        with FileLock(folder / f"{name}.lock"):
+            stored = _stored_facts(facts_path)
+            if stored.get("identity") != file_identity(path):
+                stored = build_index(path, rows_path, facts_path, source)
+        rows = np.load(rows_path, mmap_mode="r") if stored["index_rows"] else np.zeros((4, 0), np.uint64)
+        facts = {"bytes": stored["bytes"], "sha256": stored["sha256"], "pages_in_file": stored["pages_in_file"]}
+        return cls(path, rows, facts)
+
+    def lines_of(self, page_ids: list[str]) -> list[tuple[int, int, int, str]]:
+        """(offset, length, line, page id) of every indexed line whose key is a wanted page's, in file order."""
+        keys = np.array([page_key(p) for p in page_ids], dtype=np.uint64)
+        first = np.searchsorted(self.rows[KEY], keys, side="left")
+        last = np.searchsorted(self.rows[KEY], keys, side="right")
+        found = [
+            (int(self.rows[OFFSET, i]), int(self.rows[LENGTH, i]), int(self.rows[LINE, i]), page_id)
+            for page_id, start, end in zip(page_ids, first.tolist(), last.tolist(), strict=True)
+            for i in range(start, end)
+        ]
+        return sorted(found)
+
+
+def _stored_facts(facts_path: Path) -> dict:
+    try:
+        return json.loads(facts_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def build_index(path: Path, rows_path: Path, facts_path: Path, source: str) -> dict:
+    """One streaming pass: every page line's id, offset, length and line number, and the file's sha256. A line
+    whose id is not at its start is parsed for it; a line with neither is not indexed (it cannot be told apart
+    from an unneeded page)."""
+    identity = file_identity(path)
+    keys, offsets, lengths, lines = (array("Q") for _ in range(4))
     digest = hashlib.sha256()
+    offset = pages = 0
     try:
         with path.open("rb") as handle:
             for line_number, line in enumerate(handle, start=1):
                 digest.update(line)
-                knowledge.bytes += len(line)
-                if line.isspace():  # stops at the first other byte: no copy of a kilobyte-long page line
-                    continue
-                knowledge.lines += 1
-                _keep_page(line, line_number, needed, knowledge)
+                if not line.isspace():  # stops at the first other byte: no copy of a kilobyte-long page line
+                    pages += 1
+                    if (page_id := _line_page_id(line)) is not None:
+                        keys.append(page_key(page_id))
+                        offsets.append(offset)
+                        lengths.append(len(line))
+                        lines.append(line_number)
+                offset += len(line)
     except OSError as exc:
         raise SourceError(source, "malformed_file", f"{path}: unreadable ({exc})", path) from exc
-    knowledge.sha256 = digest.hexdigest()
-    return knowledge
+    if file_identity(path) != identity:
+        raise SourceError(source, "malformed_file", f"{path}: changed while it was being read; build again", path)
+    READS.passes += 1
+    READS.pass_bytes += offset
+    rows = np.array([np.frombuffer(c, dtype=np.uint64) for c in (keys, offsets, lengths, lines)]).reshape(4, -1)
+    rows = np.ascontiguousarray(rows[:, np.argsort(rows[KEY], kind="stable")])
+    with atomic_write(rows_path, "wb") as handle:
+        np.save(handle, rows)
+    facts = {
+        "identity": identity,
+        "bytes": offset,
+        "sha256": digest.hexdigest(),
+        "pages_in_file": pages,
+        "index_rows": rows.shape[1],
+    }
+    write_text(facts_path, json.dumps(facts))  # last: its existence marks the index complete
+    remember_sha256(path, identity, facts["sha256"], facts_path.parent.parent)
+    return facts
 
 
-def _keep_page(line: bytes, line_number: int, needed: Needed, knowledge: KnowledgePages) -> None:
-    match = PAGE_ID.match(line)
-    if match and match.group(1).decode("utf-8", "replace") not in needed:
-        return
+def _line_page_id(line: bytes) -> str | None:
+    if match := PAGE_ID.match(line):
+        return match.group(1).decode("utf-8", "replace")
     try:
-        page = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        if match:  # a needed page that cannot be read; other unreadable lines cannot be told apart from unneeded
-            # not a row: the task rows that need the page are each a problem of their own
-            problem = Problem(str(knowledge.path), f"line {line_number}", f"invalid JSON: {exc}", rows=0)
-            knowledge.problems.append(problem)
-        return
-    page_id = _page_id(page)
-    if page_id not in needed or not isinstance(page.get("text"), list):
-        return
-    text = page["text"]
-    wanted = {pid: text[pid] for pid in needed[page_id] if pid < len(text) and isinstance(text[pid], str)}
-    knowledge.pages[page_id] = Page(str(page.get("wikipedia_title") or ""), wanted, len(text))
+        return _page_id(json.loads(line))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def _page_id(page: object) -> str | None:
@@ -175,6 +248,62 @@ def _page_id(page: object) -> str | None:
         return None
     value = page.get("wikipedia_id", page.get("_id"))
     return None if value is None else str(value)
+
+
+class PageReader:
+    """The pages a block of task rows names, read through the index in file order; the most recent kept."""
+
+    def __init__(self, index: KnowledgeIndex, handle: BinaryIO):
+        self.index, self.handle = index, handle
+        self.recent: OrderedDict[str, Page | None] = OrderedDict()
+        self.reported: set[int] = set()  # lines already reported unreadable
+        self.needed, self.found = array("Q"), array("Q")  # keys of the pages rows named and of those found
+
+    def pages(self, page_ids: set[str]) -> tuple[dict[str, Page | None], list[Problem]]:
+        wanted = {p: self.recent[p] for p in page_ids if p in self.recent}
+        missing = sorted(page_ids - wanted.keys())
+        read, problems = self._read(missing)
+        for page_id in missing:
+            wanted[page_id] = read.get(page_id)
+            self.needed.append(page_key(page_id))
+            if wanted[page_id] is not None:
+                self.found.append(page_key(page_id))
+        for page_id, page in wanted.items():
+            self.recent[page_id] = page
+            self.recent.move_to_end(page_id)
+        while len(self.recent) > RECENT_PAGES:
+            self.recent.popitem(last=False)
+        return wanted, problems
+
+    def _read(self, page_ids: list[str]) -> tuple[dict[str, Page], list[Problem]]:
+        """The pages by id (a later line with the same id replaces an earlier one, as one pass would keep it)."""
+        pages, problems = {}, []
+        for offset, length, line_number, page_id in self.index.lines_of(page_ids) if page_ids else []:
+            self.handle.seek(offset)
+            line = self.handle.read(length)
+            READS.page_reads += 1
+            READS.page_bytes += length
+            try:
+                page = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                if line_number not in self.reported:  # not a row: the rows that need the page are problems too
+                    self.reported.add(line_number)
+                    problems.append(Problem(str(self.index.path), f"line {line_number}", f"invalid JSON: {exc}", 0))
+                continue
+            if _page_id(page) == page_id and isinstance(page.get("text"), list):
+                pages[page_id] = Page(str(page.get("wikipedia_title") or ""), page["text"])
+        return pages, problems
+
+    def counts(self) -> dict:
+        """Distinct pages the rows named, and of those the ones the knowledge source has."""
+        return {"pages_needed": _distinct(self.needed), "pages_found": _distinct(self.found)}
+
+
+def _distinct(keys: array) -> int:
+    return len(np.unique(np.frombuffer(keys, dtype=np.uint64))) if keys else 0
+
+
+# --- task rows joined with their passages ------------------------------------------------------------------------
 
 
 def _span(row: dict) -> tuple[str, int, int] | str:
@@ -196,22 +325,32 @@ def _listed(value: object) -> list:
     return value if isinstance(value, list) else []
 
 
-def _records(path: Path, source: str, knowledge: KnowledgePages | None) -> Iterator[RowOrProblem]:
-    if knowledge is not None:
-        yield from knowledge.problems
-    for item in task_rows(path, source):
-        if isinstance(item, Problem):
-            yield item
-            continue
-        locator, row = item
-        yield _record(row, f"{source}:{locator}", str(path), _where(locator), knowledge)
+def _records(path: Path, source: str, index: KnowledgeIndex | None, summary: dict) -> Iterator[RowOrProblem]:
+    """The task rows in file order, block by block, each block's pages read first; ``summary`` gets the page
+    counts when every row has been read."""
+    rows = task_rows(path, source)
+    if index is None:
+        for item in rows:
+            yield item if isinstance(item, Problem) else _record(item, source, str(path), {}, None)
+        return
+    with index.path.open("rb") as handle:
+        reader = PageReader(index, handle)
+        while block := list(islice(rows, BLOCK_ROWS)):
+            spans = (_row_span(item) for item in block)
+            pages, problems = reader.pages({span[0] for span in spans if isinstance(span, tuple)})
+            yield from problems
+            for item in block:
+                yield item if isinstance(item, Problem) else _record(item, source, str(path), pages, index.path)
+    summary.update(reader.counts())
 
 
 def _where(locator: str) -> str:
     return f"line {locator[1:]}" if locator.startswith("L") else f"row {locator[1:]}"
 
 
-def _record(row: object, row_id: str, file: str, where: str, knowledge: KnowledgePages | None) -> RowOrProblem:
+def _record(item: tuple[str, object], source: str, file: str, pages: dict, knowledge: Path | None) -> RowOrProblem:
+    locator, row = item
+    row_id, where = f"{source}:{locator}", _where(locator)
     if not isinstance(row, dict):
         return Problem(file, where, f"expected an object, got {type(row).__name__}")
     query = row.get("input")
@@ -226,26 +365,25 @@ def _record(row: object, row_id: str, file: str, where: str, knowledge: Knowledg
     span = _span(row)
     if isinstance(span, str):
         return Problem(file, where, span)
-    passage, missing = _passage(knowledge, *span)
+    passage, missing = _passage(pages.get(span[0]), knowledge, *span)
     if passage is None:
         return Problem(file, where, missing)
     return Record(row_id=row_id, query=query, pos=passage)
 
 
-def _passage(knowledge: KnowledgePages | None, page_id: str, start: int, end: int) -> tuple[str | None, str]:
+def _passage(page: Page | None, knowledge: Path | None, page_id: str, start: int, end: int) -> tuple[str | None, str]:
     """(title, newline, paragraphs start..end; "") or (None, what the knowledge source lacks)."""
-    page = knowledge.pages.get(page_id) if knowledge else None
     if page is None:
-        where = knowledge.path if knowledge else "the knowledge source"
-        return None, f"provenance page {page_id} is not in {where}"
-    missing = [pid for pid in range(start, end + 1) if pid not in page.paragraphs]
+        return None, f"provenance page {page_id} is not in {knowledge or 'the knowledge source'}"
+    text = page.text
+    missing = [pid for pid in range(start, end + 1) if pid >= len(text) or not isinstance(text[pid], str)]
     if missing:
         listed = ", ".join(map(str, missing))
         return (
             None,
-            f"page {page_id} ({page.title!r}) has {page.count} paragraphs; missing provenance paragraph(s) {listed}",
+            f"page {page_id} ({page.title!r}) has {len(text)} paragraphs; missing provenance paragraph(s) {listed}",
         )
-    texts = [page.paragraphs[pid].strip() for pid in range(start, end + 1)]
+    texts = [text[pid].strip() for pid in range(start, end + 1)]
     if start == 0 and texts and texts[0] == page.title.strip():  # paragraph 0 is the page's title line
         texts = texts[1:]
     return "\n".join([page.title.strip(), *texts]), ""
