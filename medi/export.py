@@ -87,8 +87,10 @@ def write_parquet_per_source(release: Release, folder: Path | str) -> list[dict]
 
 
 def _with_features(table: pa.Table) -> pa.Table:
-    """The table with the ``huggingface`` schema metadata ``datasets`` reads its Features from."""
-    metadata = {"huggingface": json.dumps({"info": {"features": FEATURES.to_dict()}}, sort_keys=True)}
+    """The table with the ``huggingface`` schema metadata ``datasets`` reads its Features from (its own columns':
+    a release from before the provenance columns has fewer)."""
+    features = datasets.Features({name: FEATURES[name] for name in table.column_names})
+    metadata = {"huggingface": json.dumps({"info": {"features": features.to_dict()}}, sort_keys=True)}
     return table.replace_schema_metadata(metadata)
 
 

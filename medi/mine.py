@@ -1,4 +1,4 @@
-"""Mine: turn records into (query, positive, negative) triples.
+"""Mine: turn records into (query, positive, negatives) rows, each text with its provenance.
 
 Super-NI tasks (rows with outputs, no positive) are paired by INSTRUCTOR's rules within the task:
 - classification-like tasks: positive = the most similar input with a shared label, negative = the most
@@ -7,22 +7,32 @@ Super-NI tasks (rows with outputs, no positive) are paired by INSTRUCTOR's rules
   cos(x_i, x_j) - cos(y_i, y_j). Both are inner products of concatenated vectors, [x, y]·[x', ±y'], so one
   exact faiss search answers each.
 
-Pair sources get a hard negative from the source's own texts where a row has none: the most similar
-candidate that is not the query, not its positive, not a near-duplicate of either, and scores below
-(1 - relative_margin) x the positive's score. The window widens (x4) when the filter empties it; a row still
-without a negative gets a random in-source text, flagged ``fallback``.
+Pair sources get hard negatives from the source's own texts where a row has none (or, with ``negatives`` N > 1,
+negatives 2..N beside a given one). Candidates come from the encoder (``dense``), BM25 (``bm25``, medi.lexical) or
+both merged by reciprocal rank (``hybrid``); then the rules remove, in this order, a candidate scoring at or above
+(1 - relative_margin) x the row's own positive (``margin``), the query or a positive of any row sharing the query
+text (``self_or_duplicate``: several rows with one query never get each other's positives as negatives), a text a
+reviewer judged positive for the query (``judged_positive``), a near-duplicate of any of those or of a negative
+already chosen for the row (``near_duplicate``), and, when a teacher is set, a suspected false negative
+(``teacher_relative``: teacher(q, c) >= teacher_relative x teacher(q, pos); ``teacher_max_score``) unless a
+reviewer judged it negative. The first N survivors are the negatives (``negative_sampling: top``), or N seeded
+random ones of the window's survivors (``random``). The window widens (x4) for rows left short; a row still short
+gets random in-source texts that pass the same rules but the margin, flagged ``fallback``. Every removal is
+counted per rule; each text carries its rule, rank among the candidates, the miner's score and the teacher's.
 
-Ablations (``negatives_from``): ``random`` gives every row a seeded random in-source negative under the same
-validity rules instead of the hardest one (a given negative is replaced too); ``none`` gives no negative (an empty
+Ablations (``negatives_from``): ``random`` gives every row seeded random in-source negatives under the same
+validity rules instead of the hardest ones (a given negative is replaced too); ``none`` gives no negative (an empty
 text, origin ``none``: in-batch negatives only). Positives are chosen as by default either way.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -34,7 +44,21 @@ from medi.search import Searcher
 
 Accept = Callable[[int, int, float], bool]  # (row, candidate, score) -> usable
 NEGATIVES_FROM = ("mined", "random", "none")
-FIRST_K = 1  # candidates below the ceiling a row gets first on exact search (most take the first)
+NEGATIVE_SAMPLING = ("top", "random")
+CANDIDATES = ("dense", "bm25", "hybrid")
+# the rules that remove candidates, in the order they are tried (the manifest counts each; shared_label is
+# INSTRUCTOR's classification rule, Super-NI only)
+REMOVAL_RULES = (
+    "margin",
+    "self_or_duplicate",
+    "shared_label",
+    "judged_positive",
+    "near_duplicate",
+    "teacher_relative",
+    "teacher_max_score",
+)
+ROW_CHUNK = 4096  # rows whose candidate lists are walked together (bounded memory)
+TEACHER_BATCH = 512  # (query, candidate) pairs per teacher call
 
 
 @dataclass
@@ -57,12 +81,29 @@ class MineConfig:
     # a source whose given negatives all stay has nothing to mine: embed a seeded sample of this many rows for the
     # pos / neg scores, or none (0: the encoder is not even loaded), or every row (None)
     score_rows: int | None = 0
+    negatives: int = 1  # negatives per row: neg, then extra_negs (1: MEDI's shape)
+    negative_sampling: str = "top"  # top: the N best survivors; random: N seeded random survivors of the window
+    candidates: str = "dense"  # dense (the encoder), bm25 (medi.lexical) or hybrid (both, reciprocal-rank merged)
+    teacher: str | None = None  # a sentence-transformers bi-encoder or CrossEncoder (folder or name): guards negatives
+    teacher_device: str = "cpu"
+    teacher_relative: float | None = 0.95  # suspect: teacher(q, c) >= this x teacher(q, pos) (NV-Retriever)
+    teacher_max_score: float | None = None  # suspect: teacher(q, c) >= this
+    keep_suspects: int = 3  # suspects kept per row (the review's negatives view shows them)
 
     def __post_init__(self) -> None:
         if self.negatives_from not in NEGATIVES_FROM:
             raise ValueError(f"negatives_from must be one of {', '.join(NEGATIVES_FROM)}, not {self.negatives_from!r}")
         if self.score_rows is not None and self.score_rows < 0:
             raise ValueError(f"score_rows must be 0 or more (or null: every row), not {self.score_rows}")
+        for name, choices in (("negative_sampling", NEGATIVE_SAMPLING), ("candidates", CANDIDATES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
+        if self.negatives < 1:
+            raise ValueError(f"negatives must be 1 or more, not {self.negatives}")
+        if self.keep_suspects < 0:
+            raise ValueError(f"keep_suspects must be 0 or more, not {self.keep_suspects}")
+        if self.teacher_relative is not None and self.teacher_relative <= 0:
+            raise ValueError(f"teacher_relative must be above 0 (or null: off), not {self.teacher_relative}")
 
 
 @dataclass
@@ -79,11 +120,21 @@ class MineReport:
     scored: int | None = None  # rows scored, when only a sample was (given negatives, nothing to mine)
     pos_scores: list[float] = field(default_factory=list)
     neg_scores: list[float] = field(default_factory=list)
+    removed: Counter = field(default_factory=Counter)  # candidates removed, by rule (REMOVAL_RULES)
+    examined: int = 0  # candidates the rules looked at (ranked ahead of the last one chosen)
+    rows_without_candidate: int = 0  # rows whose candidate lists held no survivor (fallback or nothing)
+    negatives_per_row: Counter = field(default_factory=Counter)  # "0", "1", ...: rows holding that many negatives
+    judgements_applied: int = 0  # reviewer verdicts that changed a row (removed, allowed or added a text)
+    pos_rule: Counter = field(default_factory=Counter)
+    neg_rule: Counter = field(default_factory=Counter)
 
     def add(self, triple: Triple) -> None:
         self.kept += 1
         self.pos_origin[triple.pos_origin] += 1
         self.neg_origin[triple.neg_origin] += 1
+        self.pos_rule[triple.pos_rule] += 1
+        self.neg_rule[triple.neg_rule] += 1
+        self.negatives_per_row[str(int(bool(triple.neg)) + len(triple.extra_negs))] += 1
         if triple.pos_score is not None and triple.neg_score is not None:  # unscored rows: see score_rows
             self.pos_scores.append(triple.pos_score)
             self.neg_scores.append(triple.neg_score)
@@ -103,6 +154,13 @@ class MineReport:
             "mean_pos_score": round(float(pos.mean()), 4) if len(pos) else None,
             "mean_neg_score": round(float(neg.mean()), 4) if len(neg) else None,
             "share_neg_ge_pos": round(float((neg >= pos).mean()), 4) if len(pos) else None,
+            "pos_rule": dict(sorted(self.pos_rule.items())),
+            "neg_rule": dict(sorted(self.neg_rule.items())),
+            "candidates_examined": self.examined,
+            "removed": {rule: self.removed.get(rule, 0) for rule in REMOVAL_RULES},
+            "rows_without_candidate": self.rows_without_candidate,
+            "negatives_per_row": dict(sorted(self.negatives_per_row.items(), key=lambda kv: int(kv[0]))),
+            "judgements_applied": self.judgements_applied,
         }
 
 
@@ -128,63 +186,242 @@ class NearDuplicates:
         return fuzz.ratio(a, b, score_cutoff=self.threshold) > 0
 
 
-def first_accepted(
-    searcher: Searcher,
-    queries: np.ndarray,
-    accept: Accept,
-    cfg: MineConfig,
-    report: MineReport,
-    ceilings: np.ndarray | None = None,
-):
-    """For each query row, the best-ranked candidate that ``accept`` takes: {row: (candidate, score)}.
+def first_accepted(searcher: Searcher, queries: np.ndarray, accept: Accept, cfg: MineConfig, report: MineReport):
+    """For each query row, the best-ranked candidate that ``accept`` takes: {row: (candidate, score, rank)}.
 
-    Candidates scoring at or above the row's ceiling (if given) are never taken. On exact CPU search every row
-    gets the exact top candidates below its ceiling in one masked pass (a matmul and a top-k: cheaper than faiss'
-    heap top-k and no window spent on texts above the ceiling); on faiss indexes the window widens x4 instead.
-    Rows whose candidates are all refused by ``accept`` widen x4 in either case; ``report.widened`` counts the
-    rows whose first ``cfg.window`` candidates held none.
+    The window widens x4 for rows whose candidates ``accept`` all refused; ``report.widened`` counts the rows whose
+    first ``cfg.window`` candidates held none.
     """
     limit = min(searcher.max_k, cfg.max_window or searcher.ntotal)
-    window = min(cfg.window, limit)
-    rows = list(range(len(queries)))
-    chosen: dict[int, tuple[int, float]] = {}
-    if ceilings is None or not searcher.can_search_below:
-        report.widened += len(_widening(searcher.search, queries, ceilings, rows, accept, window, limit, chosen))
-        return chosen
-    # most rows take their first candidate below the ceiling: a small top-k first, widened only for the rest
-    left = _widening(searcher.search_below, queries, ceilings, rows, accept, window, limit, chosen, FIRST_K)
-    report.widened += len(left)
-    return chosen
-
-
-def _widening(search, queries, ceilings, rows, accept, window, limit, chosen, first_k=None) -> list[int]:
-    """Search ``rows`` with ``first_k`` (else ``window``) candidates, x4 for those whose candidates ``accept`` all
-    refused, up to ``limit``.
-
-    Fills ``chosen``; returns the rows the first ``window`` candidates left without one.
-    """
-    k, seen, after_window = min(first_k or window, window), 0, None
+    k, seen, rows = min(cfg.window, limit), 0, list(range(len(queries)))
+    chosen: dict[int, tuple[int, float, int]] = {}
+    first_round = True
     while rows:
-        scores, ids = search(queries[rows], k, None if ceilings is None else ceilings[rows])
+        scores, ids = searcher.search(queries[rows], k)
         left = []
         for row, row_scores, row_ids in zip(rows, scores.tolist(), ids.tolist(), strict=True):
-            if (hit := _first(row, row_scores[seen:], row_ids[seen:], accept)) is None:
+            hit = next(
+                (
+                    (cand, score, seen + at + 1)
+                    for at, (score, cand) in enumerate(zip(row_scores[seen:], row_ids[seen:], strict=True))
+                    if cand >= 0 and accept(row, cand, score)
+                ),
+                None,
+            )
+            if hit is None:
                 left.append(row)
             else:
                 chosen[row] = hit
-        if k == window:
-            after_window = left
+        if first_round:
+            report.widened += len(left)
+            first_round = False
         if k >= limit:
             break
-        rows, seen, k = left, k, min(k * 4, window if k < window else limit)
-    return after_window or []
+        rows, seen, k = left, k, min(k * 4, limit)
+    return chosen
 
 
-def _first(row: int, scores: list[float], ids: list[int], accept: Accept) -> tuple[int, float] | None:
-    for score, cand in zip(scores, ids, strict=True):
-        if cand >= 0 and accept(row, cand, score):
-            return cand, score
+# --- the walk down candidate lists: rules, teacher, sampling ---------------------------------------------------
+
+
+@dataclass(slots=True)
+class Found:
+    """A candidate that survived the cheap rules: its position, scores and, once the teacher ran, its verdict."""
+
+    cand: int
+    rank: int | None
+    score: float | None
+    rule: str  # the list it came from: dense, bm25, superni (or fallback)
+    teacher_score: float | None = None
+    suspect: str | None = None  # teacher_relative / teacher_max_score
+
+
+@dataclass
+class RowWalk:
+    """One row's walk: the negatives chosen, the suspects, and the candidates already decided."""
+
+    chosen: list[Found] = field(default_factory=list)
+    pending: list[Found] = field(default_factory=list)
+    suspects: list[Found] = field(default_factory=list)
+    decided: set[int] = field(default_factory=set)
+    counted_above: bool = False
+
+    @property
+    def taken(self) -> list[int]:
+        return [f.cand for f in self.chosen] + [f.cand for f in self.pending]
+
+
+# a row's candidate list: [(candidate, miner score, list rule, rank)], and how many ranked ahead of it were left out
+# by the margin before the list was made (exact below-ceiling search)
+Candidates = tuple[list[tuple[int, float, str, int]], int]
+Fetch = Callable[[list[int], int], list[Candidates]]
+Cheap = Callable[[int, int, float, RowWalk], str | None]  # (row, candidate, score, walk) -> the removing rule
+Judge = Callable[[list[tuple[int, Found]]], None]  # sets teacher_score / suspect on each (row, found)
+
+
+@dataclass
+class Walker:
+    """Walks rows down their candidate lists: ``cheap`` rules first, then ``judge`` (the teacher) on the survivors
+    in batches, until each row holds ``cfg.negatives`` (or, sampling at random, every survivor of the window)."""
+
+    fetch: Fetch
+    limit: int  # the most candidates a list may hold
+    cheap: Cheap
+    judge: Judge | None
+    cfg: MineConfig
+    report: MineReport
+    first_k: int | None = None  # a smaller first look (exact below-ceiling search: most rows take their first)
+
+    def walk(self, rows: list[int]) -> dict[int, RowWalk]:
+        walks = {r: RowWalk() for r in rows}
+        window = min(self.cfg.window, self.limit)
+        k = min(self.first_k or window, window)
+        while rows:
+            lists = dict(zip(rows, self.fetch(rows, k), strict=True))
+            self._rounds(walks, lists, k, window)
+            left = [r for r in rows if len(walks[r].chosen) < self.cfg.negatives]
+            if k == window:
+                self.report.widened += len(left)
+            if k >= self.limit:
+                break
+            rows, k = left, min(k * 4, window if k < window else self.limit)
+        return walks
+
+    def _wanted(self, k: int, window: int) -> float:
+        """Negatives a row collects at this width: every survivor of the window when sampling at random."""
+        return math.inf if self.cfg.negative_sampling == "random" and k <= window else self.cfg.negatives
+
+    def _rounds(self, walks: dict[int, RowWalk], lists: dict[int, Candidates], k: int, window: int) -> None:
+        """Take each row's next survivors of the cheap rules, let the teacher judge them all at once, again while a
+        row is short and its list has more."""
+        wanted = self._wanted(k, window)
+        cursors = dict.fromkeys(lists, 0)
+        active = list(lists)
+        while active:
+            batch = []
+            for r in active:
+                batch += self._advance(r, walks[r], lists[r], cursors, wanted)
+            if self.judge and batch:
+                self.judge(batch)
+            for r, found in batch:
+                walk = walks[r]
+                walk.pending.remove(found)
+                if found.suspect:
+                    self.report.removed[found.suspect] += 1
+                    walk.suspects.append(found)
+                else:
+                    walk.chosen.append(found)
+            active = [r for r in active if cursors[r] < len(lists[r][0]) and len(walks[r].chosen) < wanted]
+
+    def _advance(self, r: int, walk: RowWalk, candidates: Candidates, cursors: dict, wanted: float) -> list:
+        listed, above = candidates
+        if not walk.counted_above:
+            walk.counted_above = True
+            self.report.removed["margin"] += above
+            self.report.examined += above
+        taken, need = [], wanted - len(walk.chosen)
+        at = cursors[r]
+        while at < len(listed) and len(taken) < need:
+            cand, score, rule, rank = listed[at]
+            at += 1
+            if cand < 0 or cand in walk.decided:
+                continue
+            walk.decided.add(cand)
+            self.report.examined += 1
+            if reason := self.cheap(r, cand, score, walk):
+                self.report.removed[reason] += 1
+                continue
+            found = Found(cand, rank, score, rule)
+            walk.pending.append(found)
+            taken.append((r, found))
+        cursors[r] = at
+        return taken
+
+
+def sampled(walk: RowWalk, cfg: MineConfig, rng: random.Random) -> list[Found]:
+    """The row's negatives: the first N survivors, or N seeded random ones (kept in rank order)."""
+    if cfg.negative_sampling == "random" and len(walk.chosen) > cfg.negatives:
+        picked = sorted(rng.sample(range(len(walk.chosen)), cfg.negatives))
+        return [walk.chosen[i] for i in picked]
+    return walk.chosen[: cfg.negatives]
+
+
+def suspect_rule(score: float, positive: float, cfg: MineConfig) -> str | None:
+    """Why the teacher suspects a candidate of being a false negative, or None."""
+    if cfg.teacher_relative is not None:
+        bar = positive * cfg.teacher_relative if positive > 0 else positive
+        if score >= bar:
+            return "teacher_relative"
+    if cfg.teacher_max_score is not None and score >= cfg.teacher_max_score:
+        return "teacher_max_score"
     return None
+
+
+class Guard:
+    """The teacher and the reviewers' verdicts for one source's rows (either may be absent)."""
+
+    def __init__(self, teacher, judgements, cfg: MineConfig, report: MineReport):
+        self.teacher, self.judgements, self.cfg, self.report = teacher, judgements, cfg, report
+
+    def scores(self, queries: Sequence[str], texts: Sequence[str]) -> list[float] | None:
+        """The teacher's scores of (query, text) pairs, in batches; None without a teacher."""
+        if self.teacher is None:
+            return None
+        out: list[float] = []
+        for start in range(0, len(queries), TEACHER_BATCH):
+            part = slice(start, start + TEACHER_BATCH)
+            out += np.asarray(self.teacher.score(list(queries[part]), list(texts[part])), dtype=np.float32).tolist()
+        return out
+
+    def verdict(self, query: str, text: str) -> str | None:
+        return self.judgements.verdict(query, text) if self.judgements else None
+
+    def judge(self, pairs: list[tuple[str, str, float, Found]]) -> None:
+        """(query, candidate text, teacher(q, pos), found): sets the teacher score and, unless a reviewer judged the
+        text negative for the query, the suspect rule."""
+        scores = self.scores([q for q, *_ in pairs], [t for _, t, *_ in pairs])
+        if scores is None:
+            return
+        for (query, text, positive, found), score in zip(pairs, scores, strict=True):
+            found.teacher_score = score
+            rule = suspect_rule(score, positive, self.cfg)
+            if rule and self.verdict(query, text) == "negative":
+                self.report.judgements_applied += 1  # a reviewer's "really negative" outranks the teacher
+                rule = None
+            found.suspect = rule
+
+    def extra_positives(self, query: str, own: set[str]) -> list[str]:
+        """Texts reviewers judged positive for ``query``, beyond the row's own texts."""
+        if not self.judgements:
+            return []
+        return [t for t in self.judgements.positives(query) if t not in own]
+
+
+def suspects_of(walk: RowWalk, texts: Callable[[int], str], refs: Callable[[int], str | None], keep: int) -> list:
+    best = sorted(walk.suspects, key=lambda f: (-(f.teacher_score or 0.0), f.rank or 0))[:keep]
+    return [
+        {"text": texts(f.cand), "rule": f.suspect, "rank": f.rank, "score": f.score, "teacher_score": f.teacher_score,
+         "ref": refs(f.cand)}
+        for f in best
+    ]  # fmt: skip
+
+
+def fallback_fill(
+    walk: RowWalk, size: int, ok: Callable[[int, RowWalk], bool], judge: Callable[[Found], None], cfg, row_id: str
+) -> None:
+    """Fill a short row with seeded random candidates that ``ok`` takes (the rules but the margin) and the teacher
+    does not suspect; the same order on every run for this row (and, for one negative, medi's earlier choice)."""
+    order = list(range(size))
+    row_rng(cfg.seed, row_id + "#fallback").shuffle(order)
+    for cand in order:
+        if len(walk.chosen) >= cfg.negatives:
+            return
+        if cand in walk.taken or not ok(cand, walk):
+            continue
+        found = Found(cand, None, None, "fallback")
+        judge(found)
+        if not found.suspect:
+            walk.chosen.append(found)
 
 
 # --- Super-NI: pairs by the INSTRUCTOR rules -------------------------------------------------------------
@@ -205,7 +442,9 @@ def task_mode(records: list[Record], cfg: MineConfig) -> str:
     )
 
 
-def mine_task(records: list[Record], encoder, cfg: MineConfig, report: MineReport) -> list[Triple]:
+def mine_task(
+    records: list[Record], encoder, cfg: MineConfig, report: MineReport, teacher=None, judgements=None
+) -> list[Triple]:
     """Pair the inputs of one Super-NI task; every row left unpaired is counted by reason."""
     if len(records) < cfg.min_task_rows:
         report.mode = "too_few_rows"
@@ -230,15 +469,77 @@ def mine_task(records: list[Record], encoder, cfg: MineConfig, report: MineRepor
         return j != i and shares_label and not dups.same(i, j)
 
     positives = first_accepted(pos_search, query_vectors, pos_ok, cfg, report)
+    task = TaskRules(records, inputs, labels, dups, positives, Guard(teacher, judgements, cfg, report))
+    with_pos = sorted(positives)
+    task.teacher_positives(with_pos)
+    walks: dict[int, RowWalk] = {}
+    if cfg.negatives_from == "mined":  # random / none: no negative search
+        limit = min(neg_search.max_k, cfg.max_window or neg_search.ntotal)
+        judge = task.judge if task.teacher_pos else None
+        walker = Walker(task.fetcher(neg_search, query_vectors), limit, task.cheap, judge, cfg, report)
+        for start in range(0, len(with_pos), ROW_CHUNK):
+            walks.update(walker.walk(with_pos[start : start + ROW_CHUNK]))
+    return _task_triples(records, x, task, walks, cfg, report)
 
-    def neg_ok(i: int, j: int, _score: float) -> bool:
-        p = positives[i][0]
-        return not (labels[i] & labels[j]) and not dups.same(i, j) and not dups.same(p, j)
 
-    with_pos = sorted(positives) if cfg.negatives_from == "mined" else []  # random / none: no negative search
-    found = first_accepted(neg_search, query_vectors[with_pos], lambda r, j, s: neg_ok(with_pos[r], j, s), cfg, report)
-    negatives = {with_pos[r]: hit for r, hit in found.items()}
-    return _task_triples(records, x, positives, negatives, neg_ok, cfg, report)
+class TaskRules:
+    """The rules of one Super-NI task's negatives (rows are record indices; candidates too)."""
+
+    def __init__(self, records, inputs, labels, dups: NearDuplicates, positives: dict, guard: Guard):
+        self.records, self.inputs, self.labels, self.dups = records, inputs, labels, dups
+        self.positives, self.guard = positives, guard
+        by_query: dict[str, list[int]] = {}
+        for i, text in enumerate(inputs):
+            by_query.setdefault(text, []).append(i)
+        # rows sharing an input share their positives' exclusion (none may be the other's negative)
+        groups = list(by_query.values())
+        own_of_group = [{*rows, *(positives[j][0] for j in rows if j in positives)} for rows in groups]
+        self.own = {i: own_of_group[n] for n, rows in enumerate(groups) for i in rows}
+        self.teacher_pos: dict[int, float] = {}
+
+    def teacher_positives(self, rows: list[int]) -> None:
+        scores = self.guard.scores([self.inputs[i] for i in rows], [self.inputs[self.positives[i][0]] for i in rows])
+        if scores is not None:
+            self.teacher_pos = dict(zip(rows, scores, strict=True))
+
+    def fetcher(self, searcher: Searcher, vectors: np.ndarray) -> Fetch:
+        def fetch(rows: list[int], k: int) -> list[Candidates]:
+            scores, ids = searcher.search(vectors[rows], k)
+            return [
+                ([(c, s, "superni", at + 1) for at, (c, s) in enumerate(zip(row_ids, row_scores, strict=True))], 0)
+                for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True)
+            ]
+
+        return fetch
+
+    def cheap(self, i: int, j: int, _score: float, walk: RowWalk) -> str | None:
+        if j in self.own[i] or self.inputs[j] == self.inputs[i]:
+            return "self_or_duplicate"
+        if self.labels[i] & self.labels[j]:
+            return "shared_label"
+        if self.guard.verdict(self.inputs[i], self.inputs[j]) == "positive":
+            self.guard.report.judgements_applied += 1
+            return "judged_positive"
+        if self.too_close(i, j, walk):
+            return "near_duplicate"
+        return None
+
+    def too_close(self, i: int, j: int, walk: RowWalk) -> bool:
+        return any(self.dups.same(k, j) for k in (*self.own[i], *walk.taken))
+
+    def fallback_ok(self, i: int, j: int, walk: RowWalk) -> bool:
+        return (
+            j not in self.own[i]
+            and not (self.labels[i] & self.labels[j])
+            and self.guard.verdict(self.inputs[i], self.inputs[j]) != "positive"
+            and not self.too_close(i, j, walk)
+        )
+
+    def judge(self, batch: list[tuple[int, Found]]) -> None:
+        self.guard.judge([(self.inputs[i], self.inputs[f.cand], self.teacher_pos[i], f) for i, f in batch])
+
+    def judge_one(self, i: int, found: Found) -> None:
+        self.judge([(i, found)]) if self.teacher_pos else None
 
 
 def _output_vectors(records: list[Record], encoder) -> np.ndarray:
@@ -253,51 +554,86 @@ def _output_vectors(records: list[Record], encoder) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def _task_triples(records, x, positives, negatives, neg_ok, cfg, report) -> list[Triple]:
+def _task_triples(records, x, task: TaskRules, walks: dict[int, RowWalk], cfg, report) -> list[Triple]:
     triples = []
     for i, record in enumerate(records):
-        if i not in positives:
+        if i not in task.positives:
             report.dropped["no_positive"] += 1
             continue
-        j = positives[i][0]
-        if (negative := _task_negative(i, records, negatives, lambda c, i=i: neg_ok(i, c, 0.0), cfg)) is None:
+        j, _, pos_rank = task.positives[i]
+        negatives = _task_negatives(i, records, task, walks.get(i), cfg, report)
+        if negatives is None:
             report.dropped["no_negative"] += 1
             continue
-        k, origin = negative
+        picks = [_task_pick(x, i, f, records) for f in negatives]
+        first = picks[0] if picks else {"text": "", "origin": "none", "rule": "none"}
+        walk = walks.get(i) or RowWalk()
         triple = Triple(
             row_id=record.row_id,
             query=record.query,
             pos=records[j].query,
-            neg=records[k].query if k is not None else "",
+            neg=first["text"],
             pos_origin="mined",
-            neg_origin=origin,
+            neg_origin=first["origin"],
             pos_score=float(x[i] @ x[j]),
-            neg_score=float(x[i] @ x[k]) if k is not None else None,
+            neg_score=first.get("score"),
             pos_ref=records[j].row_id,
-            neg_ref=records[k].row_id if k is not None else None,
+            neg_ref=first.get("ref"),
+            pos_rule="superni",
+            neg_rule=first["rule"],
+            pos_rank=pos_rank,
+            neg_rank=first.get("rank"),
+            pos_teacher_score=task.teacher_pos.get(i),
+            neg_teacher_score=first.get("teacher_score"),
+            extra_negs=picks[1:],
+            suspects=suspects_of(walk, lambda c: records[c].query, lambda c: records[c].row_id, cfg.keep_suspects),
         )
         report.add(triple)
         triples.append(triple)
     return triples
 
 
-def _task_negative(
-    i: int, records: list[Record], negatives: dict, ok: Callable[[int], bool], cfg: MineConfig
-) -> tuple[int | None, str] | None:
-    """(row of the negative, its origin) by ``cfg.negatives_from``; (None, "none") for no negative; None: none found.
+def _task_pick(x, i: int, found: Found, records) -> dict:
+    k = found.cand
+    origin = {"superni": "mined", "fallback": "fallback", "random": "random"}[found.rule]
+    return {
+        "text": records[k].query,
+        "origin": origin,
+        "rule": found.rule,
+        "rank": found.rank,
+        "score": float(x[i] @ x[k]),
+        "teacher_score": found.teacher_score,
+        "ref": records[k].row_id,
+    }
 
-    ``random`` takes a seeded random row that ``ok`` accepts (the mined rule's conditions: no shared label, not a
-    near-duplicate of the query or its positive), so only the choice among valid rows differs from ``mined``.
+
+def _task_negatives(i: int, records, task: TaskRules, walk: RowWalk | None, cfg, report) -> list[Found] | None:
+    """Row ``i``'s negatives by ``cfg.negatives_from``: [] for none; None when not one was found.
+
+    ``random`` takes seeded random rows the mined rule's conditions accept (no shared label, not a near-duplicate
+    of the query, its positive or a negative already taken), so only the choice among valid rows differs.
     """
     if cfg.negatives_from == "none":
-        return None, "none"
+        return []
     if cfg.negatives_from == "random":
-        k = _random_pick(len(records), ok, row_rng(cfg.seed, records[i].row_id + "#random-negative"))
-        return None if k is None else (k, "random")
-    if i in negatives:
-        return negatives[i][0], "mined"
-    k = _random_candidate(len(records), ok, cfg.seed, records[i].row_id)
-    return None if k is None else (k, "fallback")
+        walk = RowWalk()
+        rng = row_rng(cfg.seed, records[i].row_id + "#random-negative")
+        while len(walk.chosen) < cfg.negatives:
+            k = _random_pick(len(records), lambda c: c not in walk.taken and task.fallback_ok(i, c, walk), rng)
+            if k is None:
+                break
+            walk.chosen.append(Found(k, None, None, "random"))
+        return walk.chosen or None
+    walk = walk or RowWalk()
+    if not walk.chosen:
+        report.rows_without_candidate += 1
+    chosen = sampled(walk, cfg, row_rng(cfg.seed, records[i].row_id + "#sampling"))
+    if len(chosen) < cfg.negatives:
+        walk.chosen = list(chosen)
+        fallback_fill(walk, len(records), lambda c, w: task.fallback_ok(i, c, w), partial(task.judge_one, i), cfg,
+                      records[i].row_id)  # fmt: skip
+        chosen = walk.chosen
+    return chosen or None
 
 
 def _random_pick(size: int, ok: Callable[[int], bool], rng: random.Random, draws: int = 32) -> int | None:
@@ -311,18 +647,14 @@ def _random_pick(size: int, ok: Callable[[int], bool], rng: random.Random, draws
     return next((c for c in order if ok(c)), None)
 
 
-def _random_candidate(size: int, ok: Callable[[int], bool], seed: int, row_id: str) -> int | None:
-    """A random index that ``ok`` accepts, the same on every run for this row."""
-    order = list(range(size))
-    row_rng(seed, row_id + "#fallback").shuffle(order)
-    return next((c for c in order if ok(c)), None)
-
-
 # --- pair sources: hard negatives ------------------------------------------------------------------------
 
 
-def mine_pairs(records: list[Record], encoder, cfg: MineConfig, report: MineReport, symmetric: bool) -> list[Triple]:
-    """Keep given positives (and negatives unless replacing them); mine a negative where a row has none.
+def mine_pairs(
+    records: list[Record], encoder, cfg: MineConfig, report: MineReport, symmetric: bool, teacher=None, judgements=None
+) -> list[Triple]:
+    """Keep given positives (and negatives unless replacing them); mine negatives where a row has fewer than
+    ``cfg.negatives`` (a given negative stays the first).
 
     When every row keeps its given negative there is nothing to mine: only a seeded sample of ``score_rows`` rows
     (by default none) is embedded for the scores (and the quality report); the other rows carry no scores.
@@ -330,11 +662,12 @@ def mine_pairs(records: list[Record], encoder, cfg: MineConfig, report: MineRepo
     report.mode, report.negatives_from = "pairs", cfg.negatives_from
     if not records:
         return []
+    guard = Guard(teacher, judgements, cfg, report)
     if cfg.negatives_from != "mined":
-        return _pairs_without_mining(records, encoder, cfg, report, symmetric)
-    need = [i for i, r in enumerate(records) if r.neg is None or cfg.replace_negatives]
+        return _pairs_without_mining(records, encoder, cfg, report, symmetric, guard)
+    need = [i for i, r in enumerate(records) if r.neg is None or cfg.replace_negatives or cfg.negatives > 1]
     if not need and cfg.score_rows is not None and len(records) > cfg.score_rows:
-        return _given_triples(records, encoder, cfg, report)
+        return _given_triples(records, encoder, cfg, report, guard)
     queries = [r.query for r in records]
     pool = list(dict.fromkeys([r.pos for r in records] + [r.neg for r in records if r.neg is not None]))
     if symmetric and need:
@@ -342,32 +675,263 @@ def mine_pairs(records: list[Record], encoder, cfg: MineConfig, report: MineRepo
     # the pool holds every positive and given negative: one call embeds it with the queries (one cache lookup, and
     # uncached texts of both sides share encode batches)
     q, pool_vectors = encoder.embed_many([(queries, "query"), (pool, "document")])
-    in_pool = {text: i for i, text in enumerate(pool)}
-    pos_scores = np.einsum("ij,ij->i", q, pool_vectors[[in_pool[r.pos] for r in records]])
-    mined = _mine_negatives(records, need, q, pos_scores, pool, pool_vectors, in_pool, cfg, report) if need else {}
-    given = [i for i in range(len(records)) if i not in mined and records[i].neg is not None]
-    neg_vectors = pool_vectors[[in_pool[records[i].neg] for i in given]] if given else np.zeros((0, q.shape[1]))
-    given_scores = {i: float(q[i] @ v) for i, v in zip(given, neg_vectors, strict=True)}
+    rows = PairRows(records, pool, q, pool_vectors, cfg, guard)
+    rows.score_teacher()
+    walks = rows.mine(need, report) if need else {}
     triples = []
-    for i, record in enumerate(records):
-        if i in mined:
-            neg, score, origin = mined[i]
-        elif i in given_scores:
-            neg, score, origin = record.neg, given_scores[i], "given"
-        else:
+    for i in range(len(records)):
+        if (triple := rows.triple(i, walks.get(i), report)) is None:
             report.dropped["no_negative"] += 1
             continue
-        triples.append(_triple(record, neg, origin, float(pos_scores[i]), score, report))
+        report.add(triple)
+        triples.append(triple)
     return triples
 
 
-def _given_triples(records: list[Record], encoder, cfg: MineConfig, report: MineReport) -> list[Triple]:
-    """Every row with its given negative; scores for a seeded sample of ``cfg.score_rows`` rows only."""
+class PairRows:
+    """One pair source's rows, its candidate pool (every positive and given negative, and the queries of a
+    symmetric source) with their vectors, and the rules of its negatives."""
+
+    def __init__(self, records: list[Record], pool: list[str], q, pool_vectors, cfg: MineConfig, guard: Guard):
+        self.records, self.pool, self.q, self.pool_vectors, self.cfg, self.guard = (
+            records, pool, q, pool_vectors, cfg, guard
+        )  # fmt: skip
+        self.in_pool = {text: i for i, text in enumerate(pool)}
+        self.dups = NearDuplicates(pool, cfg.near_duplicate)
+        self.pos_scores = np.einsum("ij,ij->i", q, pool_vectors[[self.in_pool[r.pos] for r in records]])
+        if cfg.absolute_margin is not None:
+            self.ceilings = self.pos_scores - cfg.absolute_margin
+        else:
+            self.ceilings = np.where(self.pos_scores > 0, self.pos_scores * (1 - cfg.relative_margin), self.pos_scores)
+        # every row sharing a query text: none of their positives (nor a reviewer's) is that query's negative
+        siblings: dict[str, set[str]] = {}
+        for r in records:
+            siblings.setdefault(r.query, set()).add(r.pos)
+        for query, texts in siblings.items():
+            texts.update(guard.extra_positives(query, set()))
+        self.siblings = siblings
+        self.teacher_pos: dict[int, float] = {}
+        self.teacher_given: dict[int, float] = {}
+        self._forms: dict[str, str] = {}
+
+    def score_teacher(self) -> None:
+        """The teacher's scores of every row's positive and of the given negatives that stay (in batches)."""
+        records = self.records
+        if self.cfg.replace_negatives:
+            records = [Record(r.row_id, r.query, r.pos) for r in records]
+        pairs = _teacher_pairs(records, self.guard)
+        if self.guard.teacher is not None:
+            self.teacher_pos = {i: pos for i, (pos, _) in enumerate(pairs)}
+            self.teacher_given = {i: neg for i, (_, neg) in enumerate(pairs) if neg is not None}
+
+    # --- forms and rules
+
+    def form_of(self, text: str) -> str:
+        if (at := self.in_pool.get(text)) is not None:
+            return self.dups.form(at)
+        if (form := self._forms.get(text)) is None:
+            form = self._forms[text] = canonical(text)
+        return form
+
+    def own_texts(self, i: int) -> list[str]:
+        """The texts row ``i``'s negatives must differ from: its query, the positives of every row sharing it, and
+        a given negative that stays first."""
+        record = self.records[i]
+        given = [record.neg] if record.neg is not None and not self.cfg.replace_negatives else []
+        return [record.query, *sorted(self.siblings[record.query]), *given]
+
+    def cheap(self, i: int, cand: int, score: float, walk: RowWalk, margin: bool = True) -> str | None:
+        text, query = self.pool[cand], self.records[i].query
+        if margin and score >= self.ceilings[i]:
+            return "margin"
+        own = self.own_texts(i)
+        if text in own:
+            return "self_or_duplicate"
+        if self.guard.verdict(query, text) == "positive":
+            self.guard.report.judgements_applied += margin  # counted once, as a removed candidate
+            return "judged_positive"
+        form = self.dups.form(cand)
+        if any(self.dups.same_text(self.form_of(t), form) for t in own) or any(
+            self.dups.same(c, cand) for c in walk.taken
+        ):
+            return "near_duplicate"
+        return None
+
+    def judge(self, batch: list[tuple[int, Found]]) -> None:
+        self.guard.judge([(self.records[i].query, self.pool[f.cand], self.teacher_pos[i], f) for i, f in batch])
+
+    # --- mining
+
+    def mine(self, need: list[int], report: MineReport) -> dict[int, RowWalk]:
+        """{row: its walk} for the rows in ``need``, walked in chunks of ROW_CHUNK rows."""
+        cfg = self.cfg
+        fetch, limit, first_k = self._fetcher()
+        judge = self.judge if self.teacher_pos else None
+        walker = Walker(fetch, limit, self.cheap, judge, cfg, report, first_k)
+        walks: dict[int, RowWalk] = {}
+        for start in range(0, len(need), ROW_CHUNK):
+            walks.update(walker.walk(need[start : start + ROW_CHUNK]))
+        for i in need:
+            self._finish(i, walks[i], report)
+        return walks
+
+    def _finish(self, i: int, walk: RowWalk, report: MineReport) -> None:
+        """Sample the row's negatives from its survivors; a row left short gets fallbacks."""
+        cfg, record = self.cfg, self.records[i]
+        wanted = cfg.negatives - (record.neg is not None and not cfg.replace_negatives)
+        if not walk.chosen:
+            report.rows_without_candidate += 1
+        walk.chosen = sampled(walk, replace(cfg, negatives=wanted), row_rng(cfg.seed, record.row_id + "#sampling"))
+        if len(walk.chosen) < wanted:
+
+            def judge_one(found: Found) -> None:
+                if self.teacher_pos:
+                    self.judge([(i, found)])
+
+            fallback_fill(walk, len(self.pool), lambda c, w: not self.cheap(i, c, 0.0, w, margin=False), judge_one,
+                          replace(cfg, negatives=wanted), record.row_id)  # fmt: skip
+        for found in walk.chosen:
+            if found.score is None:
+                found.score = float(self.q[i] @ self.pool_vectors[found.cand])
+
+    def _fetcher(self) -> tuple[Fetch, int, int | None]:
+        """(fetch, the longest list, the first look) for the configured candidates."""
+        cfg = self.cfg
+        searcher = Searcher(self.pool_vectors, index=cfg.index) if cfg.candidates != "bm25" else None
+        total = len(self.pool) if searcher is None else min(searcher.max_k, searcher.ntotal)
+        limit = min(total, cfg.max_window or total)
+        if cfg.candidates == "dense":
+            if searcher.can_search_below:
+                first_k = cfg.negatives if cfg.negative_sampling == "top" else None
+                return self._dense_below(searcher), limit, first_k
+            return self._dense(searcher), limit, None
+        return self._lexical(searcher), limit, None
+
+    def _dense_below(self, searcher: Searcher) -> Fetch:
+        """Exact search of the candidates below each row's ceiling (those above: counted as the margin's)."""
+
+        def fetch(rows: list[int], k: int) -> list[Candidates]:
+            scores, ids, above = searcher.search_below_counted(self.q[rows], k, self.ceilings[rows])
+            return [
+                ([(c, s, "dense", int(n) + at + 1) for at, (c, s) in enumerate(zip(row_ids, row_scores, strict=True))],
+                 int(n))
+                for row_scores, row_ids, n in zip(scores.tolist(), ids.tolist(), above.tolist(), strict=True)
+            ]  # fmt: skip
+
+        return fetch
+
+    def _dense(self, searcher: Searcher) -> Fetch:
+        def fetch(rows: list[int], k: int) -> list[Candidates]:
+            scores, ids = searcher.search(self.q[rows], k)
+            return [
+                ([(c, s, "dense", at + 1) for at, (c, s) in enumerate(zip(row_ids, row_scores, strict=True))], 0)
+                for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True)
+            ]
+
+        return fetch
+
+    def _lexical(self, searcher: Searcher | None) -> Fetch:
+        """bm25 (medi.lexical) or hybrid candidates; their miner scores are the encoder's cosines (the margin rule
+        and the score column read them)."""
+        from medi.lexical import Bm25Index, hybrid_merge
+
+        index = Bm25Index(self.pool)
+
+        def fetch(rows: list[int], k: int) -> list[Candidates]:
+            texts = [self.records[i].query for i in rows]
+            lexical = index.search(texts, k)
+            if searcher is None:
+                ids, rules = lexical[1], np.full(lexical[1].shape, "bm25", dtype=object)
+            else:
+                ids, rules = hybrid_merge(searcher.search(self.q[rows], k), lexical, k)
+            out = []
+            for i, row_ids, row_rules in zip(rows, np.asarray(ids).tolist(), np.asarray(rules).tolist(), strict=True):
+                known = [c for c in row_ids if c >= 0]
+                scores = (self.pool_vectors[known] @ self.q[i]).tolist() if known else []
+                listed = zip(known, scores, [r for c, r in zip(row_ids, row_rules, strict=True) if c >= 0], strict=True)
+                out.append(([(c, s, str(rule), at + 1) for at, (c, s, rule) in enumerate(listed)], 0))
+            return out
+
+        return fetch
+
+    # --- rows
+
+    def triple(self, i: int, walk: RowWalk | None, report: MineReport) -> Triple | None:
+        """Row ``i`` with its negatives (a given one first, unless replaced), provenance and suspects."""
+        cfg, record = self.cfg, self.records[i]
+        picks = []
+        if record.neg is not None and not cfg.replace_negatives:
+            picks.append(self._given_pick(i))
+        picks += [self._pick(i, f) for f in (walk.chosen if walk else [])]
+        if not picks:
+            return None
+        first = picks[0]
+        pos_teacher = self.teacher_pos.get(i)
+        return Triple(
+            row_id=record.row_id,
+            query=record.query,
+            pos=record.pos,
+            neg=first["text"],
+            pos_origin="given",
+            neg_origin=first["origin"],
+            pos_score=float(self.pos_scores[i]),
+            neg_score=first["score"],
+            pos_rule="given",
+            neg_rule=first["rule"],
+            neg_rank=first["rank"],
+            pos_teacher_score=pos_teacher,
+            neg_teacher_score=first["teacher_score"],
+            extra_negs=picks[1:],
+            extra_pos=self._extra_positives(i, report),
+            suspects=suspects_of(walk or RowWalk(), self.pool.__getitem__, lambda c: None, cfg.keep_suspects),
+        )
+
+    def _given_pick(self, i: int) -> dict:
+        record = self.records[i]
+        score = float(self.q[i] @ self.pool_vectors[self.in_pool[record.neg]])
+        return {"text": record.neg, "origin": "given", "rule": "given", "rank": None, "score": score,
+                "teacher_score": self.teacher_given.get(i), "ref": None}  # fmt: skip
+
+    def _pick(self, i: int, found: Found) -> dict:
+        origin = "fallback" if found.rule == "fallback" else "mined"
+        return {"text": self.pool[found.cand], "origin": origin, "rule": found.rule, "rank": found.rank,
+                "score": found.score, "teacher_score": found.teacher_score, "ref": None}  # fmt: skip
+
+    def _extra_positives(self, i: int, report: MineReport) -> list[dict]:
+        record = self.records[i]
+        texts = self.guard.extra_positives(record.query, {record.query, record.pos})
+        report.judgements_applied += len(texts)
+        teacher = self.guard.scores([record.query] * len(texts), texts) if texts else None
+        return [
+            {"text": t, "rule": "review", "teacher_score": teacher[n] if teacher else None, "ref": None,
+             "score": float(self.q[i] @ self.pool_vectors[self.in_pool[t]]) if t in self.in_pool else None}
+            for n, t in enumerate(texts)
+        ]  # fmt: skip
+
+
+def _given_triples(records: list[Record], encoder, cfg: MineConfig, report: MineReport, guard: Guard) -> list[Triple]:
+    """Every row with its given negative; scores for a seeded sample of ``cfg.score_rows`` rows only (teacher
+    scores for every row, when a teacher is set)."""
     scored = sorted(random.Random(f"{cfg.seed}:scores").sample(range(len(records)), cfg.score_rows))
     report.scored = len(scored)
     scores = _given_scores([records[i] for i in scored], encoder) if scored else []  # none: no encoder loaded
     by_row = dict(zip(scored, scores, strict=True))
-    return [_triple(r, r.neg, "given", *by_row.get(i, (None, None)), report) for i, r in enumerate(records)]
+    teacher = _teacher_pairs(records, guard)
+    return [
+        _triple(r, r.neg, "given", *by_row.get(i, (None, None)), report, rule="given", teacher=teacher[i])
+        for i, r in enumerate(records)
+    ]
+
+
+def _teacher_pairs(records: list[Record], guard: Guard) -> list[tuple[float | None, float | None]]:
+    """(teacher(q, pos), teacher(q, neg)) of each record (None without a teacher or a negative)."""
+    with_neg = [i for i, r in enumerate(records) if r.neg]
+    pos = guard.scores([r.query for r in records], [r.pos for r in records])
+    neg = guard.scores([records[i].query for i in with_neg], [records[i].neg for i in with_neg])
+    if pos is None:
+        return [(None, None)] * len(records)
+    by_row = dict(zip(with_neg, neg, strict=True))
+    return [(pos[i], by_row.get(i)) for i in range(len(records))]
 
 
 def _given_scores(records: list[Record], encoder) -> list[tuple[float, float]]:
@@ -380,7 +944,10 @@ def _given_scores(records: list[Record], encoder) -> list[tuple[float, float]]:
     return list(zip(np.einsum("ij,ij->i", q, p).tolist(), np.einsum("ij,ij->i", q, n).tolist(), strict=True))
 
 
-def _triple(record: Record, neg: str, origin: str, pos_score, neg_score, report: MineReport) -> Triple:
+def _triple(
+    record: Record, neg: str, origin: str, pos_score, neg_score, report: MineReport, *, rule: str, teacher=(None, None),
+    extra_negs: list[dict] | None = None,
+) -> Triple:  # fmt: skip
     triple = Triple(
         row_id=record.row_id,
         query=record.query,
@@ -390,90 +957,77 @@ def _triple(record: Record, neg: str, origin: str, pos_score, neg_score, report:
         neg_origin=origin,
         pos_score=pos_score,
         neg_score=neg_score,
+        pos_rule="given",
+        neg_rule=rule,
+        pos_teacher_score=teacher[0],
+        neg_teacher_score=teacher[1],
+        extra_negs=extra_negs or [],
     )
     report.add(triple)
     return triple
 
 
-def _mine_negatives(
-    records, need, q, pos_scores, pool, pool_vectors, in_pool, cfg, report
-) -> dict[int, tuple[str, float, str]]:
-    """{row: (negative text, score, origin)} for the rows in ``need`` (``in_pool``: each pool text's position)."""
-    searcher = Searcher(pool_vectors, index=cfg.index)
-    dups = NearDuplicates(pool, cfg.near_duplicate)
-    positive_at = [in_pool[records[i].pos] for i in need]  # positives (and symmetric queries) share the pool's forms
-    query_forms: dict[int, str] = {}
-
-    def query_form(r: int) -> str:
-        if (form := query_forms.get(r)) is None:
-            text = records[need[r]].query
-            form = query_forms[r] = dups.form(in_pool[text]) if text in in_pool else canonical(text)
-        return form
-
-    def too_close(r: int, cand: int) -> bool:
-        form = dups.form(cand)
-        return dups.same_text(query_form(r), form) or dups.same_text(dups.form(positive_at[r]), form)
-
-    pos = pos_scores[need]
-    if cfg.absolute_margin is not None:
-        ceilings = pos - cfg.absolute_margin
-    else:
-        ceilings = np.where(pos > 0, pos * (1 - cfg.relative_margin), pos)
-
-    def accept(r: int, cand: int, _score: float) -> bool:
-        return not too_close(r, cand)
-
-    found = first_accepted(searcher, q[need], accept, cfg, report, ceilings)
-    result = {}
-    for r, i in enumerate(need):
-        if r in found:
-            cand, score = found[r]
-            result[i] = (pool[cand], score, "mined")
-            continue
-        cand = _random_candidate(len(pool), lambda c, r=r: not too_close(r, c), cfg.seed, records[i].row_id)
-        if cand is not None:
-            result[i] = (pool[cand], float(q[i] @ pool_vectors[cand]), "fallback")
-    return result
-
-
 # --- ablations: random or no negatives (MineConfig.negatives_from) -----------------------------------------------
 
 
-def _pairs_without_mining(records: list[Record], encoder, cfg: MineConfig, report: MineReport, symmetric: bool):
-    """Pair rows with a seeded random in-source negative (``random``; a given negative is replaced too) or with
+def _pairs_without_mining(
+    records: list[Record], encoder, cfg: MineConfig, report: MineReport, symmetric: bool, guard: Guard
+) -> list[Triple]:
+    """Pair rows with seeded random in-source negatives (``random``; a given negative is replaced too) or with
     none (``none``: an empty negative text, nothing embedded for it).
 
     No encoder is needed to choose: with ``random`` a seeded sample of ``score_rows`` rows (every row: null) is
-    embedded for the scores, as for given negatives; with ``none`` nothing is embedded.
+    embedded for the first negative's scores, as for given negatives; with ``none`` nothing is embedded.
     """
     if cfg.negatives_from == "none":
-        return [_triple(r, "", "none", None, None, report) for r in records]
+        return [_triple(r, "", "none", None, None, report, rule="none") for r in records]
     negatives = _random_pair_negatives(records, cfg, symmetric)
     with_negative = [i for i in range(len(records)) if i in negatives]
     report.dropped["no_negative"] += len(records) - len(with_negative)
-    rows = [Record(records[i].row_id, records[i].query, records[i].pos, negatives[i]) for i in with_negative]
+    rows = [Record(records[i].row_id, records[i].query, records[i].pos, negatives[i][0]) for i in with_negative]
     size = len(rows) if cfg.score_rows is None else min(cfg.score_rows, len(rows))
     scored = sorted(random.Random(f"{cfg.seed}:scores").sample(range(len(rows)), size))
     report.scored = len(scored)
     scores = dict(zip(scored, _given_scores([rows[i] for i in scored], encoder), strict=True)) if scored else {}
-    return [_triple(r, r.neg, "random", *scores.get(i, (None, None)), report) for i, r in enumerate(rows)]
+    teacher = _teacher_pairs(rows, guard)
+    triples = []
+    for n, (i, r) in enumerate(zip(with_negative, rows, strict=True)):
+        extra = negatives[i][1:]
+        extra_teacher = guard.scores([r.query] * len(extra), extra) if extra else None
+        extra_negs = [
+            {"text": t, "origin": "random", "rule": "random", "teacher_score": extra_teacher and extra_teacher[k]}
+            for k, t in enumerate(extra)
+        ]
+        triples.append(
+            _triple(r, r.neg, "random", *scores.get(n, (None, None)), report, rule="random", teacher=teacher[n],
+                    extra_negs=extra_negs)
+        )  # fmt: skip
+    return triples
 
 
-def _random_pair_negatives(records: list[Record], cfg: MineConfig, symmetric: bool) -> dict[int, str]:
-    """{row: a seeded random text of the mining pool (positives, given negatives, symmetric queries) that is not a
-    near-duplicate of the row's query or positive}; rows with no such text are left out."""
+def _random_pair_negatives(records: list[Record], cfg: MineConfig, symmetric: bool) -> dict[int, list[str]]:
+    """{row: up to ``cfg.negatives`` seeded random texts of the mining pool (positives, given negatives, symmetric
+    queries), none a near-duplicate of the row's query, of a positive of any row sharing the query, or of each
+    other}; rows with no such text are left out."""
     pool = list(dict.fromkeys([r.pos for r in records] + [r.neg for r in records if r.neg is not None]))
     if symmetric:
         pool = list(dict.fromkeys(pool + [r.query for r in records]))
     dups = NearDuplicates(pool, cfg.near_duplicate)
+    siblings: dict[str, set[str]] = {}
+    for r in records:
+        siblings.setdefault(r.query, set()).add(r.pos)
     negatives = {}
     for i, record in enumerate(records):
-        own = (canonical(record.query), canonical(record.pos))
+        own = [canonical(record.query)] + [canonical(t) for t in sorted(siblings[record.query])]
+        picked: list[int] = []
+        rng = row_rng(cfg.seed, record.row_id + "#random-negative")
 
-        def ok(candidate: int, own=own) -> bool:
-            return not any(dups.same_text(form, dups.form(candidate)) for form in own)
+        def ok(candidate: int, own=own, picked=picked) -> bool:
+            form = dups.form(candidate)
+            return not any(dups.same_text(f, form) for f in own) and not any(dups.same(p, candidate) for p in picked)
 
-        picked = _random_pick(len(pool), ok, row_rng(cfg.seed, record.row_id + "#random-negative"))
-        if picked is not None:
-            negatives[i] = pool[picked]
+        while len(picked) < cfg.negatives and (candidate := _random_pick(len(pool), ok, rng)) is not None:
+            picked.append(candidate)
+        if picked:
+            negatives[i] = [pool[c] for c in picked]
     return negatives

@@ -95,7 +95,7 @@ class StageFlag:
     default: Any
     help: str
     ge: int | None = None
-    none_at: int | None = None  # the flag value that means the stage config's None (--token-budget 0: no count)
+    none_at: Any = None  # the flag value that means the stage config's None (--token-budget 0: no count)
 
     def config_value(self, value: Any) -> Any:
         """The value the stage dict gets for the flag's ``value``."""
@@ -108,6 +108,16 @@ STAGE_FLAGS = (
     StageFlag("--negatives-from", "mining", "negatives_from", Literal["mined", "random", "none"], "mined",
               help="mined (hard negatives), random (a seeded random text of the source) or none (no negatives: "
               "in-batch only); an ablation switch"),
+    StageFlag("--negatives", "mining", "negatives", int, 1, ge=1,
+              help="Negatives per row: neg, then extra_negs (1: MEDI's shape)"),
+    StageFlag("--negative-sampling", "mining", "negative_sampling", Literal["top", "random"], "top",
+              help="top (the N hardest that pass every rule) or random (N seeded random ones of the window's)"),
+    StageFlag("--candidates", "mining", "candidates", Literal["dense", "bm25", "hybrid"], "dense",
+              help="Negative candidates: dense (the encoder), bm25 (bm25s) or hybrid (both, rank-merged)"),
+    StageFlag("--teacher", "mining", "teacher", str, "none", none_at="none",
+              help="A sentence-transformers bi-encoder or CrossEncoder (folder or name) that removes suspected "
+              "false negatives (none: no teacher)"),
+    StageFlag("--teacher-device", "mining", "teacher_device", str, "cpu", help="The teacher's device (cpu, cuda)"),
     StageFlag("--eval-shared", "decontaminate", "registry", Literal["mark", "refuse"], "mark",
               help="A source sharing an eval set's upstream dataset: mark (report) or refuse"),
     StageFlag("--across-sources", "dedup", "across_sources", Literal["report", "remove"], "report",

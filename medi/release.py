@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from medi.errors import MediError
 from medi.fetch import sha256_file
-from medi.schema import FEATURES, FORMAT_VERSION
+from medi.schema import FEATURES, FORMAT_VERSION, READABLE_FEATURES
 
 MANIFEST = "manifest.json"
 DATASET_INFO = "dataset_info.json"
@@ -127,7 +127,8 @@ def load_manifest(folder: Path) -> dict:
 
 
 def check_schema(folder: Path) -> None:
-    """The shards' features (``dataset_info.json``) must be the schema this medi writes."""
+    """The shards' features (``dataset_info.json``) must be the schema this medi writes (or the one before issue
+    19's provenance columns: those releases stay readable)."""
     path = Path(folder) / DATASET_INFO
     if not path.is_file():
         raise MediError(f"{path}: missing; the release folder is incomplete")
@@ -135,7 +136,7 @@ def check_schema(folder: Path) -> None:
         features = datasets.Features.from_dict(json.loads(path.read_text(encoding="utf-8"))["features"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise MediError(f"{path}: unreadable dataset info ({exc})") from exc
-    if features != FEATURES:
+    if features not in READABLE_FEATURES:
         added = [f"+{column}" for column in sorted(set(features) - set(FEATURES))]
         missing = [f"-{column}" for column in sorted(set(FEATURES) - set(features))]
         retyped = [f"~{column}" for column in FEATURES if column in features and features[column] != FEATURES[column]]

@@ -13,6 +13,10 @@ import pyarrow as pa
 FORMAT_VERSION = 1
 NEG_ORIGINS = ("given", "mined", "fallback", "random", "none")  # random / none: mining.negatives_from
 POS_ORIGINS = ("given", "mined")
+# the rule that produced a text (the finer provenance beside the origins): given, a candidate list (dense, bm25),
+# INSTRUCTOR's Super-NI rule, a random fallback, the random / none ablations, or a reviewer's confirmation
+RULES = ("given", "dense", "bm25", "superni", "fallback", "random", "none", "review")
+SUSPECT_RULES = ("teacher_relative", "teacher_max_score")
 
 
 @dataclass(slots=True)
@@ -45,6 +49,18 @@ class Triple:
     neg_score: float | None = None
     pos_ref: str | None = None
     neg_ref: str | None = None
+    pos_rule: str | None = None
+    neg_rule: str | None = None
+    pos_rank: int | None = None
+    neg_rank: int | None = None
+    pos_teacher_score: float | None = None
+    neg_teacher_score: float | None = None
+    # negatives 2..N: {text, origin, rule, rank, score, teacher_score, ref}; extra positives (reviewer-confirmed):
+    # {text, rule, score, teacher_score, ref}; suspects the teacher removed: {text, rule, rank, score,
+    # teacher_score, ref}. Instructions are attached at release time (the negative's / positive's own).
+    extra_negs: list[dict] = field(default_factory=list)
+    extra_pos: list[dict] = field(default_factory=list)
+    suspects: list[dict] = field(default_factory=list)
     instructions: tuple[str, str, str] = field(default=("", "", ""))
 
 
@@ -52,22 +68,64 @@ def text_with_instruction() -> dict:
     return {"instruction": datasets.Value("string"), "text": datasets.Value("string")}
 
 
-FEATURES = datasets.Features(
+_STRING, _INT, _FLOAT = datasets.Value("string"), datasets.Value("int32"), datasets.Value("float32")
+EXTRA_NEG_FEATURE = {
+    "instruction": _STRING,
+    "text": _STRING,
+    "origin": _STRING,
+    "rule": _STRING,
+    "rank": _INT,
+    "score": _FLOAT,
+    "teacher_score": _FLOAT,
+    "ref": _STRING,
+}
+EXTRA_POS_FEATURE = {
+    "instruction": _STRING,
+    "text": _STRING,
+    "rule": _STRING,
+    "score": _FLOAT,
+    "teacher_score": _FLOAT,
+    "ref": _STRING,
+}
+SUSPECT_FEATURE = {
+    "text": _STRING,
+    "rule": _STRING,
+    "rank": _INT,
+    "score": _FLOAT,
+    "teacher_score": _FLOAT,
+    "ref": _STRING,
+}
+
+# the release of medi before issue 19's provenance columns; releases with exactly these features stay readable
+BASE_FEATURES = datasets.Features(
     {
-        "task_name": datasets.Value("string"),
-        "task_id": datasets.Value("int32"),
-        "row_id": datasets.Value("string"),
+        "task_name": _STRING,
+        "task_id": _INT,
+        "row_id": _STRING,
         "query": text_with_instruction(),
         "pos": text_with_instruction(),
         "neg": text_with_instruction(),
-        "pos_origin": datasets.Value("string"),
-        "neg_origin": datasets.Value("string"),
-        "pos_score": datasets.Value("float32"),
-        "neg_score": datasets.Value("float32"),
-        "pos_ref": datasets.Value("string"),
-        "neg_ref": datasets.Value("string"),
+        "pos_origin": _STRING,
+        "neg_origin": _STRING,
+        "pos_score": _FLOAT,
+        "neg_score": _FLOAT,
+        "pos_ref": _STRING,
+        "neg_ref": _STRING,
     }
 )
+PROVENANCE_FEATURES = {
+    "pos_rule": _STRING,
+    "neg_rule": _STRING,
+    "pos_rank": _INT,
+    "neg_rank": _INT,
+    "pos_teacher_score": _FLOAT,
+    "neg_teacher_score": _FLOAT,
+    "extra_negs": [EXTRA_NEG_FEATURE],
+    "extra_pos": [EXTRA_POS_FEATURE],
+    "suspects": [SUSPECT_FEATURE],
+}
+FEATURES = datasets.Features({**BASE_FEATURES, **PROVENANCE_FEATURES})
+READABLE_FEATURES = (FEATURES, BASE_FEATURES)  # what medi reads: today's schema, or the one before provenance
 
 
 def release_row(task_name: str, task_id: int, triple: Triple) -> dict:
@@ -86,7 +144,21 @@ def release_row(task_name: str, task_id: int, triple: Triple) -> dict:
         "neg_score": triple.neg_score,
         "pos_ref": triple.pos_ref,
         "neg_ref": triple.neg_ref,
+        "pos_rule": triple.pos_rule,
+        "neg_rule": triple.neg_rule,
+        "pos_rank": triple.pos_rank,
+        "neg_rank": triple.neg_rank,
+        "pos_teacher_score": triple.pos_teacher_score,
+        "neg_teacher_score": triple.neg_teacher_score,
+        "extra_negs": [{"instruction": n_instr, **_fields(n, EXTRA_NEG_FEATURE)} for n in triple.extra_negs],
+        "extra_pos": [{"instruction": p_instr, **_fields(p, EXTRA_POS_FEATURE)} for p in triple.extra_pos],
+        "suspects": [_fields(s, SUSPECT_FEATURE) for s in triple.suspects],
     }
+
+
+def _fields(item: dict, feature: dict) -> dict:
+    """``item``'s values of ``feature``'s fields but the instruction (missing ones null)."""
+    return {name: item.get(name) for name in feature if name != "instruction"}
 
 
 def medi_row(row: dict) -> dict:
@@ -111,6 +183,14 @@ RECORD_SCHEMA = pa.schema(
         ("outputs", pa.list_(pa.string())),
     ]
 )
+
+
+def _struct_list(feature: dict) -> pa.DataType:
+    """A stage checkpoint's list column of ``feature``'s structs, without the instruction (attached at release)."""
+    kinds = {"string": pa.string(), "int32": pa.int32(), "float32": pa.float32()}
+    return pa.list_(pa.struct([(n, kinds[v.dtype]) for n, v in feature.items() if n != "instruction"]))
+
+
 TRIPLE_SCHEMA = pa.schema(
     [
         ("row_id", pa.string()),
@@ -123,6 +203,15 @@ TRIPLE_SCHEMA = pa.schema(
         ("neg_score", pa.float32()),
         ("pos_ref", pa.string()),
         ("neg_ref", pa.string()),
+        ("pos_rule", pa.string()),
+        ("neg_rule", pa.string()),
+        ("pos_rank", pa.int32()),
+        ("neg_rank", pa.int32()),
+        ("pos_teacher_score", pa.float32()),
+        ("neg_teacher_score", pa.float32()),
+        ("extra_negs", _struct_list(EXTRA_NEG_FEATURE)),
+        ("extra_pos", _struct_list(EXTRA_POS_FEATURE)),
+        ("suspects", _struct_list(SUSPECT_FEATURE)),
     ]
 )
 

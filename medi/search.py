@@ -66,13 +66,22 @@ class Searcher:
         return float(np.sqrt(np.max(np.einsum("ij,ij->i", self.corpus, self.corpus), initial=0.0)))
 
     def search_below(self, queries: np.ndarray, k: int, ceilings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The top k of the corpus rows scoring below each query's ceiling, exactly, in one pass (CPU flat only).
+        """``search_below_counted`` without the counts."""
+        scores, ids, _ = self.search_below_counted(queries, k, ceilings)
+        return scores, ids
+
+    def search_below_counted(
+        self, queries: np.ndarray, k: int, ceilings: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores, ids, above): the top k of the corpus rows scoring below each query's ceiling, exactly, in one
+        pass (CPU flat only).
 
         Rows are ranked by 1 / (ceiling - score): largest just below the ceiling, +inf at it and negative above
         it, so two fast element-wise passes stand in for a boolean mask (masked_fill costs three times as much),
         and a small top-k of that costs less than faiss' heap top-k. The order is the scores' own but for scores
         within a float32 rounding of each other. Scores are read back from the matmul; ids are -1 where fewer
-        than k rows lie below the ceiling.
+        than k rows lie below the ceiling. ``above`` counts each query's corpus rows at or above its ceiling (they
+        rank ahead of every row returned: the miner's ranks and its margin count start after them).
         """
         import torch  # its matmul, element-wise passes and top-k are multi-threaded; numpy's argpartition is not
 
@@ -88,6 +97,7 @@ class Searcher:
         block, ranks = torch.empty((step, self.ntotal)), torch.empty((step, self.ntotal))  # reused: no fresh pages
         scores, ids = torch.empty((len(queries), k)), torch.empty((len(queries), k), dtype=torch.int64)
         closeness = torch.empty((len(queries), k))
+        above = torch.zeros(len(queries), dtype=torch.int64)
         with torch.inference_mode():
             for start in range(0, len(queries), step):
                 rows = slice(start, start + step)
@@ -99,8 +109,9 @@ class Searcher:
                 else:
                     torch.topk(rank, k, dim=1, out=(closeness[rows], ids[rows]))
                 torch.gather(part, 1, ids[rows], out=scores[rows])
+                above[rows] = torch.count_nonzero((rank <= 0) | torch.isinf(rank), dim=1)
             ids[(closeness <= 0) | torch.isinf(closeness)] = -1  # at or above the ceiling
-        return scores.numpy(), ids.numpy()
+        return scores.numpy(), ids.numpy(), above.numpy()
 
 
 def _make_index(kind: str, dim: int, corpus: np.ndarray):

@@ -437,8 +437,39 @@ def mine_config(ctx: SourceContext) -> MineConfig:
     return stage_config(MineConfig, fields, "mining")
 
 
+MINE_OUTPUT = 2  # the mine stage's rows: 2 = with provenance (rules, ranks, teacher scores, extra_negs, suspects)
+
+
 def _mine_config(ctx: SourceContext) -> dict:
-    return {"mine": asdict(mine_config(ctx)), "encoder": ctx.runner.encoder.identity()}
+    config = mine_config(ctx)
+    teacher = mine_teacher(ctx.runner, config)
+    return {
+        "mine": asdict(config),
+        "encoder": ctx.runner.encoder.identity(),
+        "output": MINE_OUTPUT,
+        "teacher": teacher.identity() if teacher else None,
+        "judgements": mine_judgements(ctx).fingerprint(),
+    }
+
+
+def mine_teacher(runner: Runner, config: MineConfig):
+    """The teacher (medi.teacher) of ``config``, loaded once per process; None when none is set."""
+    if not config.teacher:
+        return None
+    loaded = runner.__dict__.setdefault("_teachers", {})
+    key = (config.teacher, config.teacher_device)
+    if key not in loaded:
+        from medi.teacher import Teacher
+
+        loaded[key] = Teacher.load(config.teacher, device=config.teacher_device, cache_dir=runner.cache_dir)
+    return loaded[key]
+
+
+def mine_judgements(ctx: SourceContext):
+    """The reviewers' judgements of the source's candidates (``judgements/`` in the project; empty when none)."""
+    from medi.judgements import load_judgements
+
+    return load_judgements(ctx.runner.catalog.root, ctx.spec.name)
 
 
 def _mine(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer) -> dict:
@@ -446,10 +477,11 @@ def _mine(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer) 
     report = MineReport()
     config = mine_config(ctx)
     encoder = ctx.runner.encoder
+    guards = {"teacher": mine_teacher(ctx.runner, config), "judgements": mine_judgements(ctx)}
     if ctx.spec.adapter == SUPERNI:
-        triples = mine_task(records, encoder, config, report)
+        triples = mine_task(records, encoder, config, report, **guards)
     else:
-        triples = mine_pairs(records, encoder, config, report, ctx.spec.symmetric)
+        triples = mine_pairs(records, encoder, config, report, ctx.spec.symmetric, **guards)
     write_in_batches(write, triples, triples_batch)
     return to_jsonable(report)
 
