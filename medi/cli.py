@@ -540,9 +540,10 @@ def review_import_command(
     for name, stored in result.judgements.items():
         out_console.print(f"[bold]{stored.file}[/]")
         counts = f"{stored.added} added, {stored.changed} changed, {stored.unchanged} already there"
-        out_console.print(f"  {name}: {counts} ({stored.positives} positive, {stored.negatives} negative)")
+        verdicts = f"{stored.positives} positive, {stored.negatives} negative"
+        out_console.print(f"  {name}: {counts} ({verdicts})", highlight=False, soft_wrap=True)
     for note in result.notes:
-        out_console.print(f"note: {note}", highlight=False)
+        out_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if result.files:
         out_console.print("review the change with `git diff instructions/`, then `medi instructions lint`")
     if result.judgements:

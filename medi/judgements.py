@@ -229,6 +229,7 @@ def _read_for_edit(path: Path, source: str) -> tuple[YAML, CommentedMap]:
     yaml.preserve_quotes = True
     yaml.width = 4096  # a long text stays on one line
     yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.representer.ignore_aliases = lambda data: True  # one date shared by many entries: no &id001 / *id001
     if not path.exists():
         data = CommentedMap([("format", FORMAT), ("source", source), ("judgements", CommentedSeq())])
         data.yaml_set_start_comment(HEADER.format(source=source))

@@ -1,0 +1,274 @@
+"""The review page's negatives view in a real headless browser (Debian's chromium driven by Playwright), the
+decisions it downloads, ``medi review import`` storing them as ``judgements/*.yaml``, and ``medi.judgements``.
+
+Pages are exported from real releases (the demo build); imports go into a MEDI_HOME copy of the project.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from support import plain
+from test_review import CHROMIUM, page_data
+from typer.testing import CliRunner
+
+from medi.cli import app
+from medi.errors import MediError
+from medi.judgements import FORMAT, HEADER_MARK, file_name, load_judgements
+from medi.review import NO_TEACHER, export_review, import_decisions
+
+TREC = "superni/task1289_trec_classification"  # demo source with mined negatives
+
+
+def negatives_of(data: dict, name: str) -> dict:
+    return next(s for s in data["negatives"] if s["name"] == name)
+
+
+def decisions_file(data: dict, verdicts: dict[str, list[dict]], reviewer: str | None = "R. Viewer") -> dict:
+    """A decisions file as the page writes it, negatives section only (used where no browser is needed)."""
+    return {
+        "format": data["decisions_format"],
+        "export_id": data["export_id"],
+        "release": data["release"],
+        "reviewer": reviewer,
+        "date": "2026-12-06",
+        "sources": {},
+        "negatives": {"release": data["release_path"], "sources": verdicts},
+    }
+
+
+def verdict_on(row: dict, role: str, verdict: str, index: int = 0) -> dict:
+    text = row["neg"]["text"] if role == "negative" else row["suspects"][index]["text"]
+    return {"row_id": row["row_id"], "query": row["query"]["text"], "text": text, "role": role, "verdict": verdict}
+
+
+def write_json(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def exported(demo_release, medi_home, tmp_path) -> Path:
+    return export_review(demo_release.out, tmp_path / "review", root=medi_home.root)
+
+
+def test_a_release_without_a_teacher_shows_real_rows_and_says_no_teacher_ran(exported, demo_release):
+    data = page_data(exported)
+    assert data["decisions_format"] == "medi-review-decisions/2" and data["teacher"] is None
+    assert [s["name"] for s in data["negatives"]] == [t["task_name"] for t in demo_release.manifest["tasks"]]
+    rows = {row["row_id"]: row for row in demo_release.dataset}
+    for source in data["negatives"]:
+        assert source["note"] == NO_TEACHER and source["suspects"] == 0
+        with_negative = [r for r in rows.values() if r["task_name"] == source["name"] and r["neg"]["text"]]
+        assert source["rows_with_negative"] == len(with_negative)
+        assert len(source["rows"]) == min(5, len(with_negative))
+        for shown in source["rows"]:  # real rows, full texts (a judgement names its text exactly)
+            real = rows[shown["row_id"]]
+            assert real["task_name"] == source["name"] and shown["suspects"] == []
+            assert shown["query"] == real["query"] and shown["neg"]["text"] == real["neg"]["text"] != ""
+            assert shown["pos"]["text"] == real["pos"]["text"]
+            assert shown["neg"]["origin"] == real["neg_origin"]
+            assert shown["neg"]["score"] == pytest.approx(real["neg_score"])
+
+
+def test_the_sample_is_seeded(demo_release, medi_home, tmp_path):
+    def shown(folder: str, seed: int) -> list[list[str]]:
+        data = page_data(export_review(demo_release.out, tmp_path / folder, root=medi_home.root, seed=seed))
+        return [[row["row_id"] for row in s["rows"]] for s in data["negatives"]]
+
+    assert shown("a", 0) == shown("b", 0)
+    assert shown("a", 0) != shown("c", 1)  # TREC has 119 rows with a negative: another seed picks other rows
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_marking_negatives_in_a_real_browser_download_and_import(exported, medi_home, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    data = page_data(exported)
+    trec = negatives_of(data, TREC)
+    first, second = trec["rows"][0], trec["rows"][1]
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(accept_downloads=True)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(exported.resolve().as_uri())
+        assert page.locator("#negatives").is_hidden()
+        page.get_by_role("button", name="Negatives").click()
+        assert page.locator("#sources").is_hidden() and page.locator("#negatives").is_visible()
+        assert page.locator("section.neg-source").count() == len(data["negatives"])
+        section = page.locator(f'section.neg-source[data-source="{TREC}"]')
+        assert section.locator("p.neg-note").inner_text() == NO_TEACHER
+        page.get_by_label("Reviewer").fill("Ada Reviewer")
+
+        chosen = section.locator(f'tr[data-row="{first["row_id"]}"] div.chosen')
+        chosen.get_by_role("button", name="Actually positive").click()
+        assert chosen.get_attribute("data-verdict") == "positive"
+        other = section.locator(f'tr[data-row="{second["row_id"]}"] div.chosen')
+        other.get_by_role("button", name="Actually positive").click()
+        other.get_by_role("button", name="Actually positive").click()  # pressed again: no verdict
+        assert other.get_attribute("data-verdict") == ""
+        other.get_by_role("button", name="Really negative").click()
+        assert other.get_attribute("data-verdict") == "negative"
+
+        with page.expect_download() as download_info:
+            page.get_by_role("button", name="Download decisions.json").click()
+        decisions_path = tmp_path / "decisions.json"
+        download_info.value.save_as(decisions_path)
+        browser.close()
+    assert errors == []
+    downloaded = json.loads(decisions_path.read_text(encoding="utf-8"))
+    assert downloaded["format"] == "medi-review-decisions/2" and downloaded["sources"] == {}
+    assert downloaded["negatives"]["sources"] == {
+        TREC: [verdict_on(first, "negative", "positive"), verdict_on(second, "negative", "negative")]
+    }
+
+    result = CliRunner().invoke(app, ["review", "import", str(decisions_path)])
+    assert result.exit_code == 0, result.output
+    output = plain(result.output)
+    assert f"{file_name(TREC)}\n  {TREC}: 2 added, 0 changed, 0 already there (1 positive, 1 negative)" in output
+    stored = medi_home.root / file_name(TREC)
+    text = stored.read_text(encoding="utf-8")
+    assert text.startswith(f"# {HEADER_MARK}") and f"format: {FORMAT}\nsource: {TREC}\n" in text
+    judgements = load_judgements(medi_home.root, TREC)
+    assert judgements.verdict(first["query"]["text"], first["neg"]["text"]) == "positive"
+    assert judgements.verdict(second["query"]["text"], second["neg"]["text"]) == "negative"
+    assert judgements.positives(first["query"]["text"]) == [first["neg"]["text"]]
+    assert {(j.reviewer, str(j.date)) for j in judgements.entries} == {("Ada Reviewer", downloaded["date"])}
+    fingerprint = judgements.fingerprint()
+    assert len(fingerprint) == 16
+
+    again = CliRunner().invoke(app, ["review", "import", str(decisions_path)])  # the same decisions: no change
+    assert again.exit_code == 0 and "0 added, 0 changed, 2 already there" in plain(again.output)
+    assert stored.read_text(encoding="utf-8") == text
+
+
+def test_a_changed_verdict_is_edited_in_place_and_changes_the_fingerprint(exported, medi_home, tmp_path):
+    data = page_data(exported)
+    first, second = negatives_of(data, TREC)["rows"][:2]
+    path = tmp_path / "decisions.json"
+    write_json(path, decisions_file(data, {TREC: [verdict_on(first, "negative", "negative")]}))
+    import_decisions(path, root=medi_home.root)
+    stored = medi_home.root / file_name(TREC)
+    stored.write_text(stored.read_text(encoding="utf-8") + "# a reviewer's comment\n", encoding="utf-8")
+    before = load_judgements(medi_home.root, TREC).fingerprint()
+    assert load_judgements(medi_home.root, "st/AllNLI").fingerprint() == ""  # no file: no judgements
+
+    edits = [verdict_on(first, "negative", "positive"), verdict_on(second, "negative", "negative")]
+    result = import_decisions(write_json(path, decisions_file(data, {TREC: edits})), root=medi_home.root)
+    recorded = result.judgements[TREC]
+    assert (recorded.added, recorded.changed, recorded.unchanged) == (1, 1, 0)
+    judgements = load_judgements(medi_home.root, TREC)
+    assert [j.verdict for j in judgements.entries] == ["positive", "negative"]  # in place: file order kept
+    assert judgements.fingerprint() != before
+    assert "# a reviewer's comment\n" in stored.read_text(encoding="utf-8")  # a round-trip edit keeps comments
+    assert "*id" not in stored.read_text(encoding="utf-8")  # the date of each entry written out, not an alias
+
+
+def test_decisions_on_texts_the_release_does_not_show_are_stale(exported, medi_home, tmp_path):
+    data = page_data(exported)
+    row = negatives_of(data, TREC)["rows"][0]
+    wrong = verdict_on(row, "negative", "positive") | {"text": row["pos"]["text"]}  # the positive, not a candidate
+    gone = verdict_on(row, "negative", "positive") | {"row_id": "superni/task1289_trec_classification:nope"}
+    path = write_json(tmp_path / "decisions.json", decisions_file(data, {TREC: [wrong, gone]}))
+    with pytest.raises(MediError, match=r"(?s)stale decisions, nothing imported.*no longer shows the negative.*nope"):
+        import_decisions(path, root=medi_home.root)
+    assert not (medi_home.root / "judgements").exists()
+    result = CliRunner().invoke(app, ["review", "import", str(path)])
+    assert result.exit_code == 1 and "stale" in plain(result.output)
+
+
+def test_a_release_that_is_gone_is_checked_for_shape_only(demo_release, medi_home, tmp_path):
+    copy = tmp_path / "release"
+    shutil.copytree(demo_release.out, copy)
+    data = page_data(export_review(copy, tmp_path / "review", root=medi_home.root))
+    row = negatives_of(data, TREC)["rows"][0]
+    shutil.rmtree(copy)
+    path = write_json(tmp_path / "d.json", decisions_file(data, {TREC: [verdict_on(row, "negative", "negative")]}))
+    result = import_decisions(path, root=medi_home.root)
+    assert result.notes == [f"release {copy.resolve()} is gone: negative decisions checked for shape only"]
+    assert load_judgements(medi_home.root, TREC).negatives(row["query"]["text"]) == [row["neg"]["text"]]
+
+
+def test_bad_decisions_name_the_file_and_the_entry(exported, medi_home, tmp_path):
+    data = page_data(exported)
+    row = negatives_of(data, TREC)["rows"][0]
+    both = [verdict_on(row, "negative", "positive"), verdict_on(row, "negative", "negative")]
+    path = write_json(tmp_path / "decisions.json", decisions_file(data, {TREC: both}))
+    with pytest.raises(MediError, match=rf"decisions.json: negatives: {TREC}\[1\] .*both positive and negative"):
+        import_decisions(path, root=medi_home.root)
+    maybe = [verdict_on(row, "negative", "positive") | {"verdict": "maybe"}]
+    with pytest.raises(MediError, match=r"decisions.json: negatives.sources.*verdict"):
+        import_decisions(write_json(path, decisions_file(data, {TREC: maybe})), root=medi_home.root)
+    old = decisions_file(data, {TREC: [verdict_on(row, "negative", "positive")]})
+    old["format"] = "medi-review-decisions/1"
+    with pytest.raises(MediError, match=r"a negatives section needs format 'medi-review-decisions/2'"):
+        import_decisions(write_json(path, old), root=medi_home.root)
+    assert not (medi_home.root / "judgements").exists()
+
+
+def test_a_version_1_decisions_file_still_imports(exported, medi_home, tmp_path):
+    data = page_data(exported)
+    allnli = next(s for s in data["sources"] if s["name"] == "st/AllNLI")
+    original = allnli["wordings"]["query"][0]
+    decisions = {
+        "format": "medi-review-decisions/1",
+        "reviewer": "R. Viewer",
+        "date": "2026-11-20",
+        "sources": {
+            "st/AllNLI": {
+                "file": allnli["file"],
+                "origin": allnli["origin"],
+                "symmetric": allnli["symmetric"],
+                "wordings": allnli["wordings"],
+                "note": allnli["note"],
+                "decisions": [{"field": "query", "index": 0, "original": original, "action": "accept"}],
+            }
+        },
+    }
+    result = import_decisions(write_json(tmp_path / "old.json", decisions), root=medi_home.root)
+    assert result.files == {"instructions/st.yaml": ["st/AllNLI"]} and result.judgements == {}
+
+
+def test_medi_does_not_edit_a_judgements_file_it_did_not_write(exported, medi_home, tmp_path):
+    data = page_data(exported)
+    row = negatives_of(data, TREC)["rows"][0]
+    mine = medi_home.root / file_name(TREC)
+    mine.parent.mkdir()
+    hand_written = f"format: {FORMAT}\nsource: {TREC}\njudgements: []\n"
+    mine.write_text(hand_written, encoding="utf-8")
+    assert not load_judgements(medi_home.root, TREC)  # readable: a build uses it
+    path = write_json(tmp_path / "d.json", decisions_file(data, {TREC: [verdict_on(row, "negative", "positive")]}))
+    with pytest.raises(MediError, match=rf"{file_name(TREC)}: not written by medi"):
+        import_decisions(path, root=medi_home.root)
+    assert mine.read_text(encoding="utf-8") == hand_written
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("format: medi-judgements/9\nsource: {s}\njudgements: []\n", r"format 'medi-judgements/9' is not"),
+        ("format: medi-judgements/1\nsource: st/other\njudgements: []\n", r"source 'st/other', but this file holds"),
+        (
+            "format: medi-judgements/1\nsource: {s}\njudgements:\n  - query: q\n    text: t\n    verdict: maybe\n",
+            r"judgements\[0\]: verdict: Input should be 'positive' or 'negative'",
+        ),
+        (
+            "format: medi-judgements/1\nsource: {s}\njudgements:\n  - {{query: q, text: t, verdict: positive}}\n"
+            "  - {{query: q, text: t, verdict: negative}}\n",
+            r"judgements\[1\]: judged negative, but judgements\[0\] judged the same query and text positive",
+        ),
+        ("format: medi-judgements/1\nsource: {s}\njudgements:\n  - {{query: q, text: t}}\n", r"\[0\]: verdict: Field"),
+        ("- just\n- a list\n", r"expected a mapping"),
+    ],
+)
+def test_a_malformed_judgements_file_names_the_file_and_the_entry(tmp_path, body, message):
+    path = tmp_path / file_name(TREC)
+    path.parent.mkdir()
+    path.write_text(body.format(s=TREC), encoding="utf-8")
+    with pytest.raises(MediError, match=rf"{re.escape(str(path))}: .*{message}"):
+        load_judgements(tmp_path, TREC)
