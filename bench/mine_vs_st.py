@@ -4,6 +4,7 @@ One process, the same real pairs, the same encoder (bundled all-MiniLM-L6-v2) an
 and warm (caches filled by the cold run). Prints a table and ratios against the sentence-transformers baseline.
 
     python bench/mine_vs_st.py --shared ../shared/data --pairs 10000 [--warm-repeats 5] [--int8]
+    python bench/mine_vs_st.py --sections candidates teacher --pairs 2000 --teacher-pairs 500
 
 Fair in both directions: both miners get a loaded model that has already encoded once (medi's own encoder, so its
 cold run does not pay for loading weights that ST was handed), every timing starts after a full garbage
@@ -15,6 +16,14 @@ below the margin (most of the Super-NI rows), medi searches below the ceiling an
 
 With --int8 it also runs medi's opt-in int8 encoder cold and reports its neighbour agreement with fp32: the
 overlap of each text's 10 nearest neighbours, and the share of rows that get the same negative.
+
+--sections picks what runs (default: st): ``st`` the comparison above; ``candidates`` the candidate lists of issue 19
+against dense in the same run, on the same pairs and cached embeddings: an exact dense top-``window`` search, BM25
+(bm25s: index build and search), hybrid (both, merged by reciprocal rank), and the whole warm mine with each
+(``mining.candidates``); ``teacher`` the teacher guard (``--teacher``, default all-mpnet-base-v2 from
+bench/teacher_model.py) on the first ``--teacher-pairs`` pairs: warm mining with and without it, the teacher cold
+(its model scores every pair) and warm (scores cached), its cost per 1,000 rows and per 1,000 pairs, and the
+candidates it removed. medi must be importable (``PYTHONPATH=.`` from the checkout).
 
 Pairs: Super-NI (input, first output) from the train tasks in SHARED/super-ni, plus the embedding-training rows
 (query, first positive) in SHARED/st-embedding; a seeded sample of --pairs of them.
@@ -111,11 +120,20 @@ def run_st(pairs, model, window: int, cache_folder: str | None):
     return [(r["query"], r["pos"], r["negative"]) for r in result]
 
 
-def run_medi(pairs, cache_dir: Path, window: int, precision: str = "fp32", encoder: Encoder | None = None):
+def run_medi(
+    pairs,
+    cache_dir: Path,
+    window: int,
+    precision: str = "fp32",
+    encoder: Encoder | None = None,
+    candidates: str = "dense",
+    teacher=None,
+):
     encoder = encoder or Encoder(EncoderConfig(precision=precision), cache_dir=cache_dir)
     records = [Record(row_id=f"bench:{i}", query=q, pos=p) for i, (q, p) in enumerate(pairs)]
     report = MineReport()
-    triples = mine_pairs(records, encoder, MineConfig(window=window), report, symmetric=False)
+    cfg = MineConfig(window=window, candidates=candidates)
+    triples = mine_pairs(records, encoder, cfg, report, symmetric=False, teacher=teacher)
     return [(t.query, t.pos, t.neg) for t in triples], report, encoder
 
 
@@ -173,11 +191,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warm-repeats", type=int, default=5, help="warm runs of each miner, alternated")
     parser.add_argument("--int8", action="store_true", help="also run medi's opt-in int8 encoder (cold)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=["st"], help="what to run (default: st)")
+    parser.add_argument("--teacher", default=None, help="teacher folder (default: all-mpnet-base-v2, assembled)")
+    parser.add_argument("--teacher-pairs", type=int, default=500, help="pairs the teacher section mines")
     args = parser.parse_args()
     pairs = load_pairs(args.shared, args.pairs, args.seed)
     print(f"{len(pairs)} real pairs from {args.shared}", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="medi-bench-"))
+    if "st" in args.sections:
+        st_rows(args, pairs, work)
+    if "candidates" in args.sections:
+        candidate_rows(pairs, work, args.window, args.warm_repeats)
+    if "teacher" in args.sections:
+        teacher_rows(pairs[: args.teacher_pairs], work, args.window, args.teacher)
 
+
+SECTIONS = ("st", "candidates", "teacher")
+
+
+def st_rows(args, pairs, work: Path) -> None:
+    """medi against sentence-transformers' mine_hard_negatives, cold and warm."""
     from sentence_transformers import SentenceTransformer
 
     model = Encoder(cache_dir=work / "unused").model  # the same bundled weights medi loads
@@ -249,6 +282,112 @@ def report_int8(pairs, work, window, medi_cold, medi_cold_s, st_cold_s, distinct
     print(f"  peak RSS {int8_mib:.0f} MiB; negatives >= positive (fp32 judge) {share_neg_ge_pos(int8_rows, judge):.3f}")
     print(f"  10-NN overlap with fp32: {neighbour_agreement(judge, int8_encoder, distinct):.3f}")
     print(f"  same negative as fp32: {same_negative:.3f}")
+
+
+def median_timed(repeats: int, fn, *args, **kwargs):
+    """(last result, median wall seconds, median CPU seconds) of ``repeats`` runs."""
+    runs = [timed(fn, *args, **kwargs) for _ in range(max(1, repeats))]
+    return runs[-1][0], float(np.median([r[1] for r in runs])), float(np.median([r[3] for r in runs]))
+
+
+def candidate_rows(pairs, work: Path, window: int, repeats: int) -> None:
+    """BM25 and hybrid candidate lists against dense ones (the baseline), on the same pairs, in speed."""
+    from medi.lexical import Bm25Index, hybrid_merge
+    from medi.search import Searcher
+
+    queries, pool = [q for q, _ in pairs], list(dict.fromkeys(p for _, p in pairs))
+    encoder = loaded_encoder(work / "medi-candidates")
+    (q, pool_vectors), embed_s, _, embed_cpu = timed(encoder.embed_many, [(queries, "query"), (pool, "document")])
+    searcher = Searcher(pool_vectors)
+    dense, dense_s, dense_cpu = median_timed(repeats, searcher.search, q, window)
+    index, build_s, build_cpu = median_timed(repeats, Bm25Index, pool)
+    lexical, search_s, search_cpu = median_timed(repeats, index.search, queries, window)
+    _, merge_s, merge_cpu = median_timed(repeats, hybrid_merge, dense, lexical, window)
+    per_k = 1000 / len(pairs)
+    print(f"\ncandidate lists: {len(pairs)} queries, {len(pool)} documents, top {window} each (medians of {repeats})")
+    print(f"{'candidates':44} {'s':>8} {'cpu s':>8} {'s/1k rows':>10} {'vs dense':>9}")
+    rows = [
+        ("dense: exact top-k of cached embeddings", dense_s, dense_cpu),
+        ("bm25: index build (bm25s)", build_s, build_cpu),
+        ("bm25: search", search_s, search_cpu),
+        ("bm25: build + search", build_s + search_s, build_cpu + search_cpu),
+        ("hybrid: dense + bm25 + rank fusion", dense_s + build_s + search_s + merge_s,
+         dense_cpu + build_cpu + search_cpu + merge_cpu),
+        ("(cold embedding of those texts, for scale)", embed_s, embed_cpu),
+    ]  # fmt: skip
+    for name, seconds, cpu in rows:
+        print(f"{name:44} {seconds:8.3f} {cpu:8.3f} {seconds * per_k:10.3f} {seconds / dense_s:8.2f}x")
+    overlap = np.mean([len(set(a) & set(b) - {-1}) / window for a, b in zip(dense[1], lexical[1], strict=True)])
+    print(f"  dense and bm25 lists share {overlap:.1%} of their candidates")
+    mined = {}
+    print(f"\nwhole warm mine by mining.candidates (medians of {repeats}):")
+    print(f"{'candidates':10} {'s':>8} {'cpu s':>8} {'vs dense':>9} {'fallbacks':>10} {'neg>=pos':>9}  neg_rule")
+    for mode in ("dense", "bm25", "hybrid"):
+        (triples, report, _), seconds, cpu = median_timed(
+            repeats, run_medi, pairs, work / "medi-candidates", window, encoder=encoder, candidates=mode
+        )
+        mined[mode] = (triples, seconds)
+        fallbacks, share = report.neg_origin.get("fallback", 0), share_neg_ge_pos(triples, encoder)
+        ratio, rules = seconds / mined["dense"][1], dict(report.neg_rule)
+        print(f"{mode:10} {seconds:8.3f} {cpu:8.3f} {ratio:8.2f}x {fallbacks:10d} {share:9.3f}  {rules}")
+    for mode in ("bm25", "hybrid"):
+        same = np.mean([a[2] == b[2] for a, b in zip(mined["dense"][0], mined[mode][0], strict=True)])
+        print(f"  {mode}: the same negative as dense in {same:.1%} of rows")
+
+
+def teacher_rows(pairs, work: Path, window: int, teacher_path: str | None) -> None:
+    """The teacher guard: its cost per 1,000 rows (cold: the teacher scores every pair; warm: cached) against
+    medi's warm mine without it, and the candidates it removed."""
+    from medi.teacher import Teacher
+
+    if teacher_path is None:
+        from teacher_model import model_folder  # bench/teacher_model.py
+
+        teacher_path = str(model_folder())
+    encoder = loaded_encoder(work / "medi-teacher")
+    run_medi(pairs, work / "medi-teacher", window, encoder=encoder)  # the miner's embeddings cached for every run
+    (base, base_report, _), base_s, _, base_cpu = timed(run_medi, pairs, work / "medi-teacher", window, encoder=encoder)
+    teacher = Teacher.load(teacher_path, cache_dir=work / "teacher-cache")
+    _warm_up(teacher)
+    (guarded, report, _), cold_s, _, cold_cpu = timed(
+        run_medi, pairs, work / "medi-teacher", window, encoder=encoder, teacher=teacher
+    )
+    again = Teacher.load(teacher_path, cache_dir=work / "teacher-cache")
+    _, warm_s, _, warm_cpu = timed(run_medi, pairs, work / "medi-teacher", window, encoder=encoder, teacher=again)
+    assert again.pairs_scored == 0, "warm teacher run scored pairs again"
+    rows, per_k = len(pairs), 1000 / len(pairs)
+    texts = teacher.encoder.texts_encoded if teacher.kind == "bi-encoder" else None
+    identity = teacher.identity()
+    print(f"\nteacher guard: {identity['name']} ({identity['kind']}, weights {identity['weights_sha256'][:12]}…)")
+    print(f"  {rows} rows, window {window}, teacher_relative 0.95; miner embeddings cached in every run")
+    print(f"{'run':38} {'s':>8} {'cpu s':>8} {'s/1k rows':>10}")
+    for name, seconds, cpu in (
+        ("medi, no teacher (baseline)", base_s, base_cpu),
+        ("medi + teacher, cold (scores computed)", cold_s, cold_cpu),
+        ("medi + teacher, warm (scores cached)", warm_s, warm_cpu),
+    ):
+        print(f"{name:38} {seconds:8.2f} {cpu:8.2f} {seconds * per_k:10.2f}")
+    cold_extra, warm_extra = (cold_s - base_s) * per_k, (warm_s - base_s) * per_k
+    print(f"  teacher cost per 1,000 rows: cold +{cold_extra:.1f} s, warm +{warm_extra:.2f} s")
+    pair_cost = (cold_s - base_s) / max(teacher.pairs_scored, 1) * 1000
+    scored = teacher.pairs_scored
+    print(f"  pairs scored: {scored} ({scored / rows:.2f} a row), {pair_cost:.1f} s per 1,000 pairs")
+    if texts is not None:
+        print(f"  texts the teacher embedded: {texts} ({texts / rows:.2f} a row)")
+    removed = {rule: report.removed.get(rule, 0) for rule in ("teacher_relative", "teacher_max_score")}
+    print(f"  candidates removed by the teacher: {removed}, of {report.examined} examined")
+    print(f"  (without the teacher {base_report.examined} examined; removed {dict(base_report.removed)})")
+    changed = np.mean([a[2] != b[2] for a, b in zip(base, guarded, strict=True)])
+    print(f"  rows whose negative changed: {changed:.1%}; rows without a candidate: {report.rows_without_candidate}")
+    print(f"  fallbacks: {report.neg_origin.get('fallback', 0)} (baseline {base_report.neg_origin.get('fallback', 0)})")
+
+
+def _warm_up(teacher) -> None:
+    """Load the teacher's model outside every timing, as the miner's is."""
+    if teacher.kind == "bi-encoder":
+        teacher.encoder.model.encode(["warm up"])
+    else:
+        teacher.cross_encoder.predict([("warm", "up")])
 
 
 if __name__ == "__main__":

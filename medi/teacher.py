@@ -31,6 +31,11 @@ BI_ENCODER = "bi-encoder"
 CROSS_ENCODER = "cross-encoder"
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt"}
 FLUSH_PAIRS = 4096  # pairs scored between cache writes: what a killed build can lose
+# Rows per encode batch of a bi-encoder teacher. A batch's shape depends on its texts' lengths only (so a vector
+# does not depend on what is encoded with it) and a length bucket's last batch is padded with filler rows; the miner
+# asks a few hundred pairs at a time, spread over ~30 buckets, where 64-row batches were mostly filler. Measured with
+# MiniLM (CPU seconds): 80 texts 5.2 s at 64 rows, 2.8 s at 16; 600 texts 14.2 s at 64, 15.0 s at 16.
+BI_ENCODER_ROWS = 16
 SCORE_FORMAT = "teacher-scores-1"  # part of the cache key: a change in how scores are computed gets new folders
 
 
@@ -121,8 +126,8 @@ class Teacher:
     @cached_property
     def encoder(self) -> Encoder:
         """The bi-encoder teacher as medi's encoder: unit vectors in fixed-shape batches, embeddings cached."""
-        # default batch shapes: the same vectors (and cache entries) as the miner gets from the same model
-        return Encoder(EncoderConfig(name=str(self.folder), device=self.device), cache_dir=self.cache_dir)
+        config = EncoderConfig(name=str(self.folder), device=self.device, batch_size=BI_ENCODER_ROWS)
+        return Encoder(config, cache_dir=self.cache_dir)
 
     @cached_property
     def cross_encoder(self):
