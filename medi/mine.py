@@ -10,9 +10,9 @@ Super-NI tasks (rows with outputs, no positive) are paired by INSTRUCTOR's rules
 Pair sources get hard negatives from the source's own texts where a row has none (or, with ``negatives`` N > 1,
 negatives 2..N beside a given one). Candidates come from the encoder (``dense``), BM25 (``bm25``, medi.lexical) or
 both merged by reciprocal rank (``hybrid``); then the rules remove, in this order, a candidate scoring at or above
-(1 - relative_margin) x the row's own positive (``margin``), the query or a positive of any row sharing the query
-text (``self_or_duplicate``: several rows with one query never get each other's positives as negatives), a text a
-reviewer judged positive for the query (``judged_positive``), a near-duplicate of any of those or of a negative
+(1 - relative_margin) x the row's own positive (``margin``), a text a reviewer judged positive for the query
+(``judged_positive``), the query or a positive of any row sharing the query text (``self_or_duplicate``: several
+rows with one query never get each other's positives as negatives), a near-duplicate of any of those or of a negative
 already chosen for the row (``near_duplicate``), and, when a teacher is set, a suspected false negative
 (``teacher_relative``: teacher(q, c) >= teacher_relative x teacher(q, pos); ``teacher_max_score``) unless a
 reviewer judged it negative. The first N survivors are the negatives (``negative_sampling: top``), or N seeded
@@ -50,9 +50,9 @@ CANDIDATES = ("dense", "bm25", "hybrid")
 # INSTRUCTOR's classification rule, Super-NI only)
 REMOVAL_RULES = (
     "margin",
+    "judged_positive",
     "self_or_duplicate",
     "shared_label",
-    "judged_positive",
     "near_duplicate",
     "teacher_relative",
     "teacher_max_score",
@@ -125,6 +125,7 @@ class MineReport:
     rows_without_candidate: int = 0  # rows whose candidate lists held no survivor (fallback or nothing)
     negatives_per_row: Counter = field(default_factory=Counter)  # "0", "1", ...: rows holding that many negatives
     judgements_applied: int = 0  # reviewer verdicts that changed a row (removed, allowed or added a text)
+    teacher: dict | None = None  # the teacher's identity (name, kind, weights_sha256) when one guarded the negatives
     pos_rule: Counter = field(default_factory=Counter)
     neg_rule: Counter = field(default_factory=Counter)
 
@@ -161,6 +162,7 @@ class MineReport:
             "rows_without_candidate": self.rows_without_candidate,
             "negatives_per_row": dict(sorted(self.negatives_per_row.items(), key=lambda kv: int(kv[0]))),
             "judgements_applied": self.judgements_applied,
+            "teacher": self.teacher,
         }
 
 
@@ -338,6 +340,12 @@ class Walker:
         return taken
 
 
+def _listed(ids: list[int], scores: list[float], rule: str, ahead: int = 0) -> list[tuple[int, float, str, int]]:
+    """A candidate list from a search's row: the real ids (not -1), ranked after the ``ahead`` left out."""
+    real = [(c, s) for c, s in zip(ids, scores, strict=True) if c >= 0]
+    return [(c, s, rule, ahead + at + 1) for at, (c, s) in enumerate(real)]
+
+
 def sampled(walk: RowWalk, cfg: MineConfig, rng: random.Random) -> list[Found]:
     """The row's negatives: the first N survivors, or N seeded random ones (kept in rank order)."""
     if cfg.negative_sampling == "random" and len(walk.chosen) > cfg.negatives:
@@ -362,6 +370,8 @@ class Guard:
 
     def __init__(self, teacher, judgements, cfg: MineConfig, report: MineReport):
         self.teacher, self.judgements, self.cfg, self.report = teacher, judgements, cfg, report
+        if teacher is not None:
+            report.teacher = teacher.identity()
 
     def scores(self, queries: Sequence[str], texts: Sequence[str]) -> list[float] | None:
         """The teacher's scores of (query, text) pairs, in batches; None without a teacher."""
@@ -506,20 +516,20 @@ class TaskRules:
         def fetch(rows: list[int], k: int) -> list[Candidates]:
             scores, ids = searcher.search(vectors[rows], k)
             return [
-                ([(c, s, "superni", at + 1) for at, (c, s) in enumerate(zip(row_ids, row_scores, strict=True))], 0)
+                (_listed(row_ids, row_scores, "superni"), 0)
                 for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True)
             ]
 
         return fetch
 
     def cheap(self, i: int, j: int, _score: float, walk: RowWalk) -> str | None:
+        if self.guard.verdict(self.inputs[i], self.inputs[j]) == "positive":
+            self.guard.report.judgements_applied += 1
+            return "judged_positive"
         if j in self.own[i] or self.inputs[j] == self.inputs[i]:
             return "self_or_duplicate"
         if self.labels[i] & self.labels[j]:
             return "shared_label"
-        if self.guard.verdict(self.inputs[i], self.inputs[j]) == "positive":
-            self.guard.report.judgements_applied += 1
-            return "judged_positive"
         if self.too_close(i, j, walk):
             return "near_duplicate"
         return None
@@ -744,12 +754,12 @@ class PairRows:
         text, query = self.pool[cand], self.records[i].query
         if margin and score >= self.ceilings[i]:
             return "margin"
-        own = self.own_texts(i)
-        if text in own:
-            return "self_or_duplicate"
         if self.guard.verdict(query, text) == "positive":
             self.guard.report.judgements_applied += margin  # counted once, as a removed candidate
             return "judged_positive"
+        own = self.own_texts(i)
+        if text in own:
+            return "self_or_duplicate"
         form = self.dups.form(cand)
         if any(self.dups.same_text(self.form_of(t), form) for t in own) or any(
             self.dups.same(c, cand) for c in walk.taken
@@ -812,11 +822,11 @@ class PairRows:
 
         def fetch(rows: list[int], k: int) -> list[Candidates]:
             scores, ids, above = searcher.search_below_counted(self.q[rows], k, self.ceilings[rows])
+            # ids are -1 at the ceiling (those lead the top k and are counted in ``above``) and past the end
             return [
-                ([(c, s, "dense", int(n) + at + 1) for at, (c, s) in enumerate(zip(row_ids, row_scores, strict=True))],
-                 int(n))
+                (_listed(row_ids, row_scores, "dense", int(n)), int(n))
                 for row_scores, row_ids, n in zip(scores.tolist(), ids.tolist(), above.tolist(), strict=True)
-            ]  # fmt: skip
+            ]
 
         return fetch
 
@@ -824,7 +834,7 @@ class PairRows:
         def fetch(rows: list[int], k: int) -> list[Candidates]:
             scores, ids = searcher.search(self.q[rows], k)
             return [
-                ([(c, s, "dense", at + 1) for at, (c, s) in enumerate(zip(row_ids, row_scores, strict=True))], 0)
+                (_listed(row_ids, row_scores, "dense"), 0)
                 for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True)
             ]
 
