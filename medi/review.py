@@ -97,9 +97,8 @@ def export_review(
         _source_view(name, rows, release, catalog, book, picker.pick(name, rows)) for name, rows in release.iter_tasks()
     ]
     teacher = teacher_of(release)
-    negatives = [
-        negatives_view(name, release, teacher, negative_rows, seed) for name in (t["task_name"] for t in release.tasks)
-    ]
+    names = [task["task_name"] for task in release.tasks]
+    negatives = [negatives_view(name, release, teacher_of(release, name), negative_rows, seed) for name in names]
     exported_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     data = {
         "decisions_format": DECISIONS_FORMAT,
@@ -215,16 +214,16 @@ def _row_view(row: dict) -> dict:
     return view
 
 
-def teacher_of(release: Release) -> str | None:
-    """The teacher the release was built with (its name), or None when no teacher ran or the release predates
-    the ``suspects`` column."""
+def teacher_of(release: Release, name: str | None = None) -> str | None:
+    """The teacher that guarded the negatives of source ``name`` (its mine report), else of the release (its
+    config); None when no teacher ran or the release predates the ``suspects`` column."""
     if "suspects" not in release.dataset.column_names:
         return None
-    named = release.manifest.get("teacher")
-    if isinstance(named, dict):
-        named = named.get("name")
+    report = release.manifest["sources"].get(name, {}).get("mining") or {} if name else {}
+    if isinstance(report.get("teacher"), dict) and report["teacher"].get("name"):
+        return report["teacher"]["name"]
     mining = (release.manifest.get("config") or {}).get("mining") or {}
-    return named or mining.get("teacher") or None
+    return mining.get("teacher") or None
 
 
 def negatives_view(name: str, release: Release, teacher: str | None, n: int, seed: int) -> dict:
@@ -250,6 +249,7 @@ def negatives_view(name: str, release: Release, teacher: str | None, n: int, see
         note = None
     return {
         "name": name,
+        "teacher": teacher,
         "rows_in_release": len(table),
         "rows_with_negative": int(has_neg.sum()),
         "rows_with_suspects": len(with_suspects),

