@@ -84,6 +84,16 @@ def test_the_sample_is_seeded(demo_release, medi_home, tmp_path):
     assert shown("a", 0) != shown("c", 1)  # TREC has 119 rows with a negative: another seed picks other rows
 
 
+def test_cli_export_takes_the_number_of_negative_rows(demo_release, medi_home, tmp_path):
+    out = tmp_path / "review"
+    args = ["review", "export", "--release", str(demo_release.out), "--out", str(out), "--pick", "random"]
+    result = CliRunner().invoke(app, [*args, "--negative-rows", "2"])
+    assert result.exit_code == 0, result.output
+    assert {len(source["rows"]) for source in page_data(out / "index.html")["negatives"]} == {2}
+    refused = CliRunner().invoke(app, [*args, "--negative-rows", "-1"])
+    assert refused.exit_code == 2 and "negative-rows" in plain(refused.output)
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_marking_negatives_in_a_real_browser_download_and_import(exported, medi_home, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -330,6 +340,8 @@ def round_trip(make_release, medi_home, tmp_path, sources: list[str], **mining) 
         if row["suspects"] and min(s["rank"] for s in row["suspects"]) < row["neg"]["rank"]
     ]
     assert len(candidates) >= 2 and all(view["teacher"] for view in data["negatives"])
+    for view in data["negatives"]:  # rows with suspects are shown first
+        assert sum(bool(row["suspects"]) for row in view["rows"]) == min(len(view["rows"]), view["rows_with_suspects"])
     (pos_source, pos_row, positive), (neg_source, neg_row, negative) = candidates[:2]
     decisions_path = tmp_path / "decisions.json"
     judge_in_browser(
