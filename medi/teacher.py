@@ -30,6 +30,7 @@ from medi.errors import MediError
 BI_ENCODER = "bi-encoder"
 CROSS_ENCODER = "cross-encoder"
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt"}
+SETTINGS_SUFFIXES = {".json", ".txt", ".model"}  # configs, tokenizers, vocabularies, sentencepiece models
 FLUSH_PAIRS = 4096  # pairs scored between cache writes: what a killed build can lose
 # Rows per encode batch of a bi-encoder teacher. A batch's shape depends on its texts' lengths only (so a vector
 # does not depend on what is encoded with it) and a length bucket's last batch is padded with filler rows; the miner
@@ -208,10 +209,9 @@ def _json(path: Path, name: str) -> dict:
 
 
 def settings_sha256(folder: Path) -> str:
-    """A hash of the folder's small files (configs, tokenizer; not weights or read-mes): what else changes scores."""
+    """A hash of the folder's settings (configs, tokenizer, vocabulary): what besides the weights changes scores.
+    Other files (weights, ONNX exports, read-mes) are left out, so nothing large is read."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if path.suffix in WEIGHT_SUFFIXES or path.suffix == ".md" or path.name.startswith("."):
-            continue
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in SETTINGS_SUFFIXES):
         digest.update(str(path.relative_to(folder)).encode() + b"\x00" + path.read_bytes())
     return digest.hexdigest()

@@ -164,6 +164,21 @@ def test_teachers_do_not_share_cached_scores(cross_encoder_folder, score_cache):
     assert not np.allclose(cross.score(queries, positives), bi.score(queries, positives))
 
 
+def test_changed_settings_get_new_scores_not_cached_ones(cross_encoder_folder, tmp_path):
+    queries, positives, _ = msmarco_pairs()
+    folder = shutil.copytree(cross_encoder_folder, tmp_path / "ce")
+    sigmoid = Teacher.load(str(folder), cache_dir=tmp_path / "cache")
+    probabilities = sigmoid.score(queries, positives)
+    settings = folder / "config_sentence_transformers.json"
+    config = json.loads(settings.read_text())
+    settings.write_text(json.dumps({**config, "activation_fn": "torch.nn.modules.linear.Identity"}))
+    raw = CountingTeacher.load(str(folder), cache_dir=tmp_path / "cache")
+    assert raw.key != sigmoid.key and raw.weights_sha256 == sigmoid.weights_sha256
+    logits = raw.score(queries, positives)
+    assert raw.pairs_scored == 10
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), probabilities, rtol=1e-5)
+
+
 def test_a_classifier_with_several_labels_is_refused(tmp_path):
     folder = save_cross_encoder(tmp_path / "nli-like", num_labels=3)
     teacher = Teacher.load(str(folder), cache_dir=tmp_path / "cache")
