@@ -16,6 +16,7 @@ from medi.release import Release
 from medi.tables import TextTable
 
 SIDES = ("query", "pos", "neg")
+MARGIN_QUANTILES = (5, 25, 50, 75, 95)  # percentiles of positive - negative score reported per source
 TOP_SOURCES = 40  # bar charts name at most this many sources (the largest); the family chart covers the rest
 
 
@@ -63,8 +64,36 @@ def source_stats(release: Release, name: str) -> dict:
             "mean_pos_score": mining.get("mean_pos_score"),
             "mean_neg_score": mining.get("mean_neg_score"),
             "share_neg_ge_pos": mining.get("share_neg_ge_pos"),
+            **_rule_summary(mining),
         },
         "scores": _score_summary(table),
+        "margins": _margin_summary(table),
+    }
+
+
+def _rule_summary(mining: dict) -> dict:
+    """The candidates each rule removed (count and share of those examined), rows left without a candidate,
+    negatives per row and the teacher (releases mined before provenance have none of these: empty)."""
+    removed = mining.get("removed") or {}
+    examined = mining.get("candidates_examined") or 0
+    teacher = mining.get("teacher") or {}
+    return {
+        "candidates_examined": examined,
+        "removed": removed,
+        "removed_share": {rule: round(n / examined, 4) if examined else None for rule, n in removed.items()},
+        "rows_without_candidate": mining.get("rows_without_candidate"),
+        "negatives_per_row": mining.get("negatives_per_row") or {},
+        "teacher": teacher.get("name"),
+    }
+
+
+def _margin_summary(table: pa.Table) -> dict:
+    """Percentiles of positive - negative score (first negative) over the scored rows."""
+    pos, neg = _scores(table)
+    margins = pos - neg
+    return {
+        "scored_rows": len(margins),
+        **{f"p{q}": round(float(np.percentile(margins, q)), 4) if len(margins) else None for q in MARGIN_QUANTILES},
     }
 
 
@@ -168,6 +197,8 @@ def write_plots(release: Release, stats: dict, folder: Path | str) -> list[Path]
         _length_histograms(plt, table, folder / "text_lengths.png"),
         _score_histograms(plt, table, folder / "scores.png"),
         _scores_per_source(plt, stats, folder / "scores_per_source.png"),
+        _margins_per_source(plt, release, stats, folder / "margins_per_source.png"),
+        _removed_per_source(plt, stats, folder / "removed_per_source.png"),
     ]
     return paths
 
@@ -282,4 +313,49 @@ def _scores_per_source(plt, stats: dict, path: Path) -> Path:
     )
     fig.legend(loc="outside lower center", ncols=2, fontsize=9)
     ax.grid(axis="x", alpha=0.3)
+    return _save(plt, fig, path)
+
+
+def _margins_per_source(plt, release: Release, stats: dict, path: Path) -> Path:
+    """Per source, the distribution of positive − negative score (first negative) as a box plot."""
+    shown = [(n, s) for n, s in _largest(stats) if s["margins"]["scored_rows"]][::-1]
+    fig, ax = _tall_figure(plt, max(len(shown), 1), [name for name, _ in shown])
+    if shown:
+        margins = []
+        for name, _ in shown:
+            pos, neg = _scores(release.task_table(name))
+            margins.append(pos - neg)
+        ax.boxplot(margins, vert=False, whis=(5, 95), showfliers=False, widths=0.6)
+        ax.set_yticks(np.arange(1, len(shown) + 1), [f"{n} ({s['margins']['scored_rows']:,})" for n, s in shown],
+                      fontsize=8)  # fmt: skip
+        ax.axvline(0, color="#C44E52", linewidth=1)
+    else:
+        ax.text(0.5, 0.5, "no scored rows", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("positive − negative cosine score (box: quartiles; whiskers: 5th and 95th percentile)")
+    ax.set_title("Score margin per source (in brackets: scored rows); left of the red line: negative ≥ positive")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(plt, fig, path)
+
+
+def _removed_per_source(plt, stats: dict, path: Path) -> Path:
+    """Per source, the share of the mining candidates examined that each rule removed (stacked bars)."""
+    shown = [(n, s) for n, s in _largest(stats) if s["mining"]["candidates_examined"]][::-1]
+    rules = sorted({rule for _, s in shown for rule, n in s["mining"]["removed"].items() if n})
+    labels = [f"{n} ({s['mining']['candidates_examined']:,})" for n, s in shown]
+    fig, ax = _tall_figure(plt, max(len(shown), 1), labels)
+    if shown and rules:
+        left = np.zeros(len(shown))
+        colors = plt.get_cmap("tab10")
+        for k, rule in enumerate(rules):
+            share = np.array([s["mining"]["removed_share"].get(rule) or 0.0 for _, s in shown])
+            ax.barh(labels, share, left=left, color=colors(k % 10), label=rule)
+            left += share
+        ax.set_xlim(0, 1)
+        fig.legend(loc="outside lower center", ncols=min(len(rules), 4), fontsize=9)
+    else:
+        ax.text(0.5, 0.5, "no mining rule removed a candidate (or the release predates the counts)", ha="center",
+                va="center", transform=ax.transAxes)  # fmt: skip
+    ax.set_xlabel("share of the candidates examined (in brackets: candidates examined)")
+    ax.set_title("Candidates removed per rule and source (the rest were chosen, or ranked after the chosen)")
+    ax.tick_params(axis="y", labelsize=8)
     return _save(plt, fig, path)

@@ -219,3 +219,28 @@ def test_lexical_candidates_go_through_the_same_rules(sts_records, student, cand
         assert not any(near(a, b) for a, b in itertools.combinations(texts, 2) if b not in (t.query, t.pos))
     assert "bm25" in rules
     assert report.removed["margin"] > 0
+
+
+def test_stats_show_margins_and_the_share_each_rule_removed(guarded, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from medi.stats import release_stats, write_plots
+
+    release = open_release(guarded.out)
+    stats = release_stats(release)
+    for name, source in stats["sources"].items():
+        rows = [r for r in guarded.dataset.to_list() if r["task_name"] == name]
+        margins = [r["pos_score"] - r["neg_score"] for r in rows if r["pos_score"] is not None]
+        assert source["margins"]["p50"] == pytest.approx(float(np.median(margins)), abs=1e-4)
+        mining = guarded.manifest["sources"][name]["mining"]
+        examined = mining["candidates_examined"]
+        assert source["mining"]["removed_share"] == {
+            rule: pytest.approx(n / examined, abs=1e-4) for rule, n in mining["removed"].items()
+        }
+        assert source["mining"]["teacher"] == TEACHER
+    paths = write_plots(release, stats, tmp_path)
+    for name in ("margins_per_source.png", "removed_per_source.png"):
+        assert tmp_path / name in paths
+        with Image.open(tmp_path / name) as image:
+            assert len(np.unique(np.asarray(image.convert("L")))) > 20  # drawn, not blank

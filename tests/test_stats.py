@@ -23,7 +23,8 @@ from medi.release import open_release
 from medi.stats import release_stats, write_plots
 
 WIDE = {"COLUMNS": "260", "NO_COLOR": "1"}
-PLOTS = ("rows_per_source.png", "rows_per_family.png", "text_lengths.png", "scores.png", "scores_per_source.png")
+PLOTS = ("rows_per_source.png", "rows_per_family.png", "text_lengths.png", "scores.png", "scores_per_source.png",
+         "margins_per_source.png", "removed_per_source.png")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
