@@ -82,6 +82,8 @@ class Teacher:
     def key(self) -> str:
         """The score cache's folder: weights, settings files (activation, max length, tokenizer) and score format."""
         parts = [self.weights_sha256, self.kind, settings_sha256(self.folder), SCORE_FORMAT]
+        if self.kind == BI_ENCODER:  # other batch shapes round differently: other scores
+            parts.append(f"rows<={BI_ENCODER_ROWS}")
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
 
     @cached_property
