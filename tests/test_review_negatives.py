@@ -394,3 +394,17 @@ def test_judged_suspects_round_trip_into_the_next_build_of_a_task_source(make_re
     """A Super-NI task (INSTRUCTOR's within-task rule): at 0.8 of the positive's teacher score most rows get
     suspects (on the demo 241 suspects in 94 of 119 rows)."""
     round_trip(make_release, medi_home, tmp_path, [TREC], teacher_relative=0.8)
+
+
+def test_a_chosen_negative_confirmed_positive_is_replaced_in_the_next_build(make_release, medi_home, tmp_path):
+    """The chosen (mined) negative marked "Actually positive": the next build takes another negative for the row."""
+    first = make_release(PAIRS, tmp_path / "first", [DEMO_MIRROR])
+    data = page_data(export_review(first.out, tmp_path / "review", root=medi_home.root))
+    source = negatives_of(data, PAIRS[1])
+    row = next(r for r in source["rows"] if r["neg"]["origin"] == "mined")
+    decisions = decisions_file(data, {PAIRS[1]: [verdict_on(row, "negative", "positive")]})
+    import_decisions(write_json(tmp_path / "decisions.json", decisions), root=medi_home.root)
+    second = make_release(PAIRS, tmp_path / "second", [DEMO_MIRROR])
+    after = rows_by_id(second)[row["row_id"]]
+    assert [p["text"] for p in after["extra_pos"]] == [row["neg"]["text"]]
+    assert after["neg"]["text"] not in ("", row["neg"]["text"])
