@@ -72,6 +72,11 @@ class ProbeOptions(BaseModel):
         None, ge=8, description="Tokens per training text (default: the model's own); evaluation uses the model's own"
     )
     eval_batch_size: int = Field(64, ge=1, description="Texts per encoding batch in the evaluations")
+    negatives: int | None = Field(
+        None,
+        ge=0,
+        description="Negatives per training row: neg, then extra_negs (default: all a row has; 0: in-batch only)",
+    )
     cache_dir: Path | None = Field(None, description="Embedding cache for the untouched model (~/.cache/medi)")
 
     @classmethod
@@ -296,15 +301,17 @@ def _untouched_encoder(options: ProbeOptions, device: str) -> Encoder:
 # --- training -----------------------------------------------------------------------------------------------------
 
 
-def training_data(release: Release, without: str | None, folder: Path):
-    """``DatasetDict`` {task: rows} of (anchor, positive[, negative]) texts with their instructions before them.
+def training_data(release: Release, without: str | None, folder: Path, negatives: int | None = None):
+    """``DatasetDict`` {task: rows} of (anchor, positive, negative, negative_2 ...) texts with their instructions
+    before them: a row's negatives are ``neg`` then ``extra_negs`` (a build's ``--negatives N``), at most
+    ``negatives`` (None: all).
 
-    A task whose rows lack a negative (empty text) in part becomes two datasets, so every batch stays one task and
-    one shape. Each task is written to ``folder`` as Arrow and memory-mapped: the release is never held whole.
+    A task whose rows hold different numbers of negatives (none: an empty ``neg``) becomes one dataset per count, so
+    every batch stays one task and one shape. Each is written to ``folder`` as Arrow and memory-mapped: the release
+    is never held whole.
     """
     import datasets
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     folder.mkdir(parents=True, exist_ok=True)
     parts = {}
@@ -312,19 +319,57 @@ def training_data(release: Release, without: str | None, folder: Path):
         name = task["task_name"]
         if name == without or not task["rows"]:
             continue
-        table = release.task_table(name)
-        columns = {column: instructed(table.column(side)) for column, side in SIDES.items()}
-        negative = pc.fill_null(pc.struct_field(table.column("neg"), "text"), "")
-        has_negative = pc.not_equal(negative, "")
-        full = pa.table(columns).filter(has_negative)
-        pairs = pa.table({k: columns[k] for k in ("anchor", "positive")}).filter(pc.invert(has_negative))
-        for label, part in ((name, full), (f"{name} (no negative)", pairs)):
-            if part.num_rows:
-                path = folder / f"{len(parts)}.arrow"
-                with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, part.schema) as writer:
-                    writer.write_table(part)
-                parts[label] = datasets.Dataset.from_file(str(path))
+        for rank, (count, part) in enumerate(_by_negative_count(release.task_table(name), negatives)):
+            path = folder / f"{len(parts)}.arrow"
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, part.schema) as writer:
+                writer.write_table(part)
+            fullest = rank == 0 and count > 0  # the rows with the most negatives keep the task's name
+            label = name if fullest else f"{name} ({_negatives_label(count)})"
+            parts[label] = datasets.Dataset.from_file(str(path))
     return datasets.DatasetDict(parts)
+
+
+def _negatives_label(count: int) -> str:
+    return {0: "no negative", 1: "1 negative"}.get(count, f"{count} negatives")
+
+
+def _by_negative_count(table: pa.Table, limit: int | None) -> list[tuple[int, pa.Table]]:
+    """The task's rows as (anchor, positive, negative, negative_2 ...) tables, one per negatives count, most first."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = {"anchor": instructed(table.column("query")), "positive": instructed(table.column("pos"))}
+    negatives = _row_negatives(table, limit)
+    counts = pa.array([len(n) for n in negatives], pa.int32())
+    tables = []
+    for count in sorted(set(counts.to_pylist()), reverse=True):
+        keep = pc.equal(counts, count)
+        rows = [n for n, k in zip(negatives, counts.to_pylist(), strict=True) if k == count]
+        part = {k: v.filter(keep) for k, v in columns.items()}
+        for j in range(count):
+            part["negative" if j == 0 else f"negative_{j + 1}"] = pa.array([n[j] for n in rows], pa.string())
+        tables.append((count, pa.table(part)))
+    return tables
+
+
+def _row_negatives(table: pa.Table, limit: int | None) -> list[list[str]]:
+    """Each row's instructed negative texts in rank order: ``neg`` (when not empty), then ``extra_negs``."""
+    first = instructed(table.column("neg")).to_pylist()
+    texts = table.column("neg").combine_chunks().field("text").to_pylist()
+    extras = table.column("extra_negs").to_pylist() if "extra_negs" in table.column_names else [[]] * len(first)
+    rows = []
+    for head, text, extra in zip(first, texts, extras, strict=True):
+        row = ([head] if text else []) + [_with_instruction(e["instruction"], e["text"]) for e in extra or () if text]
+        rows.append(row if limit is None else row[:limit])
+    return rows
+
+
+def _with_instruction(instruction: str | None, text: str) -> str:
+    """As ``instructed`` does for one text."""
+    instruction = instruction or ""
+    if not instruction or instruction[-1].isspace():
+        return instruction + text
+    return f"{instruction} {text}"
 
 
 def instructed(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -349,7 +394,7 @@ def fine_tune(
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
-    data = training_data(variant.release, variant.without, work / "data")
+    data = training_data(variant.release, variant.without, work / "data", options.negatives)
     rows = sum(len(d) for d in data.values())
     _sayer(console)(
         f"train {variant.name}: {options.steps} steps of batch {options.batch_size} over {rows:,} rows "
@@ -377,6 +422,7 @@ def fine_tune(
     return work / "model", {
         "rows": rows,
         "tasks": len(data),
+        "negatives": max((sum(c.startswith("negative") for c in d.column_names) for d in data.values()), default=0),
         "steps": output.global_step,
         "loss": round(output.training_loss, 6),
         "loss_first": round(losses[0], 6) if losses else None,

@@ -318,6 +318,42 @@ def test_a_release_without_negatives_trains_on_pairs(make_release, tmp_path):
     assert sum(len(part) for part in data.values()) == release.manifest["rows"]
 
 
+@pytest.fixture(scope="module")
+def three_negatives(make_release, tmp_path_factory):
+    """The small release built with ``--negatives 3``: given negatives first, two mined ones in ``extra_negs``."""
+    out = tmp_path_factory.mktemp("probe-negatives") / "three"
+    return open_release(make_release(SOURCES, out, [DEMO_MIRROR], mining={"negatives": 3}).out)
+
+
+def test_every_negative_of_a_row_trains_in_rank_order(three_negatives, tmp_path):
+    data = training_data(three_negatives, None, tmp_path / "all")
+    for task in three_negatives.tasks:
+        rows = three_negatives.task_table(task["task_name"]).to_pylist()
+        by_count: dict[int, list[dict]] = {}
+        for row in rows:
+            by_count.setdefault(1 + len(row["extra_negs"]), []).append(row)
+        assert max(by_count) == 3, "the build mined two more negatives for most rows"
+        for place, count in enumerate(sorted(by_count, reverse=True)):
+            part = data[task["task_name"] if place == 0 else f"{task['task_name']} ({count} negatives)"]
+            names = ["negative"] + [f"negative_{j}" for j in range(2, count + 1)]
+            assert part.column_names == ["anchor", "positive", *names]
+            expected = [[row["neg"]] + row["extra_negs"] for row in by_count[count]]
+            for j, name in enumerate(names):
+                assert part[name] == [f"{n[j]['instruction']} {n[j]['text']}" for n in expected]
+    limited = training_data(three_negatives, None, tmp_path / "one", negatives=1)
+    assert all(part.column_names == ["anchor", "positive", "negative"] for part in limited.values())
+    assert sum(len(p) for p in limited.values()) == three_negatives.manifest["rows"]
+
+
+def test_a_fine_tune_takes_several_negatives_per_row(three_negatives, model_copy, tmp_path):
+    options = ProbeOptions(
+        releases=[three_negatives.folder], evals=[STS], model=str(model_copy), out=tmp_path / "out", **QUICK
+    )
+    report = probe(options, quiet_console())
+    trained = next(t for t in report["variants"] if t["variant"] == three_negatives.folder.name)
+    assert trained["negatives"] == 3 and trained["steps"] == QUICK["steps"] and trained["loss"] > 0
+
+
 def test_ablate_each_and_unknown_sources(small_release):
     release = open_release(small_release.out)
     names = [v.name for v in plan_variants([release], ["each"])]
