@@ -302,8 +302,11 @@ def rows_by_id(release) -> dict[str, dict]:
     return {row["row_id"]: row for row in release.dataset}
 
 
-def judge_in_browser(page_folder: Path, decisions_path: Path, marks: list[tuple[str, dict, str, str]]) -> None:
-    """Open the page, show the negatives view, press ``button`` on each (source, row, suspect text), download."""
+def judge_in_browser(
+    page_folder: Path, data: dict, decisions_path: Path, marks: list[tuple[str, dict, str, str]]
+) -> None:
+    """Open the page, show the negatives view, press ``button`` on each (source, row, suspect text), check the row
+    filters, download."""
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
@@ -320,6 +323,15 @@ def judge_in_browser(page_folder: Path, decisions_path: Path, marks: list[tuple[
             expected = "positive" if button == "Actually positive" else "negative"
             assert page.locator(selector).nth(index).get_attribute("data-verdict") == expected
         assert page.locator("#neg-progress").inner_text().startswith(f"{len(marks)} of ")
+        rows = [row for source in data["negatives"] for row in source["rows"]]
+        undecided = [row for row in rows if len(row["suspects"]) > sum(mark[1] is row for mark in marks)]
+        for wanted, expected in (("suspects", [r for r in rows if r["suspects"]]), ("undecided", undecided)):
+            page.select_option("#filter-negatives", wanted)
+            visible = page.locator("section.neg-source tr[data-row]").evaluate_all(
+                "rows => rows.filter(r => r.checkVisibility()).map(r => r.dataset.row)"
+            )
+            assert visible == [row["row_id"] for row in expected]
+        page.select_option("#filter-negatives", "all")
         with page.expect_download() as download_info:
             page.get_by_role("button", name="Download decisions.json").click()
         download_info.value.save_as(decisions_path)
@@ -346,6 +358,7 @@ def round_trip(make_release, medi_home, tmp_path, sources: list[str], **mining) 
     decisions_path = tmp_path / "decisions.json"
     judge_in_browser(
         tmp_path / "review",
+        data,
         decisions_path,
         [
             (pos_source, pos_row, positive["text"], "Actually positive"),
