@@ -10,12 +10,20 @@ per-seed difference, mean ± sd):
 - ``no-negatives``: ``mining.negatives_from: none`` (in-batch negatives only);
 - ``no-instructions``: ``instructions: none`` (every instruction empty; the rows are the mined default's).
 
+Issue 19's groups (``--variants``, comma-separated groups; default ``decisions``, the four above):
+
+- ``negatives``: ``negatives-3`` (``mining.negatives: 3``; the probe trains on all three) against ``mined`` (one);
+- ``teacher``: ``teacher`` (``mining.teacher``: all-mpnet-base-v2, assembled offline by ``bench/teacher_model.py``,
+  removes candidates it scores >= 0.95 x the positive) against ``mined`` (no teacher);
+- ``candidates``: ``bm25`` and ``hybrid`` (``mining.candidates``) against ``mined`` (dense).
+
 Every variant is built once (build seed 0), so the spread over seeds is the fine-tune's (batch order), not the
 data's. The retrieval set is cut to a fixed subset (``--retrieval-queries`` queries, their relevant documents and
 evenly spaced others up to ``--retrieval-docs``) because a 2-core CPU cannot embed SciFact's 5,183 abstracts for
 every variant and seed in the budget; its numbers are therefore not MTEB's (``--retrieval-docs 0``: the full set).
 
-    python bench/probe.py [--sources demo] [--steps 20] [--batch-size 16] [--seeds 3] [--eval DIR ...]
+    python bench/probe.py [--variants decisions,negatives,teacher,candidates]
+                          [--sources demo] [--steps 20] [--batch-size 16] [--seeds 3] [--eval DIR ...]
                           [--retrieval-queries 50] [--retrieval-docs 300] [--cache-dir DIR] [--work DIR]
 """
 
@@ -44,12 +52,18 @@ ROOT = Path(__file__).resolve().parents[1]
 EVALSETS = ROOT / "bench" / "evalsets"
 DEFAULT_EVALS = (EVALSETS / "stsbenchmark", EVALSETS / "scifact")
 BASELINE = "mined"
-VARIANTS: dict[str, dict] = {
-    BASELINE: {},
-    "random-negatives": {"mining": {"negatives_from": "random"}},
-    "no-negatives": {"mining": {"negatives_from": "none"}},
-    "no-instructions": {"instructions": "none"},
+TEACHER = "all-mpnet-base-v2 (bench/teacher_model.py)"  # replaced by its folder when the group is asked for
+GROUPS: dict[str, dict[str, dict]] = {
+    "decisions": {
+        "random-negatives": {"mining": {"negatives_from": "random"}},
+        "no-negatives": {"mining": {"negatives_from": "none"}},
+        "no-instructions": {"instructions": "none"},
+    },
+    "negatives": {"negatives-3": {"mining": {"negatives": 3}}},
+    "teacher": {"teacher": {"mining": {"teacher": TEACHER}}},
+    "candidates": {"bm25": {"mining": {"candidates": "bm25"}}, "hybrid": {"mining": {"candidates": "hybrid"}}},
 }
+VARIANTS: dict[str, dict] = {BASELINE: {}}  # filled from --variants
 MAIN_METRIC = {"sts": "cosine_spearman", "retrieval": "ndcg_at_10", "classification": "accuracy"}
 UNTOUCHED = ("before", "before-instructed")
 
@@ -70,7 +84,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, help="embedding cache of the builds and of the untouched model")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one `medi probe` call may take")
     parser.add_argument("--json", type=Path, help="also write the summary here")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--variants", default="decisions", help=f"comma-separated groups of variants: {', '.join(GROUPS)}"
+    )
+    args = parser.parse_args(argv)
+    unknown = [g for g in args.variants.split(",") if g not in GROUPS]
+    if unknown:
+        parser.error(f"--variants: unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
+    return args
+
+
+def choose_variants(groups: str) -> None:
+    """Fill ``VARIANTS`` with the baseline and the asked groups; the teacher's folder is assembled when asked for."""
+    for group in groups.split(","):
+        for name, options in GROUPS[group].items():
+            if options.get("mining", {}).get("teacher") == TEACHER:
+                sys.path.insert(0, str(ROOT / "bench"))
+                from teacher_model import model_folder
+
+                options = {"mining": {"teacher": str(model_folder())}}
+            VARIANTS[name] = options
 
 
 def say(message: str) -> None:
@@ -96,11 +129,20 @@ def build_variants(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def check_same_rows(folders: dict[str, Path]) -> None:
-    """The variants differ in negatives or instructions only: the same rows, queries and positives, in order."""
+    """The variants differ in negatives or instructions only: the same rows, queries and positives, in order.
+
+    A teacher or other candidates may leave a row without a negative (it is dropped) or pick a Super-NI positive
+    from other candidates: said on stderr with the count, not refused, as that is the decision being measured.
+    """
     baseline = row_texts(folders[BASELINE])
     for name, folder in folders.items():
-        if row_texts(folder) != baseline:
+        rows = row_texts(folder)
+        if rows == baseline:
+            continue
+        if name in GROUPS["decisions"]:
             raise SystemExit(f"release {name} does not hold the rows of {BASELINE}: the comparison would be unfair")
+        differ = len(set(rows) ^ set(baseline))
+        say(f"note: {name} differs from {BASELINE} in {differ} (row, query, positive) entries of {len(baseline)}")
 
 
 def row_texts(folder: Path) -> list[tuple[str, str, str]]:
@@ -256,6 +298,7 @@ def summarize(runs: list[dict]) -> tuple[list[dict], str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    choose_variants(args.variants)
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     releases = build_variants(args)
