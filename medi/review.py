@@ -277,6 +277,10 @@ def _negative_row(row: dict) -> dict:
             "score": row["neg_score"],
             **{key: row.get(f"neg_{key}") for key in provenance},
         },
+        "extra_negs": [  # negatives 2..N (--negatives N)
+            {key: n.get(key) for key in ("text", "origin", "rule", "rank", "score", "teacher_score")}
+            for n in row.get("extra_negs") or []
+        ],
         "suspects": [
             {key: s.get(key) for key in ("text", "rule", "rank", "score", "teacher_score")}
             for s in row.get("suspects") or []

@@ -421,3 +421,36 @@ def test_a_chosen_negative_confirmed_positive_is_replaced_in_the_next_build(make
     after = rows_by_id(second)[row["row_id"]]
     assert [p["text"] for p in after["extra_pos"]] == [row["neg"]["text"]]
     assert after["neg"]["text"] not in ("", row["neg"]["text"])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_negatives_2_to_n_are_shown_and_can_be_judged(make_release, medi_home, tmp_path):
+    """With --negatives 3 the view shows every negative of a row; the second marked "Actually positive" in the
+    browser is, after import and a new build, the row's extra positive and none of its negatives."""
+    from playwright.sync_api import sync_playwright
+
+    first = make_release(PAIRS, tmp_path / "first", [DEMO_MIRROR], mining={"negatives": 3})
+    data = page_data(export_review(first.out, tmp_path / "review", root=medi_home.root))
+    source = negatives_of(data, PAIRS[0])
+    row = next(r for r in source["rows"] if len(r["extra_negs"]) == 2)
+    second_negative = row["extra_negs"][0]["text"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(accept_downloads=True)
+        page.goto((tmp_path / "review" / "index.html").resolve().as_uri())
+        page.get_by_role("button", name="Negatives").click()
+        chosen = page.locator(f'section.neg-source[data-source="{PAIRS[0]}"] tr[data-row="{row["row_id"]}"] div.chosen')
+        assert chosen.count() == 3
+        assert chosen.nth(1).locator(".tag").inner_text().startswith("negative 2 · ")
+        chosen.nth(1).get_by_role("button", name="Actually positive").click()
+        with page.expect_download() as download_info:
+            page.get_by_role("button", name="Download decisions.json").click()
+        decisions_path = tmp_path / "decisions.json"
+        download_info.value.save_as(decisions_path)
+        browser.close()
+    marked = json.loads(decisions_path.read_text(encoding="utf-8"))["negatives"]["sources"]
+    assert marked == {PAIRS[0]: [verdict_on(row, "negative", "positive") | {"text": second_negative}]}
+    import_decisions(decisions_path, root=medi_home.root)
+    after = rows_by_id(make_release(PAIRS, tmp_path / "second", [DEMO_MIRROR], mining={"negatives": 3}))[row["row_id"]]
+    assert [p["text"] for p in after["extra_pos"]] == [second_negative]
+    assert second_negative not in [after["neg"]["text"]] + [n["text"] for n in after["extra_negs"]]
