@@ -2,8 +2,9 @@
 (``medi.stages``: each stage an Arrow-batch unit with its config and report, stored on disk as it finishes), then
 instruct → shard → manifest, streamed source by source into the release.
 
-``build()`` is what ``medi build`` runs; it returns the manifest it wrote. Sources run in this process or, with
-``workers`` > 1, one per worker process; the release is the same bytes either way.
+``build()`` is what ``medi build`` runs; it returns the manifest it wrote. Who runs the sources' stages is an
+executor's business (``medi.executors``: this process, a process pool or Ray, asked for by name); the release is
+the same bytes whichever runs them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from medi.decontaminate import contamination_report
 from medi.dedup import DedupConfig, DedupReport, SeenPairs, dedup
 from medi.encode import default_cache_dir
 from medi.errors import MediError, explain_validation
+from medi.executors import execute, executor_name, problems_said
 from medi.fetch import find_in_mirrors, sha256_file
 from medi.instruct import attach
 from medi.manifest import MANIFEST, library_versions, write_manifest
@@ -36,12 +37,10 @@ from medi.schema import FORMAT_VERSION, records_of, triples_of
 from medi.shard import ShardWriter, release_batch
 from medi.stages import (
     Runner,
-    SourceOutcome,
     check_stage_options,
     pairs_symmetric,
     reports,
     rows_read,
-    run_source_safely,
 )
 
 MAX_LISTED_PROBLEMS = 20
@@ -83,12 +82,7 @@ def build(
         raise MediError("sources without usable instructions:\n  " + "\n  ".join(missing))
     with BuildProgress(console, len(specs)) as progress:
         runner.progress = progress.update
-        if options.engine == "ray":
-            from medi.ray_engine import execute_on_ray
-
-            outcomes = execute_on_ray(specs, runner, progress)
-        else:
-            outcomes = execute(specs, runner, options.workers, progress)
+        outcomes = execute(executor_name(options), specs, runner, progress)
         reused = sum(len(o.reused) for o in outcomes)
         if reused:
             console.print(f"resumed: reused {reused} finished stage outputs", highlight=False)
@@ -100,84 +94,6 @@ def build(
         raise MediError(f"nothing written to {out}: the build kept 0 rows; {why}")
     console.print(f"[green]wrote[/] {out} — {manifest['rows']} rows in {time.perf_counter() - started:.1f} s")
     return manifest
-
-
-def execute(specs: list[SourceSpec], runner: Runner, workers: int, progress: BuildProgress) -> list[SourceOutcome]:
-    """Every source's stages, in this process or one source per worker process; outcomes in catalog order."""
-    if workers <= 1 or len(specs) <= 1:
-        outcomes = []
-        for spec in specs:
-            outcomes.append(run_source_safely(runner, spec))
-            progress.finished(spec.name, _outcome_line(outcomes[-1]))
-        return outcomes
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")  # a clean interpreter: no torch/faiss state forked
-    queue = context.Queue()
-    setup = (runner.options.model_dump(mode="json"), [str(d) for d in runner.dirs], str(runner.cache_dir))
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(*setup, runner.checkpoints.reuse, queue)
-    ) as pool:
-        futures = {spec.name: pool.submit(_work, spec.name) for spec in specs}
-        pending = dict(futures)
-        while pending:
-            _drain(queue, progress)
-            for name, future in list(pending.items()):
-                if future.done():
-                    pending.pop(name)
-                    outcome = future.result()
-                    if outcome.error:
-                        raise MediError(outcome.error)
-                    progress.finished(name, _outcome_line(outcome))
-            time.sleep(0.2)
-        _drain(queue, progress)
-        return [futures[spec.name].result() for spec in specs]
-
-
-_WORKER: Runner | None = None
-
-
-def _start_worker(options: dict, dirs: list[str], cache_dir: str, reuse: bool, queue) -> None:
-    global _WORKER
-    _WORKER = Runner(
-        BuildOptions(**options), [Path(d) for d in dirs], Path(cache_dir), reuse=reuse,
-        progress=lambda *args: queue.put(args),
-    )  # fmt: skip
-
-
-def _work(name: str) -> SourceOutcome:
-    try:
-        return run_source_safely(_WORKER, _WORKER.catalog.specs[name])
-    except MediError as exc:  # crosses the process boundary as text (exception classes may not unpickle)
-        return SourceOutcome(name, error=str(exc))
-
-
-def _drain(queue, progress: BuildProgress) -> None:
-    from queue import Empty
-
-    while True:
-        try:
-            progress.update(*queue.get_nowait())
-        except Empty:
-            return
-
-
-def _outcome_line(outcome: SourceOutcome) -> str:
-    if outcome.skipped:
-        return f"skipped ({outcome.skipped['reason']})"
-    info = outcome.infos.get("sample", {})
-    kept = outcome.infos.get("mine", {}).get("kept", 0)  # rows out of the last stage: what the release gets
-    line = f"read {rows_read(info):,}, sampled {info.get('sample', {}).get('sampled', 0):,}, kept {kept:,}"
-    return line + (f"; {_problems_said(info)}" if info.get("problem_count") else "")
-
-
-def _problems_said(counts: dict) -> str:
-    """``N problem(s): what they cost`` from a sample report or a manifest source (the same keys)."""
-    lost = counts.get("rows_lost") or {}
-    costs = [f"{lost['malformed_row']:,} bad rows skipped"] if lost.get("malformed_row") else []
-    costs += [f"{lost['unreadable']:,} unreadable rows lost"] if lost.get("unreadable") else []
-    costs += ["the rest of the file lost (its row count is not knowable)"] if counts.get("rest_lost") else []
-    return f"{counts['problem_count']} problem(s): {', '.join(costs) or 'no rows lost'}"
 
 
 def _present(specs, dirs, selection, catalog) -> tuple[list[SourceSpec], list[str]]:
@@ -311,7 +227,7 @@ def _say_losses(console: Console, manifest: dict) -> None:
             rows += sum((source.get("rows_lost") or {}).values())
             rest += source.get("rest_lost", 0)
             first = source["problems"][0] if source["problems"] else "?"
-            console.print(f"[yellow]problems[/] {name}: {_problems_said(source)}; first: {first}", highlight=False)
+            console.print(f"[yellow]problems[/] {name}: {problems_said(source)}; first: {first}", highlight=False)
     for name, why in manifest["skipped_sources"].items():
         console.print(f"[yellow]skipped[/] {name}: {_without_name(why['message'], name)}", highlight=False)
     if problems:

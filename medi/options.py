@@ -74,10 +74,15 @@ class BuildOptions(BaseModel):
         default=None, description="With engine ray: the cluster host:port (default: RAY_ADDRESS, a local `ray start`, "
         "or a new one)"
     )  # fmt: skip
+    split_bytes: int = Field(
+        default=64 << 20, ge=1024, description="With workers > 1 or engine ray: a source's input larger than this "
+        "is read in splits of about this many bytes (JSONL line ranges, Parquet row groups, gzip line blocks) by "
+        "idle workers; same release bytes"
+    )  # fmt: skip
 
 
 # how a build runs, not what it makes: left out of the manifest, whose bytes are the same for every engine
-EXECUTION_OPTIONS = {"workers", "engine", "ray_address"}
+EXECUTION_OPTIONS = {"workers", "engine", "ray_address", "split_bytes"}
 STAGE_OPTIONS = ("mining", "dedup", "decontaminate", "filter")  # dicts of a stage config's fields: no flag of their own
 
 

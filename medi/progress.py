@@ -46,8 +46,17 @@ class BuildProgress:
         if self._bar:
             self._bar.__exit__(*exc)
 
-    def update(self, source: str, stage: str, rows: int | None = None, seconds: float | None = None) -> None:
-        """A stage of ``source`` started, or reports ``rows`` read after ``seconds``."""
+    def update(
+        self,
+        source: str,
+        stage: str,
+        rows: int | None = None,
+        seconds: float | None = None,
+        *,
+        worker: int | None = None,
+    ) -> None:
+        """A stage of ``source`` started, or reports ``rows`` read after ``seconds``; ``worker``: the pid of the
+        worker process that reports it (None: this process)."""
         text = stage
         if rows is not None:
             rate = f", {rows / seconds:,.0f} rows/s" if seconds else ""

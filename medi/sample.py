@@ -2,8 +2,11 @@
 
 The sample is the bottom-k of a keyed hash of each row's content (its pair in a comparison form), so the same
 rows are chosen whatever the read order, the file's line order or the number of workers; exact duplicates share a
-key and later dedup keeps one of them. ``k`` oversamples the cap (dedup, decontamination and filters run after
-it); the build reads again with a larger ``k`` when they leave fewer rows than the cap and rows were left out.
+key and later dedup keeps one of them. The sample is the ``size`` smallest (key, arrival) pairs, a total order: a
+source read in splits (``medi.splits``) keeps each split's bottom-k and ``merge_samples`` takes the bottom-k of their
+union — exactly what one reader of the whole file keeps. ``k`` oversamples the cap (dedup, decontamination and
+filters run after it); the build reads again with a larger ``k`` when they leave fewer rows than the cap and rows
+were left out.
 
 Over every row read (not only the sample) it counts exact duplicate pairs and rows with a text equal to an
 evaluation text, from the same cheap comparison form: lowercase ASCII letters and digits only (other texts go
@@ -87,7 +90,8 @@ class Sampler:
         self.size, self.seed, self.eval_forms = size, key_seed(seed), eval_forms
         self.report = SampleReport(size=size)
         self._keys = array("Q")
-        self._heap: list[tuple[int, int, Record]] = []  # (-key, arrival, record): the largest key on top
+        # (-key, -arrival, record): the largest (key, arrival) on top; equal keys are the same pair, the later one goes
+        self._heap: list[tuple[int, int, Record]] = []
 
     def offer(self, record: Record) -> None:
         key = xxhash.xxh3_64_intdigest(pair_form(record), self.seed)  # content_key, with the seed hashed once
@@ -99,9 +103,9 @@ class Sampler:
             return  # every row is kept: the caller streams it on
         arrival = self.report.rows_read
         if len(self._heap) < self.size:
-            heapq.heappush(self._heap, (-key, arrival, record))
-        elif -key > self._heap[0][0]:  # smaller than the largest key held (equal keys: the same pair)
-            heapq.heapreplace(self._heap, (-key, arrival, record))
+            heapq.heappush(self._heap, (-key, -arrival, record))
+        elif -key > self._heap[0][0]:  # smaller than the largest key held (an equal key arrived later: larger)
+            heapq.heapreplace(self._heap, (-key, -arrival, record))
 
     def _touches_eval(self, record: Record) -> bool:
         texts = [record.query, *(t for t in (record.pos, record.neg) if t is not None), *record.outputs]
@@ -110,10 +114,15 @@ class Sampler:
     def finish(self) -> list[Record]:
         """The sample (which rows: the same whatever the read order), in the order they were read; [] when every
         row was kept."""
+        return [record for _, _, record in self.finish_keyed()]
+
+    def finish_keyed(self) -> list[tuple[int, int, Record]]:
+        """The sample as (key, arrival, record) in the order read; ``unique_keys`` keeps the distinct keys read."""
         keys = np.frombuffer(self._keys, dtype=np.uint64) if len(self._keys) else np.zeros(0, np.uint64)
-        self.report.duplicates_read = int(len(keys) - len(np.unique(keys)))
+        self.unique_keys = np.unique(keys)
+        self.report.duplicates_read = int(len(keys) - len(self.unique_keys))
         self._keys = array("Q")
-        rows = [record for _, _, record in sorted(self._heap, key=lambda item: item[1])]
+        rows = sorted(((-key, -arrival, record) for key, arrival, record in self._heap), key=lambda item: item[1])
         self._heap = []
         self.report.sampled = len(rows) if self.size is not None else self.report.rows_read
         return rows
@@ -122,6 +131,25 @@ class Sampler:
     def truncated(self) -> bool:
         """Whether rows were left out (a larger sample would hold more)."""
         return self.size is not None and self.report.rows_read > self.size
+
+
+def merge_samples(parts: list[list[tuple[int, int, Record]]], size: int) -> list[Record]:
+    """The bottom-``size`` by (key, arrival) of the splits' samples (each its split's bottom-``size``, as
+    ``finish_keyed`` gives it; splits in file order): the rows one reader of the whole input keeps, in read order."""
+    entries = ((key, split, arrival, record) for split, part in enumerate(parts) for key, arrival, record in part)
+    kept = heapq.nsmallest(size, entries, key=lambda item: item[:3])
+    return [record for *_, record in sorted(kept, key=lambda item: item[1:3])]
+
+
+def merge_reports(reports: list[SampleReport], unique_keys: list[np.ndarray], size: int | None) -> SampleReport:
+    """The splits' read-wide counts as one reader's: rows and evaluation hits add up; a duplicate is a key read
+    before, in any split."""
+    merged = SampleReport(size=size)
+    merged.rows_read = sum(r.rows_read for r in reports)
+    merged.eval_exact_read = sum(r.eval_exact_read for r in reports)
+    distinct = np.unique(np.concatenate(unique_keys)) if unique_keys else np.zeros(0, np.uint64)
+    merged.duplicates_read = merged.rows_read - len(distinct)
+    return merged
 
 
 def eval_form_hashes(texts: Iterable[str]) -> frozenset[int]:

@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property, partial
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from medi.adapters import extra_inputs, get_adapter
+from medi.adapters import Split, extra_inputs, get_adapter, plan_splits, read_split
 from medi.adapters.kilt import use_cache_dir as keep_kilt_indexes_in
 from medi.catalog import SUPERNI, Catalog, SourceSpec
 from medi.checkpoint import (
@@ -43,7 +45,16 @@ from medi.filter import FilterConfig, FilterReport, apply_token_budget, filter_r
 from medi.instruct import InstructionBook
 from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
 from medi.normalize import NormalizeReport, normalize
-from medi.sample import GROWTH, Sampler, SampleReport, content_key, eval_form_hashes, sample_size
+from medi.sample import (
+    GROWTH,
+    Sampler,
+    SampleReport,
+    content_key,
+    eval_form_hashes,
+    merge_reports,
+    merge_samples,
+    sample_size,
+)
 from medi.schema import RECORD_SCHEMA, TRIPLE_SCHEMA, Record, records_batch, records_of, triples_batch
 from medi.select import SelectConfig, SelectReport, select
 
@@ -240,6 +251,10 @@ def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Write
     adapted = get_adapter(spec.adapter, spec.name)(ctx.fetched.path, spec, o.seed)
     ctx.refuse_shared_test_source(adapted.meta)  # before reading every row
     size = sample_size(ctx.cap(), o.select, ctx.sample_factor)
+    share = getattr(ctx.runner, "share_splits", None)  # set by an executor that has workers to help
+    plan = plan_splits(spec.adapter, ctx.fetched.path, spec, o.split_bytes) if share else None
+    if plan is not None:
+        return _sample_in_splits(ctx, adapted.meta, plan, size, write, share)
     sampler = Sampler(size, f"{o.seed}:{spec.name}", ctx.runner.eval_forms)
     tally = ProblemTally(spec.name, o.on_error)
     report = NormalizeReport()
@@ -275,6 +290,124 @@ def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Write
     }
 
 
+def _sample_in_splits(ctx: SourceContext, meta: dict, plan, size: int | None, write: Writer, share) -> dict:
+    """The sample stage over splits read by this worker and the helpers its executor sends (``medi.splits``);
+    the parts merged into exactly what one reader of the file gives: rows, counts, problems and their lines."""
+    from medi import splits
+
+    spec, o, runner = ctx.spec, ctx.options, ctx.runner
+    folder = runner.cache_dir / "splits" / stage_key("sample-splits", _sample_config(ctx), o.split_bytes)
+    job = splits.SplitJob(spec.name, str(ctx.fetched.path), size, str(folder))
+    read = partial(_sample_part, runner)
+    folder.mkdir(parents=True, exist_ok=True)
+    share(job.to_json())
+    closing = splits.describe(job, plan, o.split_bytes, read)
+    pace = ReadPace(runner.progress, spec.name)
+    total = splits.finish(job, read, lambda n: None)
+    found = list(splits.parts(folder, total))
+    tally = ProblemTally(spec.name, o.on_error)
+    for part in found:
+        if error := part.get("error"):
+            raise (
+                SourceError(spec.name, error["reason"], error["message"])
+                if error["reason"]
+                else MediError(error["message"])
+            )
+        tally.merge(part["problems"])
+    for problem in closing:
+        tally.add(problem)
+    keys = [np.load(folder / f"part-{n}.keys.npy") for n in range(total)]
+    sampled = merge_reports([from_jsonable(SampleReport, part["sample"]) for part in found], keys, size)
+    if not sampled.rows_read and not tally.count:
+        tally.add(Problem(str(ctx.fetched.path), "", "the file holds no rows", rows=0))
+    report = NormalizeReport()
+    if size is None:
+        rows = (record for n in range(total) for record in _part_records(folder, n))
+    else:
+        rows = merge_samples([_keyed_part(folder, n) for n in range(total)], size)
+    write_in_batches(write, normalize(rows, report, o.max_chars), records_batch)
+    pace.report(sampled.rows_read + tally.rows)
+    sampled.sampled = min(size, sampled.rows_read) if size is not None else sampled.rows_read
+    sampled.passes = 1 + (ctx.sample_factor.bit_length() - 1) // 2
+    splits.remove(folder)
+    return {
+        "meta": meta,
+        **tally.summary(),
+        "normalize": to_jsonable(report),
+        "sample": to_jsonable(sampled),
+        "truncated": size is not None and sampled.rows_read > size,
+    }
+
+
+def _keyed_part(folder: Path, number: int) -> list[tuple[int, int, Record]]:
+    """A part's sample as (key, arrival, record), as ``Sampler.finish_keyed`` gave it."""
+    table = np.load(folder / f"part-{number}.sample.npy")
+    records = list(_part_records(folder, number))
+    return [(int(key), int(arrival), r) for (key, arrival), r in zip(table.tolist(), records, strict=True)]
+
+
+def _part_records(folder: Path, number: int) -> Iterator[Record]:
+    for batch in StageOutput(folder / f"part-{number}.parquet", {}).batches():
+        yield from records_of(batch)
+
+
+def _sample_part(runner: Runner, job, number: int, split: Split, claim) -> None:
+    """Read one split: its own bottom-k sample (every row when uncapped), distinct keys, counts and problems,
+    written as ``part-N.*`` in the job folder; a problem that stops the build (--on-error fail) is written as
+    the part's error, raised by the owner in split order."""
+    from medi.atomic import atomic_path, write_text
+
+    spec, o = runner.catalog.specs[job.source], runner.options
+    folder = Path(job.folder)
+    sampler = Sampler(job.size, f"{o.seed}:{spec.name}", runner.eval_forms)
+    tally = ProblemTally(spec.name, o.on_error)
+    error = None
+
+    def offered() -> Iterator[Record]:
+        for item in read_split(spec.adapter, Path(job.path), spec, o.seed, split):
+            if isinstance(item, Problem):
+                tally.add(item)
+                continue
+            sampler.offer(item)
+            if sampler.report.rows_read % PROGRESS_EVERY == 0:
+                claim.touch()
+            yield item
+
+    try:
+        with atomic_path(folder / f"part-{number}.parquet") as path, pq.ParquetWriter(path, RECORD_SCHEMA) as out:
+            if job.size is None:
+                write_in_batches(out.write_batch, offered(), records_batch)
+                sampler.finish_keyed()
+            else:
+                for _ in offered():
+                    pass
+                keyed = sampler.finish_keyed()
+                write_in_batches(out.write_batch, (record for *_, record in keyed), records_batch)
+                with atomic_path(folder / f"part-{number}.sample.npy") as table, table.open("wb") as handle:
+                    np.save(handle, np.array([(key, arrival) for key, arrival, _ in keyed], np.uint64).reshape(-1, 2))
+        with atomic_path(folder / f"part-{number}.keys.npy") as keys, keys.open("wb") as handle:
+            np.save(handle, sampler.unique_keys)
+    except MediError as exc:
+        reason = exc.reason if isinstance(exc, SourceError) else None
+        message = str(exc).removeprefix(f"{spec.name}: ") if reason else str(exc)
+        error = {"reason": reason, "message": message}
+    part = {"sample": to_jsonable(sampler.report), "problems": tally.summary(), "error": error}
+    write_text(folder / f"part-{number}.json", json.dumps(part))
+
+
+def help_sample(runner: Runner, job: dict) -> str | None:
+    """An idle worker's help with another worker's source: it reads the splits nobody has claimed. A failure is
+    returned as text, not raised: the helper gives its split back, and the source's own worker reads it again and
+    raises what it finds there."""
+    from medi import splits
+
+    try:
+        splits.help_with(splits.SplitJob.of(job), partial(_sample_part, runner))
+    except Exception as exc:  # reported by the source's worker, which reads the split again
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 class ProblemTally:
     """A source's problems: every one counted, the first ``MAX_KEPT_PROBLEMS`` kept, the rows they cost added up
     by why (``malformed_row``: a bad row; ``unreadable``: a damaged block), and how many cost the rest of their file
@@ -300,6 +433,13 @@ class ProblemTally:
     @property
     def rows(self) -> int:
         return sum(self.lost.values())
+
+    def merge(self, summary: dict) -> None:
+        """Add a split's tally (its ``summary()``), splits in file order: the problems listed stay the first."""
+        self.count += summary["problem_count"]
+        self.kept += [Problem(**p) for p in summary["problems"][: MAX_KEPT_PROBLEMS - len(self.kept)]]
+        self.lost.update(summary["rows_lost"])
+        self.rest_lost += summary["rest_lost"]
 
     def summary(self) -> dict:
         return {

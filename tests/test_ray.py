@@ -26,7 +26,7 @@ import medi
 from medi.build import BuildOptions
 from medi.encode import EmbeddingCache, Encoder, cache_info, prune_cache
 from medi.errors import MediError
-from medi.ray_engine import plan_workers
+from medi.executors.ray import plan_workers
 
 NO_RAY = "the ray extra is not installed: pip install -e '.[ray]' (the test extra includes it)"
 

@@ -26,6 +26,40 @@ Reader = Callable[[Path, SourceSpec, int], Adapted]
 ADAPTERS: dict[str, Reader] = {}
 
 
+@dataclass(frozen=True)
+class Split:
+    """A part of a source's input that a worker reads on its own: the bytes ``start``-``end`` of ``path`` (JSONL,
+    aligned to lines; ``end`` None: to the end), whose first line is line ``first`` of the source; or the Parquet
+    ``row_groups`` of ``path``, whose first row is row ``first``."""
+
+    path: str
+    start: int = 0
+    end: int | None = None
+    first: int = 1
+    row_groups: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An input read once, start to end (gzip), handed out in blocks of whole lines: ``blocks`` yields
+    (uncompressed lines, the number of the first) of about ``block_bytes`` each, then a Problem if the stream
+    breaks (the lines before it are all given)."""
+
+    blocks: Callable[[int], Iterator[tuple[bytes, int] | Problem]]
+
+
+def plan_splits(kind: str, path: Path, spec: SourceSpec, split_bytes: int) -> list[Split] | Stream | None:
+    """How to read a source in parallel: byte ranges or row groups of about ``split_bytes``, a stream of blocks,
+    or None (one reader: the adapter cannot split, or the input is one split's worth)."""
+    planner = getattr(ADAPTERS.get(kind), "splits", None)
+    return planner(path, spec, split_bytes) if planner else None
+
+
+def read_split(kind: str, path: Path, spec: SourceSpec, seed: int, split: Split) -> Iterator[RowOrProblem]:
+    """The rows (and problems) of one split, with the row ids and line numbers one reader of the file gives."""
+    return ADAPTERS[kind].read_split(path, spec, seed, split)
+
+
 def adapter(kind: str) -> Callable[[Reader], Reader]:
     """Register a reader under an adapter kind named in source YAML files."""
 

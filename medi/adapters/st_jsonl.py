@@ -1,5 +1,8 @@
 """sentence-transformers embedding-training data: JSONL (optionally gzipped), layout detected per row.
 
+A large file is read in parallel splits (``medi.splits``): byte ranges aligned to lines, or, gzipped, one stream
+decoded once and handed out in blocks of lines; each split numbers its lines as one reader of the file does.
+
 Layouts: pair ``[a, b]``, triplet ``[a, p, n]``, set ``{"set": [...]}``, query-pairs ``{"query", "pos"}``,
 query-triplets ``{"query", "pos", "neg"}``; other keys are ignored. A set gives one pair of two of its members,
 a list of positives or negatives one of its items, each chosen by the build seed and the row id.
@@ -17,7 +20,7 @@ from typing import IO
 
 import orjson
 
-from medi.adapters import Adapted, RowOrProblem, adapter, row_rng, utf8_safe
+from medi.adapters import Adapted, RowOrProblem, Split, Stream, adapter, row_rng, utf8_safe
 from medi.catalog import SourceSpec
 from medi.errors import Problem
 from medi.schema import Record
@@ -39,12 +42,17 @@ def _gunzip_blocks(raw: IO[bytes]) -> Iterator[bytes]:
         raise EOFError("compressed file ended before the end-of-stream marker was reached")
 
 
-def _blocks(path: Path) -> Iterator[bytes]:
-    """The file's bytes in large blocks; gzip is inflated in a background thread (zlib releases the GIL)."""
+def _blocks(path: Path, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """The file's bytes (from ``start`` to ``end``: uncompressed files only) in large blocks; gzip is inflated in a
+    background thread (zlib releases the GIL)."""
     with path.open("rb") as raw:
         if path.suffix != ".gz":
-            while block := raw.read(BLOCK):
+            raw.seek(start)
+            left = end - start if end is not None else None
+            while block := raw.read(BLOCK if left is None else min(BLOCK, left)):
                 yield block
+                if left is not None:
+                    left -= len(block)
             return
         yield from _prefetched(_gunzip_blocks(raw))
 
@@ -89,10 +97,10 @@ def _prefetched(blocks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
 _END = object()
 
 
-def _line_blocks(path: Path) -> Iterator[list[bytes]]:
+def _line_blocks(path: Path, start: int = 0, end: int | None = None) -> Iterator[list[bytes]]:
     """The file's lines, a block's worth at a time (the last line of a block is completed by the next)."""
     rest = b""
-    for block in _blocks(path):
+    for block in _blocks(path, start, end):
         lines = (rest + block).split(b"\n")
         rest = lines.pop()
         yield lines
@@ -100,15 +108,17 @@ def _line_blocks(path: Path) -> Iterator[list[bytes]]:
         yield [rest]
 
 
-def read_json_lines(path: Path) -> Iterator[tuple[int, object] | Problem]:
-    """(line number, value) per line, or a Problem for a line that is not JSON; blank lines are skipped.
+def read_json_lines(path: Path, split: Split | None = None) -> Iterator[tuple[int, object] | Problem]:
+    """(line number, value) per line, or a Problem for a line that is not JSON; blank lines are skipped. With a
+    ``split``, only its lines (read from ``split.path``, numbered from ``split.first``); problems name ``path``.
 
     A file that stops being readable (truncated gzip, an I/O error) ends with one Problem for the rest of it:
     how many rows that cost is not knowable (``rows=None``).
     """
-    line_number = 0
+    line_number = split.first - 1 if split else 0
+    where = (Path(split.path), split.start, split.end) if split else (path,)
     try:
-        for lines in _line_blocks(path):
+        for lines in _line_blocks(*where):
             for line in lines:
                 line_number += 1
                 try:
@@ -137,14 +147,92 @@ def _slow_parse(path: Path, line_number: int, line: bytes) -> tuple[int, object]
         return Problem(str(path), where, "invalid JSON: nested too deeply")
 
 
+def line_splits(path: Path, split_bytes: int) -> list[Split] | Stream | None:
+    """A JSONL file in parts of about ``split_bytes``: byte ranges cut after a newline (uncompressed), or a stream
+    of line blocks (gzip); None when the file is one part's worth."""
+    if path.suffix == ".gz":
+        return Stream(lambda block_bytes: line_chunks(path, block_bytes))
+    size = path.stat().st_size
+    count = -(-size // split_bytes)
+    if count <= 1:
+        return None
+    cuts = _cuts_after_newlines(path, [size * n // count for n in range(1, count)])
+    starts = [(0, 0), *cuts]
+    ends = [offset for offset, _ in cuts] + [None]
+    return [Split(str(path), start, end, lines + 1) for (start, lines), end in zip(starts, ends, strict=True)]
+
+
+def _cuts_after_newlines(path: Path, targets: list[int]) -> list[tuple[int, int]]:
+    """For each target offset, the offset just after the first newline at or past it, and the lines before that
+    (one pass over the file, counting newlines in C); cuts that would leave a part empty are dropped."""
+    cuts: list[tuple[int, int]] = []
+    position = newlines = 0
+    pending = list(targets)
+    with path.open("rb") as raw:
+        while pending and (block := raw.read(BLOCK)):
+            while pending:
+                target = max(pending[0], cuts[-1][0] if cuts else 0)
+                found = block.find(b"\n", max(0, target - position))
+                if found < 0:
+                    break
+                cut = position + found + 1
+                if not cuts or cut > cuts[-1][0]:
+                    cuts.append((cut, newlines + block.count(b"\n", 0, found + 1)))
+                pending.pop(0)
+            newlines += block.count(b"\n")
+            position += len(block)
+    size = path.stat().st_size
+    return [(cut, lines) for cut, lines in cuts if cut < size]
+
+
+def line_chunks(path: Path, block_bytes: int) -> Iterator[tuple[bytes, int] | Problem]:
+    """The (decompressed) file as blocks of whole lines of about ``block_bytes``, each with its first line's
+    number; a file that stops being readable ends with the Problem ``read_json_lines`` gives, after every whole
+    line before it."""
+    pending: list[bytes] = []
+    size = lines = 0  # bytes pending; lines given before them
+    rest = b""
+
+    def given() -> tuple[bytes, int]:
+        nonlocal lines, size
+        chunk, first = b"".join(pending), lines + 1
+        lines += chunk.count(b"\n")
+        pending.clear()
+        size = 0
+        return chunk, first
+
+    try:
+        for block in _blocks(path):
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if cut:
+                pending.append(data[:cut])
+                size += cut
+            if size >= block_bytes:
+                yield given()
+    except (OSError, EOFError, zlib.error) as exc:
+        if pending:
+            yield given()
+        yield Problem(str(path), "", f"unreadable after line {lines}: the rest of the file lost ({exc})", None)
+        return
+    pending.append(rest)
+    if size or rest:
+        yield given()
+
+
 @adapter("st_jsonl")
 def read_st_jsonl(path: Path, spec: SourceSpec, seed: int) -> Adapted:
     return Adapted(rows=_rows(path, spec.name, seed))
 
 
-def _rows(path: Path, source: str, seed: int) -> Iterator[RowOrProblem]:
+read_st_jsonl.splits = lambda path, spec, split_bytes: line_splits(path, split_bytes)
+read_st_jsonl.read_split = lambda path, spec, seed, split: _rows(path, spec.name, seed, split)
+
+
+def _rows(path: Path, source: str, seed: int, split: Split | None = None) -> Iterator[RowOrProblem]:
     file = str(path)
-    for item in read_json_lines(path):
+    for item in read_json_lines(path, split):
         if isinstance(item, Problem):
             yield item
             continue

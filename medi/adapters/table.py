@@ -3,6 +3,7 @@
 Formats: ``jsonl`` (optionally gzipped), ``parquet``, and ``zip_lines``: parallel text files inside a zip archive, one
 row per line number, each member a column (``members: {column: path in the archive}``; Gigaword's ``org_data``).
 A list value gives its first item, or, for a side named in ``join: {side: separator}``, all its items joined.
+A large JSONL or Parquet table is read in parallel splits (``medi.splits``): line ranges, or runs of row groups.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Iterator
 from itertools import zip_longest
 from pathlib import Path
 
-from medi.adapters import Adapted, RowOrProblem, adapter
-from medi.adapters.st_jsonl import read_json_lines
+from medi.adapters import Adapted, RowOrProblem, Split, Stream, adapter
+from medi.adapters.st_jsonl import line_splits, read_json_lines
 from medi.catalog import SourceSpec
 from medi.errors import MediError, Problem, SourceError
 from medi.schema import Record
@@ -25,17 +26,62 @@ def read_table(path: Path, spec: SourceSpec, seed: int) -> Adapted:
     columns = spec.options.get("columns") or {}
     if not columns.get("query") or not columns.get("pos"):
         raise MediError(f"{spec.file}: the table adapter needs options.columns.query and options.columns.pos")
-    fmt = spec.options.get("format") or ("parquet" if path.suffix == ".parquet" else "jsonl")
-    if fmt not in FORMATS:
-        raise MediError(f"{spec.file}: options.format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    join = spec.options.get("join") or {}
-    if not isinstance(join, dict) or not all(isinstance(v, str) for v in join.values()) or set(join) - SIDES:
-        raise MediError(f"{spec.file}: options.join must map query/pos/neg to a separator string, not {join!r}")
+    fmt, join = _format(path, spec), _join(spec)
     if fmt == "zip_lines":
         rows = zip_line_rows(path, _members(spec), spec.name)
     else:
         rows = parquet_rows(path, spec.name) if fmt == "parquet" else jsonl_rows(path)
     return Adapted(rows=_records(rows, columns, join, spec.name, str(path)))
+
+
+def _format(path: Path, spec: SourceSpec) -> str:
+    fmt = spec.options.get("format") or ("parquet" if path.suffix == ".parquet" else "jsonl")
+    if fmt not in FORMATS:
+        raise MediError(f"{spec.file}: options.format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    return fmt
+
+
+def _join(spec: SourceSpec) -> dict:
+    join = spec.options.get("join") or {}
+    if not isinstance(join, dict) or not all(isinstance(v, str) for v in join.values()) or set(join) - SIDES:
+        raise MediError(f"{spec.file}: options.join must map query/pos/neg to a separator string, not {join!r}")
+    return join
+
+
+def _splits(path: Path, spec: SourceSpec, split_bytes: int) -> list[Split] | Stream | None:
+    """JSONL in line ranges (or a stream of line blocks), Parquet in runs of row groups; zip_lines in one."""
+    fmt = _format(path, spec)
+    if fmt == "jsonl":
+        return line_splits(path, split_bytes)
+    return row_group_splits(path, spec.name, split_bytes) if fmt == "parquet" else None
+
+
+def _read_split(path: Path, spec: SourceSpec, seed: int, split: Split) -> Iterator[RowOrProblem]:
+    columns = spec.options.get("columns") or {}
+    rows = parquet_rows(path, spec.name, split) if split.row_groups is not None else jsonl_rows(path, split)
+    return _records(rows, columns, _join(spec), spec.name, str(path))
+
+
+read_table.splits = _splits
+read_table.read_split = _read_split
+
+
+def row_group_splits(path: Path, source: str, split_bytes: int) -> list[Split] | None:
+    """Runs of consecutive row groups of about ``split_bytes`` (uncompressed, by the footer), each with its first
+    row's index; None when the file is one run's worth."""
+    parquet = _open_parquet(path, source)
+    splits, groups, first, size, rows = [], [], 0, 0, 0
+    for group in range(parquet.num_row_groups):
+        meta = parquet.metadata.row_group(group)
+        groups.append(group)
+        size += meta.total_byte_size
+        rows += meta.num_rows
+        if size >= split_bytes:
+            splits.append(Split(str(path), first=first, row_groups=tuple(groups)))
+            groups, first, size = [], rows, 0
+    if groups:
+        splits.append(Split(str(path), first=first, row_groups=tuple(groups)))
+    return splits if len(splits) > 1 else None
 
 
 FORMATS = ("jsonl", "parquet", "zip_lines")
@@ -80,25 +126,38 @@ def zip_line_rows(path: Path, members: dict[str, str], source: str) -> Iterator[
                 handle.close()
 
 
-def jsonl_rows(path: Path) -> Iterator[tuple[str, object] | Problem]:
-    for item in read_json_lines(path):
+def jsonl_rows(path: Path, split: Split | None = None) -> Iterator[tuple[str, object] | Problem]:
+    for item in read_json_lines(path, split):
         yield item if isinstance(item, Problem) else (f"L{item[0]}", item[1])
 
 
-def parquet_rows(path: Path, source: str) -> Iterator[tuple[str, object] | Problem]:
-    """``R<index>`` and the row as a dict, row group by row group; a file whose footer cannot be read is a
-    SourceError. A damaged page costs the rest of its row group only: one Problem saying how many rows it lost
-    (the footer knows the group's size), then reading goes on with the next group, whose pages are independent."""
+def _open_parquet(path: Path, source: str):
+    """The file's Parquet reader (its footer read); a SourceError when it is not readable."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(path)
-        groups = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(source, "malformed_file", f"{path}: not a readable Parquet file ({exc})", path) from exc
-    first = 0
-    for group, size in enumerate(groups):
+    return parquet
+
+
+def parquet_rows(path: Path, source: str, split: Split | None = None) -> Iterator[tuple[str, object] | Problem]:
+    """``R<index>`` and the row as a dict, row group by row group (a ``split``'s groups only); a file whose footer
+    cannot be read is a SourceError. A damaged page costs the rest of its row group only: one Problem saying how
+    many rows it lost (the footer knows the group's size), then reading goes on with the next group, whose pages
+    are independent."""
+    import pyarrow as pa
+
+    parquet = _open_parquet(path, source)
+    try:
+        chosen = split.row_groups if split else range(parquet.num_row_groups)
+        groups = [(g, parquet.metadata.row_group(g).num_rows) for g in chosen]
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError(source, "malformed_file", f"{path}: not a readable Parquet file ({exc})", path) from exc
+    first = split.first if split else 0
+    for group, size in groups:
         index = first
         try:
             for batch in parquet.iter_batches(batch_size=4096, row_groups=[group]):  # a bad page shows when read

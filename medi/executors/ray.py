@@ -1,10 +1,11 @@
-"""The Ray engine (``medi build --engine ray``): every source's stages on a Ray cluster, the release written here.
+"""The Ray executor (``medi build --engine ray``): every source's stages on a Ray cluster, the release written here.
 
 The driver (this process) hands sources out, one at a time, to a pool of worker actors; each actor holds one
 ``medi.stages.Runner`` — catalog, instructions, evaluation sets and the encoder, loaded once per actor — and runs
-``run_source_safely`` exactly as the local engine does, so a source makes the same embed calls with the same
+``run_source_safely`` exactly as the local executors do, so a source makes the same embed calls with the same
 batches. Stage outputs land under the cache dir, keyed by content; the driver then streams them into shards with
-the local engine's own code (``medi.build``), so the release bytes are the local engine's.
+the local engine's own code (``medi.build``), so the release bytes are the local engine's. Sources are handed out
+the largest first; a failed source stops the build, so the queued ones never run.
 
 An actor asks Ray for one GPU when the cluster has GPUs (and ``--device`` is not ``cpu``), else for CPUs (torch in
 an actor uses as many threads as CPUs it was given). A worker process killed mid-source is restarted by Ray and the
@@ -24,10 +25,11 @@ from pathlib import Path
 
 from medi.catalog import SourceSpec
 from medi.errors import MediError
+from medi.executors import RETRIES, WorkerSetup, outcome_line, run_one
 from medi.progress import BuildProgress
-from medi.stages import Runner, SourceOutcome, run_source_safely
+from medi.splits import SPLITS_EVENT
+from medi.stages import Runner, SourceOutcome, help_sample
 
-RETRIES = 3  # a source whose worker dies is run again this many times
 POLL_SECONDS = 0.5
 # forwarded to the workers of a cluster this build connects to (a local instance inherits the environment);
 # credentials (HF_TOKEN) are not: each node uses its own
@@ -42,16 +44,17 @@ def import_ray():
     return ray
 
 
-def execute_on_ray(specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
-    """Every source's stages on the Ray cluster at ``options.ray_address`` (or the Ray session this process already
-    has, or a new local one); outcomes in catalog order, as ``medi.build.execute`` returns them."""
-    ray = import_ray()
-    started_here = _connect(ray, runner.options.ray_address)
-    try:
-        return _run(ray, specs, runner, progress)
-    finally:
-        if started_here:
-            ray.shutdown()
+class RayExecutor:
+    def run(self, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
+        """Every source's stages on the Ray cluster at ``options.ray_address`` (or the Ray session this process
+        already has, or a new local one)."""
+        ray = import_ray()
+        started_here = _connect(ray, runner.options.ray_address)
+        try:
+            return _run(ray, specs, runner, progress)
+        finally:
+            if started_here:
+                ray.shutdown()
 
 
 def _connect(ray, address: str | None) -> bool:
@@ -94,8 +97,7 @@ def _run(ray, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) 
         num_cpus=cpus, num_gpus=gpus, max_restarts=RETRIES, max_task_retries=RETRIES
     )
     o = runner.options
-    setup = (o.model_dump(mode="json"), [str(d) for d in runner.dirs], str(runner.cache_dir), runner.checkpoints.reuse)
-    pool = [actor.remote(*setup, sink_name) for _ in range(workers)]
+    pool = [actor.remote(WorkerSetup.of(runner, cpus), sink_name) for _ in range(workers)]
     try:
         nodes = _check_workers(ray, pool, runner, probe)
         kind = "1 GPU" if gpus else f"{cpus} CPU{'s' if cpus > 1 else ''}"
@@ -178,10 +180,11 @@ def _fingerprints(root: Path) -> dict:
 
 
 def _schedule(ray, specs, pool, sink, progress: BuildProgress) -> list[SourceOutcome]:
-    """One source at a time per worker, in catalog order; progress drained from the workers as they report."""
+    """One source at a time per worker, in the order of ``specs``; progress drained from the workers as they report.
+    A failed source raises here: the queued sources are never handed out, the running ones end with the pool."""
     waiting = list(specs)
     idle = list(pool)
-    running: dict = {}  # object ref -> (source name, worker)
+    running: dict = {}  # object ref -> (source name, worker); name None: help with another source's splits
     done: dict[str, SourceOutcome] = {}
     pace = Pace(len(pool))
     while waiting or running:
@@ -189,16 +192,22 @@ def _schedule(ray, specs, pool, sink, progress: BuildProgress) -> list[SourceOut
             handle, name = idle.pop(0), waiting.pop(0).name
             running[handle.run.remote(name)] = (name, handle)
         ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
-        for event in ray.get(sink.drain.remote()):
-            progress.update(*event)
+        for pid, source, *event in ray.get(sink.drain.remote()):
+            if source == SPLITS_EVENT:  # a worker reads a source in splits: the idle ones help, queued work waits
+                running.update({handle.help.remote(event[0]): (None, handle) for handle in idle})
+                idle.clear()
+                continue
+            progress.update(source, *event, worker=pid)
         for ref in ready:
             name, handle = running.pop(ref)
             idle.append(handle)
+            if name is None:
+                continue  # a helper's failure shows in the source's worker, which reads that split again
             outcome, encoded = _result(ray, ref, name)
             if outcome.error:
                 raise MediError(outcome.error)
             done[name] = outcome
-            progress.finished(name, f"{_outcome_line(outcome)}; {pace.add(outcome, encoded)}")
+            progress.finished(name, f"{outcome_line(outcome)}; {pace.add(outcome, encoded)}")
     return [done[spec.name] for spec in specs]
 
 
@@ -207,12 +216,6 @@ def _result(ray, ref, name: str) -> tuple[SourceOutcome, int]:
         return ray.get(ref)
     except ray.exceptions.RayActorError as exc:
         raise MediError(f"{name}: its Ray worker died {RETRIES + 1} times; last: {exc}") from exc
-
-
-def _outcome_line(outcome: SourceOutcome) -> str:
-    from medi.build import _outcome_line as line
-
-    return line(outcome)
 
 
 class Pace:
@@ -253,18 +256,16 @@ class ProgressSink:
 class SourceWorker:
     """A Ray actor holding one Runner: sources run here one at a time, as ``run_source_safely`` runs them locally."""
 
-    def __init__(self, options: dict, dirs: list[str], cache_dir: str, reuse: bool, sink_name: str):
+    def __init__(self, setup: WorkerSetup, sink_name: str):
         import ray
 
-        from medi.build import BuildOptions
-
         self.sink = ray.get_actor(sink_name)
-        self.runner = Runner(
-            BuildOptions(**options), [Path(d) for d in dirs], Path(cache_dir), reuse=reuse, progress=self._report
-        )
+        self.pid = os.getpid()
+        self.runner = setup.runner(self._report)
+        self.runner.share_splits = lambda job: self.sink.report.remote(self.pid, SPLITS_EVENT, job)
 
     def _report(self, *event) -> None:
-        self.sink.report.remote(*event)  # fire and forget: progress never waits on the driver
+        self.sink.report.remote(self.pid, *event)  # fire and forget: progress never waits on the driver
 
     def hello(self, probe: str) -> dict:
         return {
@@ -278,11 +279,12 @@ class SourceWorker:
     def run(self, name: str) -> tuple[SourceOutcome, int]:
         """The source's outcome and how many texts the encoder embedded for it (0 when all were cached)."""
         before = self._encoded()
-        try:
-            outcome = run_source_safely(self.runner, self.runner.catalog.specs[name])
-        except MediError as exc:  # crosses to the driver as text, as the local pool sends it
-            outcome = SourceOutcome(name, error=str(exc))
+        outcome = run_one(self.runner, name)
         return outcome, self._encoded() - before
+
+    def help(self, job: dict) -> str | None:
+        """Read the unclaimed splits of a source another worker runs."""
+        return help_sample(self.runner, job)
 
     def _encoded(self) -> int:
         encoder = self.runner._encoder  # not the property: asking must not load an encoder
