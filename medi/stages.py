@@ -304,6 +304,7 @@ def _sample_in_splits(ctx: SourceContext, meta: dict, plan, size: int | None, wr
     closing = splits.describe(job, plan, o.split_bytes, read)
     pace = ReadPace(runner.progress, spec.name)
     total = splits.finish(job, read, lambda n: None)
+    runner.progress(spec.name, f"sample: merging {total} splits")
     found = list(splits.parts(folder, total))
     tally = ProblemTally(spec.name, o.on_error)
     for part in found:

@@ -189,36 +189,34 @@ def line_chunks(path: Path, block_bytes: int) -> Iterator[tuple[bytes, int] | Pr
     """The (decompressed) file as blocks of whole lines of about ``block_bytes``, each with its first line's
     number; a file that stops being readable ends with the Problem ``read_json_lines`` gives, after every whole
     line before it."""
-    pending: list[bytes] = []
-    size = lines = 0  # bytes pending; lines given before them
-    rest = b""
+    lines = 0  # lines given so far
+    pending = b""  # whole lines not given yet
+    rest = b""  # a line not complete yet
 
-    def given() -> tuple[bytes, int]:
-        nonlocal lines, size
-        chunk, first = b"".join(pending), lines + 1
-        lines += chunk.count(b"\n")
-        pending.clear()
-        size = 0
-        return chunk, first
+    def cut(data: bytes, final: bool) -> Iterator[tuple[bytes, int]]:
+        """Blocks of ``data`` (whole lines) cut after the first newline past ``block_bytes``; the remainder back
+        in ``pending`` unless ``final``."""
+        nonlocal lines, pending
+        start = 0
+        while len(data) - start >= block_bytes or (final and start < len(data)):
+            end = data.find(b"\n", start + block_bytes - 1) + 1 or len(data)
+            block = data[start:end]
+            yield block, lines + 1
+            lines += block.count(b"\n")
+            start = end
+        pending = data[start:]
 
     try:
         for block in _blocks(path):
             data = rest + block
-            cut = data.rfind(b"\n") + 1
-            rest = data[cut:]
-            if cut:
-                pending.append(data[:cut])
-                size += cut
-            if size >= block_bytes:
-                yield given()
+            end = data.rfind(b"\n") + 1
+            rest = data[end:]
+            yield from cut(pending + data[:end], final=False)
     except (OSError, EOFError, zlib.error) as exc:
-        if pending:
-            yield given()
+        yield from cut(pending, final=True)
         yield Problem(str(path), "", f"unreadable after line {lines}: the rest of the file lost ({exc})", None)
         return
-    pending.append(rest)
-    if size or rest:
-        yield given()
+    yield from cut(pending + rest, final=True)
 
 
 @adapter("st_jsonl")

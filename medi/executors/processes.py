@@ -29,7 +29,7 @@ POLL_SECONDS = 0.2
 
 class ProcessExecutor:
     def run(self, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
-        workers = min(runner.options.workers, len(specs))
+        workers = runner.options.workers  # not capped by the sources: idle workers read a large one's splits
         setup = WorkerSetup.of(runner, threads_per_worker(workers))
         done: dict[str, SourceOutcome] = {}
         deaths: Counter = Counter()

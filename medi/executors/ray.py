@@ -88,7 +88,7 @@ def _reachable(address: str) -> None:
 def _run(ray, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
     if not specs:
         return []
-    wanted = min(runner.options.workers, len(specs))  # an actor with no source would only load a runner
+    wanted = runner.options.workers  # more actors than sources: the idle ones read a large source's splits
     workers, cpus, gpus = plan_workers(ray.nodes(), wanted, runner.options.device != "cpu")
     probe = _probe_file(runner.cache_dir)
     sink_name = f"medi-progress-{uuid.uuid4().hex}"  # workers find it by name: no actor handle in their arguments
