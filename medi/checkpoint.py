@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import tempfile
 import types
 import typing
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from itertools import islice
@@ -65,11 +67,49 @@ class StageOutput:
     def rows(self) -> int:
         return pq.ParquetFile(self.path).metadata.num_rows
 
-    def batches(self, rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-        yield from pq.ParquetFile(self.path).iter_batches(batch_size=rows)
+    def batches(self, rows: int = BATCH_ROWS) -> Batches:
+        return Batches(self.path, rows)
 
     def table(self) -> pa.Table:
         return pq.read_table(self.path)
+
+
+class Batches:
+    """A stage output's rows as Arrow batches: an iterator like any stream, which a stage that passes over its input
+    more than once (dedup, the token budget) reads again (``again``) instead of holding it."""
+
+    def __init__(self, path: Path, rows: int = BATCH_ROWS):
+        self.path, self.rows = path, rows
+        self._first: Iterator[pa.RecordBatch] | None = None
+
+    def __iter__(self) -> Batches:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self._first is None:
+            self._first = self.again()
+        return next(self._first)
+
+    def again(self) -> Iterator[pa.RecordBatch]:
+        return pq.ParquetFile(self.path).iter_batches(batch_size=self.rows)
+
+    @property
+    def num_rows(self) -> int:
+        return pq.ParquetFile(self.path).metadata.num_rows
+
+
+@contextmanager
+def rereadable(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[Batches]:
+    """``batches`` as ``Batches``: a stage output as it is, any other stream first copied to a temporary file."""
+    if isinstance(batches, Batches):
+        yield batches
+        return
+    with tempfile.TemporaryDirectory(prefix="medi-stream-") as folder:
+        path = Path(folder) / "rows.parquet"
+        with pq.ParquetWriter(path, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        yield Batches(path)
 
 
 Writer = Callable[[pa.RecordBatch], None]

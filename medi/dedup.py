@@ -14,15 +14,25 @@ punctuation stripped, digits kept, single spaces). Per source:
 - a negative equal to its query or positive is cleared, so the mine stage replaces it with a mined one.
 
 Across sources, pairs already seen in an earlier source are counted per source (and dropped when asked).
+
+A source is deduplicated in passes over its rows (``dedup_stream``: a list, or a stage's Parquet output read
+again), holding one status byte a row: exact duplicates are found in hash partitions of the pair keys, near-duplicate
+candidates in partitions of the LSH band keys, both spilled to files past ``SPILL_BYTES``, so memory stays flat as
+an uncapped source grows.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
+import tempfile
 import zlib
+from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -30,10 +40,13 @@ import xxhash
 from rapidfuzz.distance import Levenshtein
 
 from medi.normalize import canonical
-from medi.report import StageReport
+from medi.report import MAX_EXAMPLES, StageReport
 from medi.schema import Record
 
 SIGNATURE_CHUNK = 1 << 14  # shingles per signature matrix: 64 x 16,384 x 8 bytes = 8 MB
+PARTITIONS = 64  # hash partitions of pair keys, query hashes and band keys: one is held at a time
+SPILL_BYTES = 32 << 20  # partitions stay in memory up to this, then go to files
+SCAN_ROWS = 8192  # rows hashed and routed together
 _PRIME = np.uint64(4294967291)  # largest prime below 2**32: a * x + b stays inside uint64
 
 
@@ -112,7 +125,11 @@ def dedup(
     source: str = "",
     seen: SeenPairs | None = None,
 ) -> list[Record]:
-    """Records without duplicates or no-signal rows, in their original order; ``report`` says what went and why."""
+    """Records without duplicates or no-signal rows, in their original order; ``report`` says what went and why.
+
+    Within one source (no ``seen``) this is ``dedup_stream`` over the list."""
+    if seen is None:
+        return list(dedup_stream(lambda: iter(records), config, report, symmetric=symmetric))
     kept: list[Record] = []
     first_of: dict[bytes, str] = {}
     queries: dict[int, bytes] = {}  # hash of the canonical query -> its first pair's key
@@ -292,3 +309,244 @@ def _first_similar(own, candidates: list[int], sides_of, config: DedupConfig) ->
         ):
             return other
     return None
+
+
+# --- the same, streamed: passes over the rows, partitions instead of dictionaries -----------------------------------
+
+KEEP, QUERY_EQUALS_POS, EXACT, NEAR = range(4)  # a row's fate: the low bits of its status byte
+ECHO, LONG = 4, 8  # flags: its negative echoes its query or positive; long enough for the near-duplicate pass
+KEY_ROW = np.dtype([("key", "V12"), ("position", "<u8"), ("query", "<u8")])
+QUERY_ROW = np.dtype([("query", "<u8")])
+
+
+class Partitions:
+    """Fixed-width rows routed to ``PARTITIONS`` hash partitions, in memory up to ``SPILL_BYTES`` then appended to
+    files; a partition reads back in the order its rows came."""
+
+    def __init__(self, dtype: np.dtype, folder: Path, name: str):
+        self.dtype, self.folder, self.name = dtype, folder, name
+        self.held: list[list[np.ndarray]] = [[] for _ in range(PARTITIONS)]
+        self.held_bytes = 0
+        self.spilled: set[int] = set()
+
+    def add(self, rows: np.ndarray, partition: np.ndarray) -> None:
+        order = np.argsort(partition, kind="stable")
+        bounds = np.searchsorted(partition[order], np.arange(PARTITIONS + 1))
+        for part in range(PARTITIONS):
+            if bounds[part] < bounds[part + 1]:
+                self.held[part].append(rows[order[bounds[part] : bounds[part + 1]]])
+        self.held_bytes += rows.nbytes
+        if self.held_bytes > SPILL_BYTES:
+            self._spill()
+
+    def _spill(self) -> None:
+        for part, chunks in enumerate(self.held):
+            if chunks:
+                with open(self.folder / f"{self.name}-{part}.bin", "ab") as handle:
+                    for chunk in chunks:
+                        chunk.tofile(handle)
+                self.spilled.add(part)
+        self.held, self.held_bytes = [[] for _ in range(PARTITIONS)], 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for part in range(PARTITIONS):
+            stored = [np.fromfile(self.folder / f"{self.name}-{part}.bin", self.dtype)] if part in self.spilled else []
+            rows = stored + self.held[part]
+            if rows:
+                yield np.concatenate(rows)
+
+
+@dataclass
+class _Scan:
+    """What the first pass leaves: a status byte a row, the pair keys by partition, and the long rows' signatures."""
+
+    status: array = field(default_factory=lambda: array("B"))
+    keys: Partitions | None = None
+    signatures: Path | None = None
+    long_rows: int = 0
+    duplicate_of: dict[int, int] = field(default_factory=dict)  # the first exact duplicates -> their first rows
+    distinct_queries: int = 0
+
+
+def dedup_stream(
+    rows: Callable[[], Iterator[Record]],
+    config: DedupConfig,
+    report: DedupReport,
+    *,
+    symmetric: bool = False,
+) -> Iterator[Record]:
+    """``dedup`` of one source as a stream: ``rows()`` gives the rows afresh for each pass (two, three when some
+    long pairs share a band). Kept rows come out in their order, the same as ``dedup`` keeps; ``report`` is
+    complete once they have all been taken."""
+    with tempfile.TemporaryDirectory(prefix="medi-dedup-") as folder:
+        scan = _scan(rows(), config, symmetric, Path(folder))
+        _mark_exact_duplicates(scan, Path(folder))
+        report.same_query_other_pair += _kept_count(scan.status) - scan.distinct_queries
+        earlier = _partitioned_band_candidates(scan, config, Path(folder)) if scan.long_rows else {}
+        near, row_ids = _near_duplicates(rows(), earlier, config) if earlier else ({}, {})
+        yield from _emit(rows(), scan, near, row_ids, report)
+
+
+def _kept_count(status: array) -> int:
+    return int(np.count_nonzero((np.frombuffer(status, dtype=np.uint8) & 3) == KEEP)) if status else 0
+
+
+def _scan(records: Iterator[Record], config: DedupConfig, symmetric: bool, folder: Path) -> _Scan:
+    """First pass: each row's pair key (routed to its partition), whether its query equals its positive, whether
+    its negative echoes either, and the MinHash signature of each long pair (to a file)."""
+    scan = _Scan(keys=Partitions(KEY_ROW, folder, "keys"), signatures=folder / "signatures.bin")
+    perm_a, perm_b = _permutations(config.num_perm)
+    signature_row = np.dtype([("position", "<u8"), ("signature", "<u4", (config.num_perm,))])
+    with open(scan.signatures, "wb") as signatures:
+        while chunk := list(islice(records, SCAN_ROWS)):
+            first = len(scan.status)
+            keys, long_rows = [], []
+            for position, record in enumerate(chunk, start=first):
+                query, second = _canonical_sides(record)
+                paired = record.pos is not None
+                status = 0
+                if record.neg is not None and canonical(record.neg) in (query, second if paired else None):
+                    status |= ECHO
+                if paired and query == second:
+                    scan.status.append(status | QUERY_EQUALS_POS)
+                    continue
+                key = pair_hash(_as_pair(query, second, unordered=symmetric and paired))
+                keys.append((key, position, xxhash.xxh3_64_intdigest(query.encode())))
+                if config.near and _word_count((query, second if paired else near_sides(record)[1])) >= (
+                    config.near_min_words
+                ):
+                    status |= LONG
+                    long_rows.append(position)
+                scan.status.append(status)
+            if keys:
+                found = np.array(keys, dtype=KEY_ROW)
+                scan.keys.add(found, np.frombuffer(found["key"].tobytes(), np.uint8)[::12] % PARTITIONS)
+            if long_rows:
+                width = config.shingle_words
+                sides = (near_sides(chunk[p - first]) for p in long_rows)
+                sets = (shingles(q, width) | shingles(s, width) for q, s in sides)
+                written = np.empty(len(long_rows), signature_row)
+                written["position"] = long_rows
+                written["signature"] = minhash_signatures(sets, len(long_rows), perm_a, perm_b)
+                written.tofile(signatures)
+                scan.long_rows += len(long_rows)
+    return scan
+
+
+def _mark_exact_duplicates(scan: _Scan, folder: Path) -> None:
+    """Per key partition: every row after the first with its pair key is an exact duplicate. Also counts the
+    distinct queries of the rows kept (in query-hash partitions), and keeps the earliest duplicates' first rows
+    for the report's examples."""
+    status = np.frombuffer(scan.status, dtype=np.uint8).copy()
+    queries = Partitions(QUERY_ROW, folder, "queries")
+    earliest: list[tuple[int, int]] = []  # (-duplicate position, its first row), the MAX_EXAMPLES earliest
+    for part in scan.keys:
+        part = part[np.argsort(part["key"], kind="stable")]  # the rows of one key stay in read order
+        starts = np.ones(len(part), dtype=bool)
+        starts[1:] = part["key"][1:] != part["key"][:-1]
+        first_of_group = part["position"][np.maximum.accumulate(np.where(starts, np.arange(len(part)), 0))]
+        duplicates, firsts = part["position"][~starts], first_of_group[~starts]
+        status[duplicates] = (status[duplicates] & 0b1100) | EXACT
+        for i in np.argsort(duplicates)[:MAX_EXAMPLES].tolist():
+            heapq.heappush(earliest, (-int(duplicates[i]), int(firsts[i])))
+            if len(earliest) > MAX_EXAMPLES:
+                heapq.heappop(earliest)
+        kept = np.ascontiguousarray(part["query"][starts])
+        queries.add(kept.view(QUERY_ROW), kept % PARTITIONS)
+    scan.status = array("B", status.tobytes())
+    scan.duplicate_of = {-negative: first for negative, first in earliest}
+    scan.distinct_queries = sum(len(np.unique(part["query"])) for part in queries)
+
+
+BAND_ROW_FIELDS = [("position", "<u8")]
+
+
+def _partitioned_band_candidates(scan: _Scan, config: DedupConfig, folder: Path) -> dict[int, list[int]]:
+    """{position: earlier long kept positions sharing at least one LSH band value}, ascending: the band keys
+    (band number + the band's signature values) of the long rows exact dedup kept, grouped in hash partitions."""
+    rows_per_band = config.num_perm // config.bands
+    signature_row = np.dtype([("position", "<u8"), ("signature", "<u4", (config.num_perm,))])
+    band_row = np.dtype([("band", f"V{1 + 4 * rows_per_band}"), ("position", "<u8")])
+    bands = Partitions(band_row, folder, "bands")
+    status = np.frombuffer(scan.status, dtype=np.uint8)
+    stored = np.memmap(scan.signatures, dtype=signature_row, mode="r", shape=(scan.long_rows,))
+    for start in range(0, scan.long_rows, SCAN_ROWS):
+        chunk = np.asarray(stored[start : start + SCAN_ROWS])
+        chunk = chunk[(status[chunk["position"]] & 3) == KEEP]
+        for band in range(config.bands):
+            cells = np.ascontiguousarray(chunk["signature"][:, band * rows_per_band : (band + 1) * rows_per_band])
+            keyed = np.empty(len(chunk), band_row)
+            raw = np.empty((len(chunk), 1 + 4 * rows_per_band), np.uint8)
+            raw[:, 0] = band
+            raw[:, 1:] = cells.view(np.uint8).reshape(len(chunk), -1)
+            keyed["band"] = raw.view(band_row["band"]).ravel()
+            keyed["position"] = chunk["position"]
+            mixed = (cells.astype(np.uint64) * np.uint64(2654435761)).sum(axis=1) + np.uint64(band)
+            bands.add(keyed, (mixed % np.uint64(PARTITIONS)).astype(np.int64))
+    del stored
+    earlier: dict[int, set[int]] = defaultdict(set)
+    for part in bands:
+        _, group, counts = np.unique(part["band"], return_inverse=True, return_counts=True)
+        shared = np.flatnonzero(counts[group] > 1)
+        members: dict[int, list[int]] = defaultdict(list)
+        for row in shared.tolist():  # read order within a band value: each member sees the ones before it
+            members[int(group[row])].append(int(part["position"][row]))
+        for group_members in members.values():
+            for i, position in enumerate(group_members[1:], start=1):
+                earlier[position].update(group_members[:i])
+    return {position: sorted(found) for position, found in earlier.items()}
+
+
+def _near_duplicates(
+    records: Iterator[Record], earlier: dict[int, list[int]], config: DedupConfig
+) -> tuple[dict[int, int], dict[int, str]]:
+    """({dropped position: the earlier kept row it nearly repeats}, {position: row id} of the rows that share a
+    band): one pass gathers the sides of those rows, then the candidates are confirmed in order."""
+    involved = set(earlier).union(*earlier.values())
+    sides, row_ids = {}, {}
+    width = config.shingle_words
+    for position, record in enumerate(records):
+        if position in involved:
+            query, second = near_sides(record)
+            sides[position] = (query.split(), second.split(), shingles(query, width), shingles(second, width))
+            row_ids[position] = record.row_id
+    dropped: dict[int, int] = {}
+    for position in sorted(earlier):
+        candidates = [c for c in earlier[position] if c not in dropped]
+        match = _first_similar(sides[position], candidates, sides.__getitem__, config) if candidates else None
+        if match is not None:
+            dropped[position] = match
+    return dropped, row_ids
+
+
+def _emit(
+    records: Iterator[Record], scan: _Scan, near: dict[int, int], row_ids: dict[int, str], report: DedupReport
+) -> Iterator[Record]:
+    """The last pass: the kept rows (echoing negatives cleared), and the report in read order."""
+    kept = 0
+    firsts = set(scan.duplicate_of.values())  # rows whose ids the examples name: read before their duplicates
+    for position, (record, status) in enumerate(zip(records, scan.status, strict=True)):
+        if position in firsts:
+            row_ids[position] = record.row_id
+        fate = status & 3
+        if fate == QUERY_EQUALS_POS:
+            report.dropped["query_equals_pos"] += 1
+            report.example("query_equals_pos", row_id=record.row_id, query=record.query)
+            continue
+        if fate == EXACT:
+            report.dropped["exact_duplicate"] += 1
+            if position in scan.duplicate_of:
+                first = row_ids[scan.duplicate_of[position]]
+                report.example("exact_duplicate", row_id=record.row_id, duplicate_of=first, query=record.query)
+            continue
+        if status & ECHO:
+            report.changed["neg_equals_query_or_pos_to_mine"] += 1
+            report.example("neg_equals_query_or_pos", row_id=record.row_id, neg=record.neg)
+            record = Record(row_id=record.row_id, query=record.query, pos=record.pos, neg=None, outputs=record.outputs)
+        if position in near:
+            report.dropped["near_duplicate"] += 1
+            report.example("near_duplicate", row_id=record.row_id, duplicate_of=row_ids[near[position]])
+            continue
+        kept += 1
+        yield record
+    report.kept = kept

@@ -6,24 +6,30 @@ neighbours); each unselected vertex v votes for its neighbours with weight rho *
 already selected); repeatedly pick the vertex with the most votes. A pick discounts the votes of everything
 that points at it, so later picks come from regions not yet covered. Votes are updated sparsely (only the
 in-neighbours of the pick and their out-edges change), so a pick costs O(k * in-degree) plus one argmax.
+
+An uncapped source keeps every row: ``token_budget_stream`` counts its tokens (a seeded sample, or every row chunk
+by chunk when over-budget rows are dropped) while the rows stream through, so nothing holds the source.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Literal
 
 import faiss
 import numpy as np
 
+from medi.filter import FilterConfig, FilterReport, apply_token_budget, count_tokens, tokenizer_name
 from medi.schema import Record
 from medi.search import Searcher, gpu_count
 
 SelectMode = Literal["random", "diverse"]
 FLAT_MAX_ROWS = 20_000  # above this (on CPU) the k-NN graph comes from an HNSW index: exact search is N^2
 TIE = 1e-9  # votes this close count as equal; the lower row index wins
+COUNT_ROWS = 8192  # rows whose tokens are counted together when every row is counted
 
 
 def knn_graph(embeddings: np.ndarray, knn: int, *, index: str = "auto") -> np.ndarray:
@@ -212,3 +218,92 @@ def select(
     report.kept = len(kept)
     report.dropped = {"over_cap": len(records) - len(kept)}
     return kept
+
+
+def token_budget_stream(
+    rows: Callable[[], Iterator[Record]],
+    total: int,
+    config: FilterConfig,
+    report: FilterReport,
+    instructions: dict | None = None,
+) -> Iterator[Record]:
+    """``medi.filter.apply_token_budget`` over ``total`` rows given afresh by ``rows()``, as a stream: the same
+    rows kept and the same report (complete once every row has been taken), holding a sample or a chunk of rows."""
+    if not config.token_budget:
+        yield from rows()
+        return
+    if config.over_budget == "keep":  # nothing is dropped: the counts of a seeded sample, then every row
+        everything = total <= config.count_rows  # else the rows apply_token_budget would sample of them all
+        picked = set() if everything else set(random.Random("token-budget").sample(range(total), config.count_rows))
+        counted = [r for i, r in enumerate(rows()) if everything or i in picked]
+        apply_token_budget(counted, config, report, instructions)
+        report.kept = total
+        yield from rows()
+        return
+    yield from _drop_over_budget(rows(), config, report, instructions or {})
+
+
+def _drop_over_budget(
+    records: Iterator[Record], config: FilterConfig, report: FilterReport, instructions: dict
+) -> Iterator[Record]:
+    """Every row counted, chunk by chunk; rows over the budget dropped; the statistics summed as they go."""
+    report.tokenizer = tokenizer_name(config.tokenizer)
+    budget = config.token_budget
+    query_instr = instructions.get("query", "")
+    doc_instr = instructions.get("document", query_instr)
+    totals = {side: _TokenTotals() for side in ("query", "pos", "neg")}
+    kept = dropped = 0
+    while chunk := list(islice(records, COUNT_ROWS)):
+        sides = {
+            "query": [_joined(query_instr, r.query) for r in chunk],
+            "pos": [_joined(doc_instr, r.pos if r.pos is not None else r.query) for r in chunk],
+            "neg": [_joined(doc_instr, r.neg) for r in chunk if r.neg is not None],
+        }
+        over = np.zeros(len(chunk), dtype=bool)
+        for side, texts in sides.items():
+            counts = count_tokens(texts, config.tokenizer)
+            totals[side].add(counts, budget)
+            if side != "neg" and len(counts):
+                over |= counts > budget
+        dropped += int(over.sum())
+        for record, too_long in zip(chunk, over.tolist(), strict=True):
+            if not too_long:
+                kept += 1
+                yield record
+    report.tokens.update({side: found.stats(budget) for side, found in totals.items()})
+    if dropped:
+        report.dropped["over_token_budget"] += dropped
+    report.kept = kept
+
+
+def _joined(instruction: str, text: str) -> str:
+    return f"{instruction} {text}" if instruction else text  # as medi.filter joins them
+
+
+@dataclass
+class _TokenTotals:
+    """Token counts of one side summed chunk by chunk: the statistics ``medi.filter`` takes of the whole array."""
+
+    rows: int = 0
+    over: int = 0
+    total: int = 0
+    longest: int = 0
+
+    def add(self, counts: np.ndarray, budget: int) -> None:
+        if len(counts):
+            self.rows += len(counts)
+            self.over += int((counts > budget).sum())
+            self.total += int(counts.sum())
+            self.longest = max(self.longest, int(counts.max()))
+
+    def stats(self, budget: int) -> dict:
+        if not self.rows:
+            return {"rows": 0}
+        return {
+            "rows": self.rows,
+            "budget": budget,
+            "over_budget": self.over,
+            "truncation_rate": round(self.over / self.rows, 4),
+            "mean_tokens": round(self.total / self.rows, 1),
+            "max_tokens": self.longest,
+        }

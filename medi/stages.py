@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property, partial
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +28,20 @@ from medi.adapters import Split, extra_inputs, get_adapter, plan_splits, read_sp
 from medi.adapters.kilt import use_cache_dir as keep_kilt_indexes_in
 from medi.catalog import SUPERNI, Catalog, SourceSpec
 from medi.checkpoint import (
+    BATCH_ROWS,
     STAGES_DIR,
+    Batches,
     Checkpoints,
     StageOutput,
     Writer,
     from_jsonable,
+    rereadable,
     stage_key,
     to_jsonable,
     write_in_batches,
 )
 from medi.decontaminate import DecontamConfig, DecontamReport, EvalIndex, decontaminate, load_eval_sets
-from medi.dedup import DedupConfig, DedupReport, dedup
+from medi.dedup import DedupConfig, DedupReport, dedup_stream
 from medi.encode import Encoder, EncoderConfig
 from medi.errors import MediError, Problem, SourceError
 from medi.fetch import Fetched, fetch, sha256_file
@@ -56,7 +60,7 @@ from medi.sample import (
     sample_size,
 )
 from medi.schema import RECORD_SCHEMA, TRIPLE_SCHEMA, Record, records_batch, records_of, triples_batch
-from medi.select import SelectConfig, SelectReport, select
+from medi.select import SelectConfig, SelectReport, select, token_budget_stream
 
 MAX_KEPT_PROBLEMS = 1000  # problems listed per source (all are counted)
 PROGRESS_EVERY = 1024  # rows between looks at the clock while reading
@@ -502,23 +506,51 @@ def _clean_config(ctx: SourceContext) -> dict:
 
 
 def _clean(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer) -> dict:
+    """Dedup in passes over the sample stage's output, then decontamination and the filters chunk by chunk:
+    memory does not grow with the rows (apart from the audit's vectors, when it runs)."""
     runner, spec = ctx.runner, ctx.spec
-    records = [r for batch in batches for r in records_of(batch)]
     dedup_report, decontam_report, filter_report = DedupReport(), DecontamReport(), FilterReport()
-    records = dedup(records, runner.dedup_config(), dedup_report, symmetric=pairs_symmetric(ctx.spec), source=spec.name)
-    audit = ctx.embed() if runner.decontam_config().audit and runner.eval_index.texts else None
-    datasets = runner.catalog.datasets_of(spec, ctx.meta)
-    records = decontaminate(
-        records, runner.eval_index, decontam_report, source=spec.name, source_datasets=datasets, embed=audit
-    )
-    no_budget = replace(ctx.filter_config(), token_budget=None)
-    records = filter_records(records, no_budget, filter_report)
-    write_in_batches(write, records, records_batch)
+    with rereadable(batches, RECORD_SCHEMA) as rows:
+        config = runner.dedup_config()
+        records = dedup_stream(partial(_records_in, rows), config, dedup_report, symmetric=pairs_symmetric(spec))
+        audit = ctx.embed() if runner.decontam_config().audit and runner.eval_index.texts else None
+        datasets = runner.catalog.datasets_of(spec, ctx.meta)
+        check = partial(
+            decontaminate,
+            index=runner.eval_index,
+            report=decontam_report,
+            source=spec.name,
+            source_datasets=datasets,
+            embed=audit,
+        )
+        # the audit (layer 4) compares every kept row's vector at once: it takes them all, as before
+        records = check(list(records)) if audit else _in_chunks(records, check, decontam_report)
+        no_budget = replace(ctx.filter_config(), token_budget=None)
+        records = _in_chunks(records, partial(filter_records, config=no_budget, report=filter_report), filter_report)
+        write_in_batches(write, records, records_batch)
     return {
         "dedup": to_jsonable(dedup_report),
         "decontaminate": to_jsonable(decontam_report),
         "filter": to_jsonable(filter_report),
     }
+
+
+def _records_in(rows: Batches) -> Iterator[Record]:
+    """A fresh pass over a stage output's rows."""
+    for batch in rows.again():
+        yield from records_of(batch)
+
+
+def _in_chunks(records: Iterable[Record], step: Callable[[list[Record]], list[Record]], report) -> Iterator[Record]:
+    """``step`` (a list-to-list stage) over ``BATCH_ROWS`` rows at a time, at least once (its checks on the source
+    run even when no row is left); ``report.kept`` is the rows kept in all."""
+    rows, kept, ran = iter(records), 0, False
+    while (chunk := list(islice(rows, BATCH_ROWS))) or not ran:
+        ran = True
+        for record in step(chunk):
+            kept += 1
+            yield record
+    report.kept = kept
 
 
 CLEAN = Stage("clean", RECORD_SCHEMA, _clean_config, _clean)
@@ -543,7 +575,9 @@ def _select_config(ctx: SourceContext) -> dict:
 
 
 def _select(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer) -> dict:
-    records = [r for batch in batches for r in records_of(batch)]
+    if ctx.cap() is None:
+        return _select_every_row(ctx, batches, write)
+    records = [r for batch in batches for r in records_of(batch)]  # a capped source: as many as its sample holds
     budget = FilterReport()
     records = apply_token_budget(records, ctx.filter_config(), budget, ctx.longest_wordings())
     report = SelectReport()
@@ -563,6 +597,32 @@ def _select(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer
             records = sorted(chosen, key=lambda r: arrival[r.row_id])
         write_in_batches(write, records, records_batch)
     return {"budget": to_jsonable(budget), "select": to_jsonable(report), "resample": resample}
+
+
+def _select_every_row(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer) -> dict:
+    """An uncapped source: its rows streamed through the token budget (two passes over the clean stage's output)."""
+    budget = FilterReport()
+    with rereadable(batches, RECORD_SCHEMA) as rows:
+        records = token_budget_stream(
+            partial(_records_in, rows), rows.num_rows, ctx.filter_config(), budget, ctx.longest_wordings()
+        )
+        kept = _written(write, records)
+    report = SelectReport(mode="none", cap=None, kept=kept)
+    return {"budget": to_jsonable(budget), "select": to_jsonable(report), "resample": False}
+
+
+def _written(write: Writer, records: Iterable[Record]) -> int:
+    """Write a stream of rows in batches; how many there were."""
+    count = 0
+
+    def counted() -> Iterator[Record]:
+        nonlocal count
+        for record in records:
+            count += 1
+            yield record
+
+    write_in_batches(write, counted(), records_batch)
+    return count
 
 
 SELECT = Stage("select", RECORD_SCHEMA, _select_config, _select)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from support import FIXTURES, TASKS, spec
 
+from medi import dedup as dedup_module
 from medi.adapters import get_adapter
-from medi.dedup import DedupConfig, DedupReport, SeenPairs, dedup, jaccard, pair_sides, shingles
+from medi.checkpoint import to_jsonable
+from medi.dedup import DedupConfig, DedupReport, SeenPairs, dedup, dedup_stream, jaccard, pair_sides, shingles
 from medi.normalize import NormalizeReport, canonical, normalize
 from medi.schema import Record
 
@@ -143,3 +145,24 @@ def test_symmetric_sources_treat_swapped_pairs_as_duplicates():
     records = [Record(row_id="x", query=a, pos=b), Record(row_id="y", query=b, pos=a)]
     assert len(dedup(records, DedupConfig(), DedupReport(), symmetric=True)) == 1
     assert len(dedup(records, DedupConfig(), DedupReport(), symmetric=False)) == 2
+
+
+def test_the_streamed_passes_keep_what_the_one_pass_loop_keeps(monkeypatch):
+    """Within a source, dedup runs in passes over hash partitions (``dedup_stream``); with a ``SeenPairs`` it runs
+    the one-pass loop over dictionaries. On real tasks (exact and near duplicates, echo negatives, a symmetric
+    source) both keep the same rows and write the same report, also when every partition spills to files."""
+    tasks = [*sorted(CLEAN_TASKS.glob("*.json")), *sorted(TASKS.glob("*.json"))]
+    records = [r for path in tasks for r in task_records(path)]
+    echoes = records[:50]  # real queries, each with its own query as the negative
+    records += [Record(f"echo:{i}", r.query, r.query + " answer", r.query) for i, r in enumerate(echoes)]
+    for symmetric in (False, True):
+        expected_report = DedupReport()
+        expected = dedup(records, DedupConfig(), expected_report, symmetric=symmetric, seen=SeenPairs())
+        assert {"exact_duplicate", "near_duplicate"} <= set(expected_report.dropped)
+        assert expected_report.changed["neg_equals_query_or_pos_to_mine"] == 50
+        for spill in (dedup_module.SPILL_BYTES, 1):
+            monkeypatch.setattr(dedup_module, "SPILL_BYTES", spill)
+            report = DedupReport()
+            kept = list(dedup_stream(lambda: iter(records), DedupConfig(), report, symmetric=symmetric))
+            assert kept == expected
+            assert to_jsonable(report) == to_jsonable(expected_report)

@@ -6,10 +6,23 @@ import numpy as np
 import pytest
 from support import DEMO_MIRROR, TASKS, spec
 
+from medi import select as select_module
 from medi.adapters import get_adapter
+from medi.checkpoint import to_jsonable
 from medi.encode import Encoder, EncoderConfig
+from medi.filter import FilterConfig, FilterReport, apply_token_budget
 from medi.normalize import NormalizeReport, normalize
-from medi.select import SelectConfig, SelectReport, knn_graph, pick, random_pick, select, vote_k, vote_k_on_graph
+from medi.select import (
+    SelectConfig,
+    SelectReport,
+    knn_graph,
+    pick,
+    random_pick,
+    select,
+    token_budget_stream,
+    vote_k,
+    vote_k_on_graph,
+)
 
 TASK_NAMES = (
     "task1289_trec_classification",
@@ -125,3 +138,28 @@ def test_build_max_per_source_with_diverse_selection(make_release, tmp_path):
     allnli = release.manifest["sources"]["st/AllNLI"]
     assert allnli["clean"]["select"]["mode"] == "none"  # 20 rows: under the cap
     assert release.manifest["config"]["max_per_source"] == 25
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"over_budget": "keep", "count_rows": 300},  # counts of a seeded sample of the rows
+        {"over_budget": "keep"},  # fewer rows than count_rows: every row counted
+        {"over_budget": "drop", "token_budget": 64},  # every row counted chunk by chunk, long rows dropped
+        {"token_budget": None},
+    ],
+)
+def test_the_streamed_token_budget_keeps_and_reports_what_the_list_one_does(settings, monkeypatch):
+    """An uncapped source's select stage streams its rows through the token budget; on real tasks it keeps the
+    same rows and writes the same report as ``apply_token_budget`` over the whole list."""
+    monkeypatch.setattr(select_module, "COUNT_ROWS", 100)  # several chunks of the 1,381 rows
+    records = [r for task in TASK_NAMES for r in read_task(task)]
+    config = FilterConfig(**settings)
+    wordings = {"query": "Represent the question for retrieving its answer:", "document": "Represent the answer:"}
+    expected_report, report = FilterReport(), FilterReport()
+    expected = apply_token_budget(records, config, expected_report, wordings)
+    kept = list(token_budget_stream(lambda: iter(records), len(records), config, report, wordings))
+    assert kept == expected
+    assert to_jsonable(report) == to_jsonable(expected_report)
+    if settings.get("over_budget") == "drop":
+        assert 0 < report.dropped["over_token_budget"] < len(records)
