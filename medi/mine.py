@@ -31,7 +31,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -346,12 +346,12 @@ def _listed(ids: list[int], scores: list[float], rule: str, ahead: int = 0) -> l
     return [(c, s, rule, ahead + at + 1) for at, (c, s) in enumerate(real)]
 
 
-def sampled(walk: RowWalk, cfg: MineConfig, rng: random.Random) -> list[Found]:
-    """The row's negatives: the first N survivors, or N seeded random ones (kept in rank order)."""
-    if cfg.negative_sampling == "random" and len(walk.chosen) > cfg.negatives:
-        picked = sorted(rng.sample(range(len(walk.chosen)), cfg.negatives))
-        return [walk.chosen[i] for i in picked]
-    return walk.chosen[: cfg.negatives]
+def sampled(walk: RowWalk, count: int, cfg: MineConfig, row_id: str) -> list[Found]:
+    """The row's ``count`` negatives: the first survivors, or seeded random ones (kept in rank order)."""
+    if cfg.negative_sampling == "random" and len(walk.chosen) > count:
+        rng = row_rng(cfg.seed, row_id + "#sampling")
+        return [walk.chosen[i] for i in sorted(rng.sample(range(len(walk.chosen)), count))]
+    return walk.chosen[:count]
 
 
 def suspect_rule(score: float, positive: float, cfg: MineConfig) -> str | None:
@@ -417,14 +417,20 @@ def suspects_of(walk: RowWalk, texts: Callable[[int], str], refs: Callable[[int]
 
 
 def fallback_fill(
-    walk: RowWalk, size: int, ok: Callable[[int, RowWalk], bool], judge: Callable[[Found], None], cfg, row_id: str
+    walk: RowWalk,
+    size: int,
+    ok: Callable[[int, RowWalk], bool],
+    judge: Callable[[Found], None],
+    count: int,
+    cfg: MineConfig,
+    row_id: str,
 ) -> None:
     """Fill a short row with seeded random candidates that ``ok`` takes (the rules but the margin) and the teacher
     does not suspect; the same order on every run for this row (and, for one negative, medi's earlier choice)."""
     order = list(range(size))
     row_rng(cfg.seed, row_id + "#fallback").shuffle(order)
     for cand in order:
-        if len(walk.chosen) >= cfg.negatives:
+        if len(walk.chosen) >= count:
             return
         if cand in walk.taken or not ok(cand, walk):
             continue
@@ -637,11 +643,11 @@ def _task_negatives(i: int, records, task: TaskRules, walk: RowWalk | None, cfg,
     walk = walk or RowWalk()
     if not walk.chosen:
         report.rows_without_candidate += 1
-    chosen = sampled(walk, cfg, row_rng(cfg.seed, records[i].row_id + "#sampling"))
+    chosen = sampled(walk, cfg.negatives, cfg, records[i].row_id)
     if len(chosen) < cfg.negatives:
         walk.chosen = list(chosen)
-        fallback_fill(walk, len(records), lambda c, w: task.fallback_ok(i, c, w), partial(task.judge_one, i), cfg,
-                      records[i].row_id)  # fmt: skip
+        fallback_fill(walk, len(records), lambda c, w: task.fallback_ok(i, c, w), partial(task.judge_one, i),
+                      cfg.negatives, cfg, records[i].row_id)  # fmt: skip
         chosen = walk.chosen
     return chosen or None
 
@@ -791,7 +797,7 @@ class PairRows:
         wanted = cfg.negatives - (record.neg is not None and not cfg.replace_negatives)
         if not walk.chosen:
             report.rows_without_candidate += 1
-        walk.chosen = sampled(walk, replace(cfg, negatives=wanted), row_rng(cfg.seed, record.row_id + "#sampling"))
+        walk.chosen = sampled(walk, wanted, cfg, record.row_id)
         if len(walk.chosen) < wanted:
 
             def judge_one(found: Found) -> None:
@@ -799,7 +805,7 @@ class PairRows:
                     self.judge([(i, found)])
 
             fallback_fill(walk, len(self.pool), lambda c, w: not self.cheap(i, c, 0.0, w, margin=False), judge_one,
-                          replace(cfg, negatives=wanted), record.row_id)  # fmt: skip
+                          wanted, cfg, record.row_id)  # fmt: skip
         for found in walk.chosen:
             if found.score is None:
                 found.score = float(self.q[i] @ self.pool_vectors[found.cand])
@@ -910,6 +916,8 @@ class PairRows:
     def _extra_positives(self, i: int, report: MineReport) -> list[dict]:
         record = self.records[i]
         texts = self.guard.extra_positives(record.query, {record.query, record.pos})
+        if not texts:
+            return []
         report.judgements_applied += len(texts)
         teacher = self.guard.scores([record.query] * len(texts), texts) if texts else None
         return [

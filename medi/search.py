@@ -95,6 +95,7 @@ class Searcher:
         corpus = torch.from_numpy(self.corpus).T
         step = max(1, min(len(queries), EXACT_CHUNK_CELLS // max(self.ntotal, 1)))
         block, ranks = torch.empty((step, self.ntotal)), torch.empty((step, self.ntotal))  # reused: no fresh pages
+        at_or_above = torch.empty((step, self.ntotal), dtype=torch.bool)
         scores, ids = torch.empty((len(queries), k)), torch.empty((len(queries), k), dtype=torch.int64)
         closeness = torch.empty((len(queries), k))
         above = torch.zeros(len(queries), dtype=torch.int64)
@@ -109,7 +110,8 @@ class Searcher:
                 else:
                     torch.topk(rank, k, dim=1, out=(closeness[rows], ids[rows]))
                 torch.gather(part, 1, ids[rows], out=scores[rows])
-                above[rows] = torch.count_nonzero((rank <= 0) | torch.isinf(rank), dim=1)
+                flags = torch.ge(part, limits[rows], out=at_or_above[:size])  # = rank <= 0 or +inf
+                above[rows] = flags.view(torch.uint8).sum(dim=1, dtype=torch.int32)  # faster than count_nonzero
             ids[(closeness <= 0) | torch.isinf(closeness)] = -1  # at or above the ceiling
         return scores.numpy(), ids.numpy(), above.numpy()
 
