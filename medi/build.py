@@ -297,6 +297,7 @@ def _manifest(summaries, skipped, absent, options, selection, dirs, runner, shar
         "config": options.model_dump(mode="json", exclude=EXECUTION_OPTIONS),
         "mining_defaults": asdict(MineConfig()),
         "encoder": runner.encoder.identity() if mined else None,
+        "teacher": _teacher(summaries),
         "versions": library_versions(),
         "rows": sum(t["rows"] for t in tasks),
         "tasks": tasks,
@@ -306,6 +307,11 @@ def _manifest(summaries, skipped, absent, options, selection, dirs, runner, shar
         "absent_sources": {"count": len(absent), "names": absent},
         "draft_instructions": _draft_instructions(summaries, options),
     }
+
+
+def _teacher(summaries: dict) -> dict | None:
+    """The teacher that guarded the mined negatives (one per build: each source's mine report names it), or None."""
+    return next((t for s in summaries.values() if (t := s["mining"].get("teacher"))), None)
 
 
 class ReleaseConfig(BaseModel):

@@ -139,6 +139,7 @@ def test_teacher_scores_are_the_teachers_and_suspects_never_become_negatives(gua
 def test_manifest_counts_every_rule_and_names_the_miner_and_the_teacher(guarded, teacher):
     manifest = guarded.manifest
     assert manifest["encoder"]["max_seq_length"] == STUDENT_TOKENS
+    assert manifest["teacher"] == teacher.identity() and len(manifest["teacher"]["weights_sha256"]) == 64
     removed_by_teacher = 0
     for name, source in manifest["sources"].items():
         mining = source["mining"]
