@@ -19,6 +19,8 @@ reviewer judged it negative. The first N survivors are the negatives (``negative
 random ones of the window's survivors (``random``). The window widens (x4) for rows left short; a row still short
 gets random in-source texts that pass the same rules but the margin, flagged ``fallback``. Every removal is
 counted per rule; each text carries its rule, rank among the candidates, the miner's score and the teacher's.
+In Super-NI classification tasks the labels decide what is negative: the teacher scores candidates there but
+removes none.
 
 Ablations (``negatives_from``): ``random`` gives every row seeded random in-source negatives under the same
 validity rules instead of the hardest ones (a given negative is replaced too); ``none`` gives no negative (an empty
@@ -486,6 +488,7 @@ def mine_task(
 
     positives = first_accepted(pos_search, query_vectors, pos_ok, cfg, report)
     task = TaskRules(records, inputs, labels, dups, positives, Guard(teacher, judgements, cfg, report))
+    task.classification = report.mode == "classification"
     with_pos = sorted(positives)
     task.teacher_positives(with_pos)
     walks: dict[int, RowWalk] = {}
@@ -504,6 +507,7 @@ class TaskRules:
     def __init__(self, records, inputs, labels, dups: NearDuplicates, positives: dict, guard: Guard):
         self.records, self.inputs, self.labels, self.dups = records, inputs, labels, dups
         self.positives, self.guard = positives, guard
+        self.classification = False  # labels decide: the teacher scores but removes nothing
         by_query: dict[str, list[int]] = {}
         for i, text in enumerate(inputs):
             by_query.setdefault(text, []).append(i)
@@ -553,6 +557,9 @@ class TaskRules:
 
     def judge(self, batch: list[tuple[int, Found]]) -> None:
         self.guard.judge([(self.inputs[i], self.inputs[f.cand], self.teacher_pos[i], f) for i, f in batch])
+        if self.classification:  # a candidate with another label is a true negative: the teacher only scores it
+            for _, found in batch:
+                found.suspect = None
 
     def judge_one(self, i: int, found: Found) -> None:
         self.judge([(i, found)]) if self.teacher_pos else None

@@ -116,15 +116,23 @@ def test_guarded_build_writes_every_text_with_its_provenance(guarded):
 
 
 def test_teacher_scores_are_the_teachers_and_suspects_never_become_negatives(guarded, teacher):
+    """Teacher scores are the teacher's own; no negative scores at or above the bar (given negatives are the
+    source's and Super-NI classification negatives carry another label: the teacher only scores those)."""
     rows = guarded.dataset.to_list()
+    modes = {name: s["mining"]["mode"] for name, s in guarded.manifest["sources"].items()}
+    assert modes["superni/task1289_trec_classification"] == "classification"
+    assert modes["superni/task1146_country_capital"] == "generation"
     suspects = 0
     for row in rows:
         query, positive = row["query"]["text"], row["pos_teacher_score"]
         negs = negatives(row)
         scores = teacher.score([query] * (len(negs) + 1), [row["pos"]["text"], *(n["text"] for n in negs)])
         assert scores.tolist() == pytest.approx([positive, *(n["teacher_score"] for n in negs)], abs=1e-5)
+        if modes[row["task_name"]] == "classification":
+            assert row["suspects"] == []
+            continue
         for n in negs:
-            if n["rule"] != "given":  # given negatives are the source's, kept as they are
+            if n["rule"] != "given":
                 assert n["teacher_score"] < bar(positive)
         chosen = {n["text"] for n in negs}
         for s in row["suspects"]:
