@@ -561,6 +561,22 @@ class TaskRules:
             for _, found in batch:
                 found.suspect = None
 
+    def extra_positives(self, i: int, x: np.ndarray, report: MineReport) -> list[dict]:
+        """Inputs a reviewer judged positive for row ``i``'s input, beyond it and its positive (rule ``review``)."""
+        own = {self.inputs[i], self.inputs[self.positives[i][0]]}
+        texts = self.guard.extra_positives(self.inputs[i], own)
+        if not texts:
+            return []
+        report.judgements_applied += len(texts)
+        at = {text: k for k, text in enumerate(self.inputs)}
+        teacher = self.guard.scores([self.inputs[i]] * len(texts), texts)
+        return [
+            {"text": t, "rule": "review", "teacher_score": teacher[n] if teacher else None,
+             "score": float(x[i] @ x[at[t]]) if t in at else None,
+             "ref": self.records[at[t]].row_id if t in at else None}
+            for n, t in enumerate(texts)
+        ]  # fmt: skip
+
     def judge_one(self, i: int, found: Found) -> None:
         self.judge([(i, found)]) if self.teacher_pos else None
 
@@ -609,6 +625,7 @@ def _task_triples(records, x, task: TaskRules, walks: dict[int, RowWalk], cfg, r
             pos_teacher_score=task.teacher_pos.get(i),
             neg_teacher_score=first.get("teacher_score"),
             extra_negs=picks[1:],
+            extra_pos=task.extra_positives(i, x, report),
             suspects=suspects_of(walk, lambda c: records[c].query, lambda c: records[c].row_id, cfg.keep_suspects),
         )
         report.add(triple)
