@@ -5,8 +5,8 @@ query, positive and negative of the file, so hypothesis draws rows out of ~80 re
 bundled all-MiniLM-L6-v2 (embeddings cached in the session's cache).
 
 - rows sharing a query never get a sibling's positive (or a near-duplicate of one) as a negative, and each row's
-  margin is measured against its own positive (sentence-transformers' ``mine_hard_negatives`` excludes only the
-  row's own positive);
+  margin is measured against its own positive (sentence-transformers 6.3's ``mine_hard_negatives`` measures every
+  row of a repeated query against the lowest-scoring of its positives);
 - ``--negatives N`` never repeats a text (nor a near-duplicate) within a row, whatever the sampling and candidates;
 - the exact search (flat, below-ceiling) and faiss' approximate HNSW index choose the same negatives wherever the
   scores are tie-free.
