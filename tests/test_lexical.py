@@ -21,20 +21,21 @@ from medi.lexical import Bm25Index, hybrid_merge, top_k
 K1, B = 1.5, 0.75
 
 
-def reference_bm25(docs: list[list[str]], query: list[str]) -> np.ndarray:
-    """Lucene BM25 of every document: sum over the query's terms (a repeated term counts each time) of
-    ln(1 + (N - df + 0.5) / (df + 0.5)) * tf / (tf + k1 * (1 - b + b * len / avglen)) (without the constant factor
-    k1 + 1 of the original formula, as Lucene 8+ and bm25s)."""
+def reference_bm25(docs: list[list[str]], queries: list[list[str]]) -> np.ndarray:
+    """Lucene BM25 of every document for each query (queries x documents): the sum over the query's terms (a
+    repeated term counts each time) of ln(1 + (N - df + 0.5) / (df + 0.5)) * tf / (tf + k1 * (1 - b + b * len /
+    avglen)) (without the constant factor k1 + 1 of the original formula, as Lucene 8+ and bm25s)."""
     n = len(docs)
     avg = sum(map(len, docs)) / n
     df = Counter(term for doc in docs for term in set(doc))
-    scores = np.zeros(n)
-    for i, doc in enumerate(docs):
-        tf = Counter(doc)
-        for term in query:
-            if tf[term]:
-                idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
-                scores[i] += idf * tf[term] / (tf[term] + K1 * (1 - B + B * len(doc) / avg))
+    counts = [Counter(doc) for doc in docs]
+    scores = np.zeros((len(queries), n))
+    for row, query in enumerate(queries):
+        for i, (doc, tf) in enumerate(zip(docs, counts, strict=True)):
+            for term in query:
+                if tf[term]:
+                    idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
+                    scores[row, i] += idf * tf[term] / (tf[term] + K1 * (1 - B + B * len(doc) / avg))
     return scores
 
 
@@ -61,7 +62,8 @@ def test_tiny_corpus_scores_match_the_formula_by_hand():
     # cherry banana: 1 and 4 hold both words in 2 tokens (tie: the smaller id first), then 2 (cherry x3), then 0
     assert ids[1].tolist() == [1, 4, 2, 0]
     assert scores[1, 0] == scores[1, 1]
-    np.testing.assert_allclose(scores[1], reference_bm25(tokens(TINY), ["cherry", "banana"])[[1, 4, 2, 0]], rtol=1e-6)
+    expected = reference_bm25(tokens(TINY), [["cherry", "banana"]])[0]
+    np.testing.assert_allclose(scores[1], expected[[1, 4, 2, 0]], rtol=1e-6)
     # a word no document holds: no candidate at all
     assert ids[2].tolist() == [-1] * 4 and scores[2].tolist() == [0] * 4
 
@@ -90,13 +92,13 @@ def nq_rows() -> list[dict]:
 def test_real_passages_rank_as_the_formula_says():
     rows = nq_rows()
     docs = list(dict.fromkeys(text for row in rows for text in row["pos"] + row["neg"]))
-    queries = [row["query"] for row in rows]
+    # the 10 questions, and the starts of 30 passages as queries too
+    queries = [row["query"] for row in rows] + [text[:200] for text in docs[:30]]
     scores, ids = Bm25Index(docs).search(queries, 10)
-    doc_tokens = tokens(docs)
-    for row, query_tokens in enumerate(tokens(queries)):
-        expected = reference_bm25(doc_tokens, query_tokens)
-        np.testing.assert_allclose(scores[row], expected[ids[row]], rtol=1e-5)
-        assert ids[row].tolist() == np.lexsort((np.arange(len(docs)), -expected.round(4)))[:10].tolist()
+    expected = reference_bm25(tokens(docs), tokens(queries))
+    for row in range(len(queries)):
+        np.testing.assert_allclose(scores[row], expected[row, ids[row]], rtol=1e-5)
+        assert ids[row].tolist() == np.lexsort((np.arange(len(docs)), -expected[row].round(4)))[:10].tolist()
     # the rows' own positive passage is a BM25 candidate of its query for 7 of the 10 NQ rows (their negatives
     # were themselves mined lexically, so the positive does not always win)
     found = [docs.index(row["pos"][0]) in ids[i] for i, row in enumerate(rows)]
