@@ -8,7 +8,10 @@ Scores are cached by content, like embeddings: one float per (teacher, query, te
 chunk format (``medi.encode.EmbeddingCache``, written whole by ``medi.atomic``) under ``<cache>/teacher-scores/``,
 so a rebuild, a resumed build or another build over the same texts never runs the model twice for a pair. A
 bi-encoder teacher also keeps its embeddings in the ordinary embedding cache, so a text it met with one query is
-not encoded again for the next.
+not encoded again for the next, and encodes in batches of a shape fixed by each text's length (medi.encode), so a
+score does not depend on what else was scored with it. A CrossEncoder's scores come from sentence-transformers'
+``predict``, whose batches depend on the pairs of the call: they can differ in the last bits between calls, and the
+cache makes every later run reuse the first.
 """
 
 from __future__ import annotations
