@@ -273,3 +273,23 @@ def test_a_release_from_before_provenance_still_reads(tmp_path):
     loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "pq" / "data" / "*" / "*" / "*.parquet"))
     assert set(loaded["train"].column_names) == set(BASE_FEATURES)
     assert len(json.loads((tmp_path / "medi.json").read_text(encoding="utf-8"))) == 130
+
+
+def test_cli_flags_reach_the_miner_and_a_missing_teacher_is_named(tmp_path, cache_dir):
+    runner = CliRunner()
+    common = ["build", "--sources", "st/quora_duplicates,st/flickr30k_captions", "--data-dir", str(DEMO_MIRROR),
+              "--cache-dir", str(cache_dir)]  # fmt: skip
+    out = tmp_path / "hybrid"
+    flags = ["--negatives", "2", "--negative-sampling", "random", "--candidates", "hybrid"]
+    result = runner.invoke(app, [*common, "--out", str(out), *flags])
+    assert result.exit_code == 0, result.output
+    release = open_release(out)
+    mining = release.manifest["config"]["mining"]
+    assert mining == {"negatives": 2, "negative_sampling": "random", "candidates": "hybrid"}
+    rows = release.dataset.to_list()
+    assert {len(negatives(row)) for row in rows} == {2}
+    assert {n["rule"] for row in rows for n in negatives(row)} <= {"dense", "bm25", "fallback"}
+    missing = tmp_path / "no-such-model"
+    result = runner.invoke(app, [*common, "--out", str(tmp_path / "bad"), "--teacher", str(missing)])
+    assert result.exit_code == 1 and str(missing) in result.output and "does not exist" in result.output
+    assert not (tmp_path / "bad").exists()
