@@ -308,8 +308,9 @@ def _sample_in_splits(ctx: SourceContext, meta: dict, plan, size: int | None, wr
     closing = splits.describe(job, plan, o.split_bytes, read)
     pace = ReadPace(runner.progress, spec.name)
     total = splits.finish(job, read, lambda n: None)
-    runner.progress(spec.name, f"sample: merging {total} splits")
     found = list(splits.parts(folder, total))
+    readers = len({part.get("reader") for part in found})
+    runner.progress(spec.name, f"sample: merging {total} splits (read by {readers} workers)")
     tally = ProblemTally(spec.name, o.on_error)
     for part in found:
         if error := part.get("error"):
@@ -361,6 +362,7 @@ def _sample_part(runner: Runner, job, number: int, split: Split, claim) -> None:
     written as ``part-N.*`` in the job folder; a problem that stops the build (--on-error fail) is written as
     the part's error, raised by the owner in split order."""
     from medi.atomic import atomic_path, write_text
+    from medi.splits import whoami
 
     spec, o = runner.catalog.specs[job.source], runner.options
     folder = Path(job.folder)
@@ -397,6 +399,7 @@ def _sample_part(runner: Runner, job, number: int, split: Split, claim) -> None:
         message = str(exc).removeprefix(f"{spec.name}: ") if reason else str(exc)
         error = {"reason": reason, "message": message}
     part = {"sample": to_jsonable(sampler.report), "problems": tally.summary(), "error": error}
+    part["reader"] = whoami()
     write_text(folder / f"part-{number}.json", json.dumps(part))
 
 

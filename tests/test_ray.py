@@ -129,6 +129,34 @@ def test_a_killed_worker_is_retried_and_the_bytes_stay(cluster, local_demo, tmp_
     assert "[19/19]" in built.log
 
 
+NQ = PROJECT_ROOT / "demo/mirror/FlagEmbedding/examples/finetune/embedder/example_data/retrieval/nq.jsonl"
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_the_largest_source_in_splits_on_ray_writes_the_local_bytes(cluster, local_demo, monkeypatch, tmp_path, count):
+    """Two Ray workers, flagembedding/nq read in 2 or 4 line ranges (``--split-bytes``), every stage recomputed:
+    the local engine's release, byte for byte."""
+    from medi.progress import BuildProgress
+
+    merged = []
+    real = BuildProgress.update
+
+    def update(progress, source, stage, *args, **kwargs):
+        if stage.startswith("sample: merging"):
+            merged.append(f"{source}: {stage}".split(" (")[0])  # without "(read by N workers)": timing
+        return real(progress, source, stage, *args, **kwargs)
+
+    monkeypatch.setattr(BuildProgress, "update", update)
+    split_bytes = -(-NQ.stat().st_size // count)
+    built = build_demo(
+        tmp_path / "release", local_demo.cache, resume=False, engine="ray", workers=2, split_bytes=split_bytes
+    )
+    assert [line for line in merged if line.startswith("flagembedding/nq:")] == [
+        f"flagembedding/nq: sample: merging {count} splits"
+    ]
+    assert_same_release(local_demo.out, built.out)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

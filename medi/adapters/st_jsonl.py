@@ -26,6 +26,7 @@ from medi.errors import Problem
 from medi.schema import Record
 
 BLOCK = 1 << 22  # compressed bytes per read: large blocks keep gzip and the line split in C
+GZIP_RATIO = 8  # a gzip file smaller than split_bytes / GZIP_RATIO is read whole, not streamed in blocks
 
 
 def _gunzip_blocks(raw: IO[bytes]) -> Iterator[bytes]:
@@ -150,9 +151,9 @@ def _slow_parse(path: Path, line_number: int, line: bytes) -> tuple[int, object]
 def line_splits(path: Path, split_bytes: int) -> list[Split] | Stream | None:
     """A JSONL file in parts of about ``split_bytes``: byte ranges cut after a newline (uncompressed), or a stream
     of line blocks (gzip); None when the file is one part's worth."""
-    if path.suffix == ".gz":
-        return Stream(lambda block_bytes: line_chunks(path, block_bytes))
     size = path.stat().st_size
+    if path.suffix == ".gz":  # decompressed, JSONL text is rarely more than GZIP_RATIO times its gzip
+        return Stream(lambda block_bytes: line_chunks(path, block_bytes)) if size * GZIP_RATIO > split_bytes else None
     count = -(-size // split_bytes)
     if count <= 1:
         return None

@@ -56,7 +56,7 @@ class _Round:
         self.started: dict[str, int] = {}  # source -> the worker pid running it
 
     def run(self, names: list[str], done: dict[str, SourceOutcome]) -> list[str]:
-        slots = min(self.workers, len(names))
+        slots = self.workers  # more than the sources: the idle ones help read a large source's splits
         pool = ProcessPoolExecutor(
             slots, mp_context=self.context, initializer=_start_worker, initargs=(self.setup, self.events)
         )
