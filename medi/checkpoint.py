@@ -91,7 +91,8 @@ class Batches:
         return next(self._first)
 
     def again(self) -> Iterator[pa.RecordBatch]:
-        return pq.ParquetFile(self.path).iter_batches(batch_size=self.rows)
+        # pre_buffer would fetch every row group ahead of the first batch: memory growing with the file
+        return pq.ParquetFile(self.path, pre_buffer=False).iter_batches(batch_size=self.rows)
 
     @property
     def num_rows(self) -> int:

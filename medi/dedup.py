@@ -45,7 +45,7 @@ from medi.schema import Record
 
 SIGNATURE_CHUNK = 1 << 14  # shingles per signature matrix: 64 x 16,384 x 8 bytes = 8 MB
 PARTITIONS = 64  # hash partitions of pair keys, query hashes and band keys: one is held at a time
-SPILL_BYTES = 32 << 20  # partitions stay in memory up to this, then go to files
+SPILL_BYTES = 8 << 20  # partitions stay in memory up to this, then go to files
 SCAN_ROWS = 8192  # rows hashed and routed together
 _PRIME = np.uint64(4294967291)  # largest prime below 2**32: a * x + b stays inside uint64
 
