@@ -347,7 +347,10 @@ def columns_text(lines: list[list[str]], widest: int = 64) -> str:
     )
 
 
-cache_app = _App(help="The embedding cache (~/.cache/medi/embeddings, or --cache-dir).", no_args_is_help=True)
+cache_app = _App(
+    help="The embedding and teacher-score cache (~/.cache/medi/embeddings, teacher-scores; or --cache-dir).",
+    no_args_is_help=True,
+)
 app.add_typer(cache_app, name="cache")
 CacheDir = Annotated[Path | None, typer.Option(help="Cache folder (default ~/.cache/medi or $MEDI_CACHE)")]
 
@@ -358,13 +361,13 @@ def cache_info_command(cache_dir: CacheDir = None) -> None:
     from medi.checkpoint import stages_info
     from medi.encode import cache_info, default_cache_dir
 
-    table = Table(title=f"embedding cache {cache_dir or default_cache_dir()}")
-    for column in ("encoder key", "chunks", "vectors", "distinct texts", "MiB"):
-        table.add_column(column)
+    columns = ["key", "kind", "chunks", "vectors / scores", "distinct", "MiB"]
+    table = TextTable(f"cache {cache_dir or default_cache_dir()}", columns, right=frozenset({2, 3, 4, 5}))
     for info in cache_info(cache_dir):
         mib = f"{info['bytes'] / 2**20:.1f}"
-        table.add_row(info["encoder_key"], str(info["chunks"]), str(info["vectors"]), str(info["distinct_texts"]), mib)
-    out_console.print(table)
+        counts = (str(info["chunks"]), str(info["vectors"]), str(info["distinct_texts"]))
+        table.add_row(info["encoder_key"], info["kind"], *counts, mib)
+    show(out_console, table)
     for stage, info in stages_info(cache_dir or default_cache_dir()).items():
         out_console.print(f"stage checkpoints {stage}: {info['checkpoints']} ({info['bytes'] / 2**20:.1f} MiB)")
 
@@ -372,7 +375,7 @@ def cache_info_command(cache_dir: CacheDir = None) -> None:
 @cache_app.command("prune")
 def cache_prune_command(
     cache_dir: CacheDir = None,
-    keep: Annotated[list[str] | None, typer.Option(help="Encoder keys to keep; others are deleted")] = None,
+    keep: Annotated[list[str] | None, typer.Option(help="Encoder / teacher keys to keep; others are deleted")] = None,
     stages: Annotated[bool, typer.Option(help="Also delete every stage checkpoint (all recomputable)")] = False,
 ) -> None:
     """Merge chunks and drop duplicates (and other encoders' folders with --keep): `medi cache prune`."""

@@ -450,17 +450,24 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
+CACHE_KINDS = ("embeddings", "teacher-scores")  # chunk-format folders: encoders' vectors, teachers' pair scores
+
+
 def cache_info(cache_dir: Path | None = None) -> list[dict]:
-    """Per encoder folder of the embedding cache: chunks, vectors (with duplicates), bytes."""
-    root = (cache_dir or default_cache_dir()) / "embeddings"
-    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    return [_folder_info(folder) for folder in folders]
+    """Per encoder (or teacher) folder of the cache: kind, chunks, vectors (with duplicates), bytes."""
+    base = cache_dir or default_cache_dir()
+    return [_folder_info(folder, kind) for kind in CACHE_KINDS for folder in _key_folders(base / kind)]
 
 
-def _folder_info(folder: Path) -> dict:
+def _key_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def _folder_info(folder: Path, kind: str) -> dict:
     keys = [np.load(p) for p in sorted(folder.glob("*.keys.npy"))]
     distinct = len(np.unique(np.concatenate([np.ascontiguousarray(k).view(_KEY).ravel() for k in keys]))) if keys else 0
     return {
+        "kind": kind,
         "encoder_key": folder.name,
         "chunks": len(keys),
         "vectors": sum(len(k) for k in keys),
@@ -470,15 +477,15 @@ def _folder_info(folder: Path) -> dict:
 
 
 def prune_cache(cache_dir: Path | None = None, keep: list[str] | None = None) -> dict:
-    """Merge each encoder folder's chunks into one without duplicates; drop folders not in ``keep`` if given.
+    """Merge each encoder (and teacher) folder's chunks into one without duplicates; drop folders not in ``keep``.
 
     The merged chunk is written before the old ones are removed, so a build reading meanwhile still finds
     every vector (at worst twice).
     """
-    root = (cache_dir or default_cache_dir()) / "embeddings"
+    base = cache_dir or default_cache_dir()
     report = {"removed_folders": [], "merged": {}}
     for info in cache_info(cache_dir):
-        folder = root / info["encoder_key"]
+        folder = base / info["kind"] / info["encoder_key"]
         if keep is not None and info["encoder_key"] not in keep:
             for path in folder.iterdir():
                 path.unlink()

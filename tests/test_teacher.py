@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from support import FLAG
 
-from medi.encode import BUNDLED, Encoder
+from medi.encode import BUNDLED, Encoder, cache_info, prune_cache
 from medi.errors import MediError
 from medi.teacher import Teacher
 
@@ -213,3 +213,19 @@ def test_bad_teachers_are_named_with_what_is_wrong(tmp_path, cross_encoder_folde
     with pytest.raises(MediError, match="2 queries but 1 texts"):
         teacher.score(["a", "b"], ["c"])
     assert teacher.score([], []).shape == (0,)
+
+
+def test_cache_info_and_prune_cover_teacher_scores(cross_encoder_folder, tmp_path):
+    queries, positives, negatives = msmarco_pairs()
+    teacher = Teacher.load(str(cross_encoder_folder), cache_dir=tmp_path)
+    first = teacher.score(queries, positives)
+    teacher.score(queries[:4], negatives[:4])  # a second chunk
+    (info,) = cache_info(tmp_path)
+    assert (info["kind"], info["encoder_key"]) == ("teacher-scores", teacher.key)
+    assert (info["chunks"], info["vectors"], info["distinct_texts"]) == (2, 14, 14)
+    report = prune_cache(tmp_path)
+    assert report["merged"][teacher.key]["vectors_after"] == 14 and cache_info(tmp_path)[0]["chunks"] == 1
+    merged = Teacher.load(str(cross_encoder_folder), cache_dir=tmp_path)
+    np.testing.assert_array_equal(merged.score(queries, positives), first)
+    prune_cache(tmp_path, keep=[])
+    assert cache_info(tmp_path) == [] and not any((tmp_path / "teacher-scores").iterdir())
