@@ -115,6 +115,9 @@ def test_marking_negatives_in_a_real_browser_download_and_import(exported, medi_
         section = page.locator(f'section.neg-source[data-source="{TREC}"]')
         assert section.locator("p.neg-note").inner_text() == NO_TEACHER
         page.get_by_label("Reviewer").fill("Ada Reviewer")
+        given = page.locator('section.neg-source[data-source="st/msmarco-triplets"] div.chosen')
+        assert given.count() == 5 and given.get_by_role("button").count() == 0  # kept as given: nothing to judge
+        assert given.first.locator(".tag").inner_text().startswith("given negative (kept as the source gives it)")
 
         chosen = section.locator(f'tr[data-row="{first["row_id"]}"] div.chosen')
         chosen.get_by_role("button", name="Actually positive").click()
