@@ -388,15 +388,15 @@ class Guard:
     def verdict(self, query: str, text: str) -> str | None:
         return self.judgements.verdict(query, text) if self.judgements else None
 
-    def judge(self, pairs: list[tuple[str, str, float, Found]]) -> None:
+    def judge(self, pairs: list[tuple[str, str, float, Found]], remove: bool = True) -> None:
         """(query, candidate text, teacher(q, pos), found): sets the teacher score and, unless a reviewer judged the
-        text negative for the query, the suspect rule."""
+        text negative for the query (or ``remove`` is off: scores only), the suspect rule."""
         scores = self.scores([q for q, *_ in pairs], [t for _, t, *_ in pairs])
         if scores is None:
             return
         for (query, text, positive, found), score in zip(pairs, scores, strict=True):
             found.teacher_score = score
-            rule = suspect_rule(score, positive, self.cfg)
+            rule = suspect_rule(score, positive, self.cfg) if remove else None
             if rule and self.verdict(query, text) == "negative":
                 self.report.judgements_applied += 1  # a reviewer's "really negative" outranks the teacher
                 rule = None
@@ -556,10 +556,9 @@ class TaskRules:
         )
 
     def judge(self, batch: list[tuple[int, Found]]) -> None:
-        self.guard.judge([(self.inputs[i], self.inputs[f.cand], self.teacher_pos[i], f) for i, f in batch])
-        if self.classification:  # a candidate with another label is a true negative: the teacher only scores it
-            for _, found in batch:
-                found.suspect = None
+        # a candidate with another label is a true negative: in classification tasks the teacher only scores it
+        pairs = [(self.inputs[i], self.inputs[f.cand], self.teacher_pos[i], f) for i, f in batch]
+        self.guard.judge(pairs, remove=not self.classification)
 
     def extra_positives(self, i: int, x: np.ndarray, report: MineReport) -> list[dict]:
         """Inputs a reviewer judged positive for row ``i``'s input, beyond it and its positive (rule ``review``)."""
