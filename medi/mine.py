@@ -752,6 +752,7 @@ class PairRows:
         self.teacher_pos: dict[int, float] = {}
         self.teacher_given: dict[int, float] = {}
         self._forms: dict[str, str] = {}
+        self._own: dict[int, list[str]] = {}
 
     def score_teacher(self) -> None:
         """The teacher's scores of every row's positive and of the given negatives that stay (in batches)."""
@@ -775,9 +776,11 @@ class PairRows:
     def own_texts(self, i: int) -> list[str]:
         """The texts row ``i``'s negatives must differ from: its query, the positives of every row sharing it, and
         a given negative that stays first."""
-        record = self.records[i]
-        given = [record.neg] if record.neg is not None and not self.cfg.replace_negatives else []
-        return [record.query, *sorted(self.siblings[record.query]), *given]
+        if (known := self._own.get(i)) is None:
+            record = self.records[i]
+            given = [record.neg] if record.neg is not None and not self.cfg.replace_negatives else []
+            known = self._own[i] = [record.query, *sorted(self.siblings[record.query]), *given]
+        return known
 
     def cheap(self, i: int, cand: int, score: float, walk: RowWalk, margin: bool = True) -> str | None:
         text, query = self.pool[cand], self.records[i].query
