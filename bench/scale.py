@@ -9,17 +9,26 @@ names, measured in the same run:
   the distinct texts the release keeps; peak RSS <= 1.5 GB; at 4x the rows, RSS within 15 % and wall growing no
   faster than the rows read;
 - triplets: wall <= 4 x the bare read of the same file (given negatives: nothing embedded); printed too, the same
-  build with ``--score-rows 128`` (the optional pos / neg scores of a sample, which loads the encoder).
+  build with ``--score-rows 128`` (the optional pos / neg scores of a sample, which loads the encoder);
+- uncapped growth (``--uncapped``): an uncapped triplet source (``st/msmarco-triplets``, nothing to mine) at two
+  sizes; peak RSS of each build and the growth (target <= 1.15), and the same through ``select`` only (the stages
+  that work from their checkpoints in passes; mine is measured with the build);
+- KILT in one pass (``--kilt-gb``): seven KILT tasks over a generated knowledge source of that many GB: the build
+  of all seven against the build of one (target: wall <= 1.3x, and the file read once), each with a fresh index
+  and fresh stages but the embeddings of a warm-up build, so the rest of each task's work is small next to the pass.
 
     python bench/scale.py --rows 1000000 --large 4000000 --triplets 1000000 [--work /tmp/medi-scale]
+    python bench/scale.py --rows 0 --triplets 0 --uncapped 500000,2000000 --kilt-gb 2
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -68,13 +77,14 @@ def mirror_for(work: Path, kind: str, path: Path) -> Path:
     return mirror
 
 
-def timed_build(kind: str, mirror: Path, out: Path, cache: Path, cap: int, extra: list[str]) -> dict:
+def timed_build(kind: str, mirror: Path, out: Path, cache: Path, cap: int | None, extra: list[str]) -> dict:
     """``medi build`` in a child process; wall seconds and its peak RSS (``VmHWM`` polled from /proc, see
     ``bench/peak_rss.py``: wait4 would report this process's own memory once it has run a plain encode)."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
     command = [sys.executable, "-m", "medi.cli", "build", "--sources", SOURCES[kind], "--data-dir", str(mirror)]
-    command += ["--out", str(out), "--cache-dir", str(cache), "--max-per-source", str(cap), "--eval-sets", "none"]
+    command += ["--out", str(out), "--cache-dir", str(cache), "--eval-sets", "none"]
+    command += ["--max-per-source", str(cap)] if cap else []  # no cap: the catalog's (null for msmarco-triplets)
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:
         code, peak_mb = run_with_peak_rss([*command, *extra], timeout=3600, stdout=subprocess.DEVNULL, stderr=log)
@@ -123,6 +133,179 @@ def triplet_row(args, work: Path) -> dict:
         "triplets", mirror, work / "out-triplets-scored", work / "cache", args.triplet_cap, ["--score-rows", "128"]
     )
     return {"rows": args.triplets, "read": read, **built, "scored": scored}
+
+
+UNCAPPED_STAGES = """
+import json, sys
+from pathlib import Path
+from medi.build import BuildOptions
+from medi.stages import CLEAN, SAMPLE, SELECT, Runner, run_source
+runner = Runner(BuildOptions(eval_sets="none"), [Path(sys.argv[1])], Path(sys.argv[2]))
+outcome = run_source(runner, runner.catalog.specs["st/msmarco-triplets"], (SAMPLE, CLEAN, SELECT))
+"""
+
+
+def uncapped_rows(args, work: Path) -> list[dict]:
+    """The uncapped triplet source at each size: the whole build, then sample + clean + select alone (both cold)."""
+    results = []
+    for rows in args.uncapped:
+        path = cached_source(work / "data", "triplets", rows)
+        mirror = mirror_for(work, "triplets", path)
+        built = timed_build("triplets", mirror, work / f"out-uncapped-{rows}", work / "cache", None, [])
+        shutil.rmtree(work / "cache", ignore_errors=True)
+        started = time.perf_counter()
+        command = [sys.executable, "-c", UNCAPPED_STAGES, str(mirror), str(work / "cache")]
+        code, stages_mb = run_with_peak_rss(command, timeout=3600, stdout=subprocess.DEVNULL)
+        if code != 0:
+            raise SystemExit("the uncapped stages failed")
+        stages_wall = time.perf_counter() - started
+        results.append({"rows": rows, **built, "stages_rss_mb": stages_mb, "stages_wall": stages_wall})
+    return results
+
+
+KILT_TASKS = {  # source -> task file, as the catalog names them
+    "kilt/fever": "fever",
+    "kilt/hotpotqa": "hotpotqa",
+    "kilt/nq": "nq",
+    "kilt/trex": "trex",
+    "kilt/triviaqa": "triviaqa",
+    "kilt/wow": "wow",
+    "kilt/zeroshot_re": "structured_zeroshot",
+}
+# the build in a child process, writing what it read of knowledge sources (medi.adapters.kilt.READS) at exit
+KILT_BUILD = """
+import atexit, json, sys
+from medi.adapters import kilt
+reads, sys.argv = sys.argv[1], ["medi", *sys.argv[2:]]
+atexit.register(lambda: open(reads, "w").write(json.dumps(kilt.READS.__dict__)))
+from medi.cli import app
+app()
+"""
+
+
+def write_knowledge_source(path: Path, gigabytes: float, seed: int = 0) -> int:
+    """Pages in KILT's layout (id, title, 10 paragraphs of generated English) up to ``gigabytes``; the page count."""
+    import numpy as np
+    from synthetic import _texts, vocabulary
+
+    rng = np.random.default_rng(seed)
+    vocab = vocabulary(rng)
+    weights = 1.0 / np.arange(1, len(vocab) + 1) ** 0.8
+    weights /= weights.sum()
+    paragraphs = _texts(rng, vocab, weights, 20_000, 60, 160)
+    pick = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pages, written, target = 0, 0, int(gigabytes * 1e9)
+    with path.open("w", encoding="utf-8") as handle:
+        while written < target:
+            title = f"Page {pages}"
+            text = [title, *pick.sample(paragraphs, 10)]
+            line = json.dumps({"_id": str(pages), "wikipedia_id": str(pages), "wikipedia_title": title, "text": text})
+            written += handle.write(line + "\n")
+            pages += 1
+    return pages
+
+
+def write_kilt_tasks(folder: Path, pages: int, rows: int, seed: int = 0) -> None:
+    pick = random.Random(seed)
+    for task in KILT_TASKS.values():
+        with (folder / f"{task}-train-kilt.jsonl").open("w", encoding="utf-8") as handle:
+            for n in range(rows):
+                paragraph = pick.randrange(1, 11)
+                evidence = {"wikipedia_id": str(pick.randrange(pages)), "start_paragraph_id": paragraph}
+                evidence["end_paragraph_id"] = paragraph
+                row = {"id": f"{task}-{n}", "input": f"{task} question {n} about {pick.randrange(10**9)}?"}
+                row["output"] = [{"answer": "an answer", "provenance": [evidence]}]
+                handle.write(json.dumps(row) + "\n")
+
+
+def kilt_build(work: Path, sources: list[str], name: str, extra: list[str]) -> dict:
+    """One build of ``sources`` with a fresh knowledge-source index; wall, peak RSS and what it read."""
+    shutil.rmtree(work / "cache" / "kilt-index", ignore_errors=True)
+    out, reads = work / f"out-{name}", work / f"reads-{name}.json"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-c", KILT_BUILD, str(reads), "build", "--sources", ",".join(sources)]
+    command += ["--data-dir", str(work / "mirror"), "--out", str(out), "--cache-dir", str(work / "cache")]
+    command += ["--eval-sets", "none", "--no-remote", *extra]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        code, peak_mb = run_with_peak_rss(command, timeout=3600, stdout=subprocess.DEVNULL, stderr=log)
+        if code != 0:
+            log.seek(0)
+            raise SystemExit(f"KILT build failed:\n{log.read()[-3000:]}")
+    wall = time.perf_counter() - started
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {"wall": wall, "rss_mb": peak_mb, "reads": json.loads(reads.read_text()), "rows": manifest["rows"]}
+
+
+def kilt_row(args, work: Path) -> dict:
+    """Seven KILT tasks over one generated knowledge source (deleted afterwards)."""
+    work = work / "kilt"
+    shutil.rmtree(work, ignore_errors=True)
+    knowledge = work / "mirror" / "KILT" / "kilt_knowledgesource.json"
+    try:
+        started = time.perf_counter()
+        pages = write_knowledge_source(knowledge, args.kilt_gb)
+        generated = time.perf_counter() - started
+        write_kilt_tasks(knowledge.parent, pages, args.kilt_rows)
+        size = knowledge.stat().st_size
+        started = time.perf_counter()
+        digest = hashlib.sha256()
+        with knowledge.open("rb") as handle:
+            for line in handle:
+                digest.update(line)
+        bare = time.perf_counter() - started
+        warm_up = kilt_build(work, list(KILT_TASKS), "warm-up", [])  # embeds every text once (a cold build)
+        one = kilt_build(work, ["kilt/nq"], "one", ["--fresh"])
+        seven = kilt_build(work, list(KILT_TASKS), "seven", ["--fresh"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    found = {"bytes": size, "pages": pages, "generated": generated, "bare": bare}
+    return {**found, "warm_up": warm_up, "one": one, "seven": seven}
+
+
+def report_uncapped(results: list[dict]) -> None:
+    print("\n| uncapped triplets | rows | medi build | peak RSS | sample + clean + select alone | their peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| st/msmarco-triplets | {r['rows']:,} | {r['wall']:.1f} s | {r['rss_mb']:,.0f} MB "
+            f"| {r['stages_wall']:.1f} s | {r['stages_rss_mb']:,.0f} MB |"
+        )
+    if len(results) == 2:
+        small, large = results
+        build, stages = large["rss_mb"] / small["rss_mb"], large["stages_rss_mb"] / small["stages_rss_mb"]
+        print(
+            f"\n{large['rows']:,} vs {small['rows']:,} rows, uncapped: peak RSS x{build:.3f} for the build (target "
+            f"<= 1.15: {'met' if build <= 1.15 else 'MISSED'}), x{stages:.3f} through select "
+            f"({'met' if stages <= 1.15 else 'MISSED'}); kept {large['source']['rows_kept']:,} of "
+            f"{large['source']['rows_read']:,}"
+        )
+
+
+def report_kilt(k: dict) -> None:
+    one, seven = k["one"], k["seven"]
+    ratio = seven["wall"] / one["wall"]
+    print(
+        f"\nKILT: knowledge source {k['bytes'] / 1e9:.2f} GB ({k['pages']:,} pages; generated in "
+        f"{k['generated']:.0f} s), "
+        f"one read + sha256 of it {k['bare']:.1f} s; warm-up build of 7 tasks (cold embeddings) "
+        f"{k['warm_up']['wall']:.1f} s"
+    )
+    print("| build (fresh index and stages, warm embeddings) | rows | wall | full passes | bytes passed ", end="")
+    print("| pages read (bytes) | peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in (("kilt/nq alone", one), ("all seven KILT tasks", seven)):
+        reads = r["reads"]
+        print(
+            f"| {name} | {r['rows']:,} | {r['wall']:.1f} s | {reads['passes']} | {reads['pass_bytes'] / 1e9:.2f} GB "
+            f"| {reads['page_reads']:,} ({reads['page_bytes'] / 1e6:.1f} MB) | {r['rss_mb']:,.0f} MB |"
+        )
+    once = seven["reads"]["passes"] == 1 and seven["reads"]["pass_bytes"] == k["bytes"]
+    print(
+        f"seven tasks / one: wall x{ratio:.2f} (target <= 1.3: {'met' if ratio <= 1.3 else 'MISSED'}); the file read "
+        f"{'once' if once else 'MORE THAN ONCE'} for the seven"
+    )
 
 
 def report(pairs: list[dict], triplets: dict | None) -> None:
@@ -177,12 +360,25 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=5000)
     parser.add_argument("--triplets", type=int, default=1_000_000, help="0: skip the triplet file")
     parser.add_argument("--triplet-cap", type=int, default=100_000)
+    sizes = lambda value: [int(n) for n in value.split(",")]  # noqa: E731
+    parser.add_argument("--uncapped", type=sizes, default=[], help="row counts, e.g. 500000,2000000")
+    parser.add_argument("--kilt-gb", type=float, default=0, help="knowledge source size; 0: no KILT row")
+    parser.add_argument("--kilt-rows", type=int, default=1000, help="rows of each KILT task file")
     parser.add_argument("--work", type=Path, default=Path("/tmp/medi-scale"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    print(f"load average at start: {os.getloadavg()}")
     triplets = triplet_row(args, args.work) if args.triplets else None
-    pairs = pair_rows(args, args.work)
-    report(pairs, triplets)
+    pairs = pair_rows(args, args.work) if args.rows else []
+    uncapped = uncapped_rows(args, args.work) if args.uncapped else []
+    kilt = kilt_row(args, args.work) if args.kilt_gb else None
+    if pairs or triplets:
+        report(pairs, triplets)
+    if uncapped:
+        report_uncapped(uncapped)
+    if kilt:
+        report_kilt(kilt)
+    print(f"\nload average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
