@@ -15,7 +15,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-DATA_FOLDERS = ("sources", "instructions", "manifests", "demo")
+DATA_FOLDERS = ("sources", "instructions", "manifests", "demo", "judgements")
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
 

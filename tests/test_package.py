@@ -28,7 +28,7 @@ from support import PROJECT_ROOT
 
 from medi.catalog import Catalog
 
-DATA_FOLDERS = ("sources", "instructions", "manifests", "demo")
+DATA_FOLDERS = ("sources", "instructions", "manifests", "demo", "judgements")
 NOT_BUILT = shutil.ignore_patterns(  # what a fresh clone lacks: git data, build outputs, caches
     ".git", "build", "dist", "out", "*.egg-info", "__pycache__", "*.pyc", ".*cache", ".hypothesis", ".benchmarks"
 )
@@ -107,7 +107,8 @@ def test_wheel_carries_the_data_folders(wheel, source_tree):
     names = set(zipfile.ZipFile(wheel).namelist())
     packaged = {n.removeprefix("medi/_data/") for n in names if n.startswith("medi/_data/")}
     assert packaged == data_files(source_tree)
-    assert {"sources/_sets.yaml", "instructions/superni.yaml", "manifests/demo/build.yaml"} <= packaged
+    expected = {"sources/_sets.yaml", "instructions/superni.yaml", "manifests/demo/build.yaml", "judgements/README.md"}
+    assert expected <= packaged
     assert "demo/mirror/embedding-training-data/AllNLI.jsonl.gz" in packaged
     assert {"medi/cli.py", "medi/catalog.py", "medi/review_page.html"} <= names
     assert not [n for n in names if n.startswith(DATA_FOLDERS)]  # nothing at the top level of site-packages
