@@ -15,7 +15,11 @@ both merged by reciprocal rank (``hybrid``); then the rules remove, in this orde
 rows with one query never get each other's positives as negatives), a near-duplicate of any of those or of a negative
 already chosen for the row (``near_duplicate``), and, when a teacher is set, a suspected false negative
 (``teacher_relative``: teacher(q, c) >= teacher_relative x teacher(q, pos); ``teacher_max_score``) unless a
-reviewer judged it negative. The first N survivors are the negatives (``negative_sampling: top``), or N seeded
+reviewer judged it negative. A given negative is held to the reviewers' verdicts and the teacher too (RLHN,
+arXiv 2505.16967, finds false negatives among given hard negatives such as MS MARCO's): one judged positive, or
+one the teacher suspects (``teacher_guards_given``, on by default) unless judged negative, does not stay; it is
+counted (``given_judged_positive``, ``given_teacher_relative``, ``given_teacher_max_score``), listed among the
+row's suspects (or its extra positives) and the row is mined like one without a negative. The first N survivors are the negatives (``negative_sampling: top``), or N seeded
 random ones of the window's survivors (``random``). The window widens (x4) for rows left short; a row still short
 gets random in-source texts that pass the same rules but the margin, flagged ``fallback``. Every removal is
 counted per rule; each text carries its rule, rank among the candidates, the miner's score and the teacher's.
@@ -48,9 +52,13 @@ Accept = Callable[[int, int, float], bool]  # (row, candidate, score) -> usable
 NEGATIVES_FROM = ("mined", "random", "none")
 NEGATIVE_SAMPLING = ("top", "random")
 CANDIDATES = ("dense", "bm25", "hybrid")
-# the rules that remove candidates, in the order they are tried (the manifest counts each; shared_label is
-# INSTRUCTOR's classification rule, Super-NI only)
+# given negatives that do not stay (the row gets a mined negative instead): a reviewer judged the text positive for
+# the query, or the teacher suspects it (``teacher_guards_given``); tried before any candidate
+GIVEN_RULES = ("given_judged_positive", "given_teacher_relative", "given_teacher_max_score")
+# the rules that remove candidates (and given negatives), in the order they are tried (the manifest counts each;
+# shared_label is INSTRUCTOR's classification rule, Super-NI only)
 REMOVAL_RULES = (
+    *GIVEN_RULES,
     "margin",
     "judged_positive",
     "self_or_duplicate",
@@ -91,6 +99,9 @@ class MineConfig:
     teacher_relative: float | None = 0.95  # suspect: teacher(q, c) >= this x teacher(q, pos) (NV-Retriever)
     teacher_max_score: float | None = None  # suspect: teacher(q, c) >= this
     keep_suspects: int = 3  # suspects kept per row (the review's negatives view shows them)
+    # a given negative the teacher suspects is replaced by a mined one (RLHN: given hard negatives hold false
+    # negatives too); false: the teacher only scores given negatives
+    teacher_guards_given: bool = True
 
     def __post_init__(self) -> None:
         if self.negatives_from not in NEGATIVES_FROM:
@@ -275,9 +286,10 @@ class Walker:
     cfg: MineConfig
     report: MineReport
     first_k: int | None = None  # a smaller first look (exact below-ceiling search: most rows take their first)
+    start: Callable[[int], RowWalk] = lambda _row: RowWalk()
 
     def walk(self, rows: list[int]) -> dict[int, RowWalk]:
-        walks = {r: RowWalk() for r in rows}
+        walks = {r: self.start(r) for r in rows}
         window = min(self.cfg.window, self.limit)
         k = min(self.first_k or window, window)
         while rows:
@@ -402,6 +414,32 @@ class Guard:
                 rule = None
             found.suspect = rule
 
+    def replaced_given(self, records: list[Record], teacher: list[tuple[float | None, float | None]]) -> dict:
+        """{row: the rule} of the given negatives that do not stay: judged positive by a reviewer
+        (``given_judged_positive``) or, with ``teacher_guards_given``, suspected by the teacher against the row's
+        positive (``given_teacher_relative`` / ``given_teacher_max_score``) unless a reviewer judged it negative.
+        ``teacher`` holds each row's (teacher(q, pos), teacher(q, given neg))."""
+        guarding = self.teacher is not None and self.cfg.teacher_guards_given
+        if self.cfg.replace_negatives or not (guarding or self.judgements):
+            return {}
+        replaced = {}
+        for i, (record, (positive, score)) in enumerate(zip(records, teacher, strict=True)):
+            if record.neg is None:
+                continue
+            self.report.examined += 1
+            verdict = self.verdict(record.query, record.neg)
+            rule = "judged_positive" if verdict == "positive" else None
+            if rule is None and guarding and score is not None:
+                rule = suspect_rule(score, positive, self.cfg)
+                if rule and verdict == "negative":
+                    self.report.judgements_applied += 1  # a reviewer's "really negative" outranks the teacher
+                    rule = None
+            if rule:
+                self.report.removed[f"given_{rule}"] += 1
+                self.report.judgements_applied += rule == "judged_positive"
+                replaced[i] = rule
+        return replaced
+
     def extra_positives(self, query: str, own: set[str]) -> list[str]:
         """Texts reviewers judged positive for ``query``, beyond the row's own texts."""
         if not self.judgements:
@@ -410,7 +448,14 @@ class Guard:
 
 
 def suspects_of(walk: RowWalk, texts: Callable[[int], str], refs: Callable[[int], str | None], keep: int) -> list:
-    best = sorted(walk.suspects, key=lambda f: (-(f.teacher_score or 0.0), f.rank or 0))[:keep]
+    """The row's best ``keep`` suspects by teacher score; a given negative the teacher replaced is always one."""
+
+    def order(f: Found) -> tuple:
+        return -(f.teacher_score or 0.0), f.rank or 0
+
+    given = [f for f in walk.suspects if f.rule == "given"][:keep]
+    mined = sorted((f for f in walk.suspects if f.rule != "given"), key=order)
+    best = sorted(given + mined[: keep - len(given)], key=order)
     return [
         {"text": texts(f.cand), "rule": f.suspect, "rank": f.rank, "score": f.score, "teacher_score": f.teacher_score,
          "ref": refs(f.cand)}
@@ -693,10 +738,14 @@ def mine_pairs(
     records: list[Record], encoder, cfg: MineConfig, report: MineReport, symmetric: bool, teacher=None, judgements=None
 ) -> list[Triple]:
     """Keep given positives (and negatives unless replacing them); mine negatives where a row has fewer than
-    ``cfg.negatives`` (a given negative stays the first).
+    ``cfg.negatives`` (a given negative that stays is the first). A given negative judged positive by a reviewer,
+    or suspected by the teacher (``teacher_guards_given``), does not stay: it is listed in the row's suspects (or
+    extra positives) and the row is mined like one without a negative.
 
     When every row keeps its given negative there is nothing to mine: only a seeded sample of ``score_rows`` rows
-    (by default none) is embedded for the scores (and the quality report); the other rows carry no scores.
+    (by default none) is embedded for the scores (and the quality report); the other rows carry no scores. A
+    teacher scores every row's positive and given negative all the same; once it (or a reviewer) replaces one given
+    negative, the source is mined, embedded whole, and every row is scored.
     """
     report.mode, report.negatives_from = "pairs", cfg.negatives_from
     if not records:
@@ -704,9 +753,14 @@ def mine_pairs(
     guard = Guard(teacher, judgements, cfg, report)
     if cfg.negatives_from != "mined":
         return _pairs_without_mining(records, encoder, cfg, report, symmetric, guard)
-    need = [i for i, r in enumerate(records) if r.neg is None or cfg.replace_negatives or cfg.negatives > 1]
+    kept = [Record(r.row_id, r.query, r.pos) for r in records] if cfg.replace_negatives else records
+    teacher_scores = _teacher_pairs(kept, guard)
+    replaced = guard.replaced_given(records, teacher_scores)
+    need = [
+        i for i, r in enumerate(records) if r.neg is None or cfg.replace_negatives or cfg.negatives > 1 or i in replaced
+    ]
     if not need and cfg.score_rows is not None and len(records) > cfg.score_rows:
-        return _given_triples(records, encoder, cfg, report, guard)
+        return _given_triples(records, encoder, cfg, report, teacher_scores)
     queries = [r.query for r in records]
     pool = list(dict.fromkeys([r.pos for r in records] + [r.neg for r in records if r.neg is not None]))
     if symmetric and need:
@@ -715,7 +769,7 @@ def mine_pairs(
     # uncached texts of both sides share encode batches)
     q, pool_vectors = encoder.embed_many([(queries, "query"), (pool, "document")])
     rows = PairRows(records, pool, q, pool_vectors, cfg, guard)
-    rows.score_teacher()
+    rows.take_verdicts(teacher_scores, replaced)
     walks = rows.mine(need, report) if need else {}
     triples = []
     for i in range(len(records)):
@@ -751,18 +805,33 @@ class PairRows:
         self.siblings = siblings
         self.teacher_pos: dict[int, float] = {}
         self.teacher_given: dict[int, float] = {}
+        self.replaced: dict[int, str] = {}
         self._forms: dict[str, str] = {}
         self._own: dict[int, list[str]] = {}
 
-    def score_teacher(self) -> None:
-        """The teacher's scores of every row's positive and of the given negatives that stay (in batches)."""
-        records = self.records
-        if self.cfg.replace_negatives:
-            records = [Record(r.row_id, r.query, r.pos) for r in records]
-        pairs = _teacher_pairs(records, self.guard)
+    def take_verdicts(self, teacher: list[tuple[float | None, float | None]], replaced: dict[int, str]) -> None:
+        """The teacher's scores of every row's positive and given negative (``_teacher_pairs``), and the rows whose
+        given negative does not stay (``Guard.replaced_given``)."""
         if self.guard.teacher is not None:
-            self.teacher_pos = {i: pos for i, (pos, _) in enumerate(pairs)}
-            self.teacher_given = {i: neg for i, (_, neg) in enumerate(pairs) if neg is not None}
+            self.teacher_pos = {i: pos for i, (pos, _) in enumerate(teacher)}
+            self.teacher_given = {i: neg for i, (_, neg) in enumerate(teacher) if neg is not None}
+        self.replaced = replaced
+
+    def given_stays(self, i: int) -> bool:
+        """Row ``i`` keeps its given negative as its first (not replaced by config, a reviewer or the teacher)."""
+        return self.records[i].neg is not None and not self.cfg.replace_negatives and i not in self.replaced
+
+    def start_walk(self, i: int) -> RowWalk:
+        """Row ``i``'s walk before any candidate: a given negative that did not stay is decided (never taken again;
+        a teacher's suspect is listed among the row's suspects)."""
+        walk = RowWalk()
+        if (rule := self.replaced.get(i)) is not None:
+            given = self.in_pool[self.records[i].neg]
+            walk.decided.add(given)
+            if rule != "judged_positive":  # a confirmed positive is an extra positive, not a suspect
+                score = float(self.q[i] @ self.pool_vectors[given])
+                walk.suspects.append(Found(given, None, score, "given", self.teacher_given.get(i), rule))
+        return walk
 
     # --- forms and rules
 
@@ -778,7 +847,7 @@ class PairRows:
         a given negative that stays first."""
         if (known := self._own.get(i)) is None:
             record = self.records[i]
-            given = [record.neg] if record.neg is not None and not self.cfg.replace_negatives else []
+            given = [record.neg] if self.given_stays(i) else []
             known = self._own[i] = [record.query, *sorted(self.siblings[record.query]), *given]
         return known
 
@@ -809,7 +878,7 @@ class PairRows:
         cfg = self.cfg
         fetch, limit, first_k = self._fetcher()
         judge = self.judge if self.teacher_pos else None
-        walker = Walker(fetch, limit, self.cheap, judge, cfg, report, first_k)
+        walker = Walker(fetch, limit, self.cheap, judge, cfg, report, first_k, self.start_walk)
         walks: dict[int, RowWalk] = {}
         for start in range(0, len(need), ROW_CHUNK):
             walks.update(walker.walk(need[start : start + ROW_CHUNK]))
@@ -820,7 +889,7 @@ class PairRows:
     def _finish(self, i: int, walk: RowWalk, report: MineReport) -> None:
         """Sample the row's negatives from its survivors; a row left short gets fallbacks."""
         cfg, record = self.cfg, self.records[i]
-        wanted = cfg.negatives - (record.neg is not None and not cfg.replace_negatives)
+        wanted = cfg.negatives - self.given_stays(i)
         if not walk.chosen:
             report.rows_without_candidate += 1
         walk.chosen = sampled(walk, wanted, cfg, record.row_id)
@@ -902,7 +971,7 @@ class PairRows:
         """Row ``i`` with its negatives (a given one first, unless replaced), provenance and suspects."""
         cfg, record = self.cfg, self.records[i]
         picks = []
-        if record.neg is not None and not cfg.replace_negatives:
+        if self.given_stays(i):
             picks.append(self._given_pick(i))
         picks += [self._pick(i, f) for f in (walk.chosen if walk else [])]
         if not picks:
@@ -953,14 +1022,18 @@ class PairRows:
         ]  # fmt: skip
 
 
-def _given_triples(records: list[Record], encoder, cfg: MineConfig, report: MineReport, guard: Guard) -> list[Triple]:
-    """Every row with its given negative; scores for a seeded sample of ``cfg.score_rows`` rows only (teacher
-    scores for every row, when a teacher is set)."""
+TeacherPairs = list[tuple[float | None, float | None]]  # each row's (teacher(q, pos), teacher(q, given neg))
+
+
+def _given_triples(
+    records: list[Record], encoder, cfg: MineConfig, report: MineReport, teacher: TeacherPairs
+) -> list[Triple]:
+    """Every row with its given negative; scores for a seeded sample of ``cfg.score_rows`` rows only (``teacher``:
+    every row's teacher scores, when a teacher is set)."""
     scored = sorted(random.Random(f"{cfg.seed}:scores").sample(range(len(records)), cfg.score_rows))
     report.scored = len(scored)
     scores = _given_scores([records[i] for i in scored], encoder) if scored else []  # none: no encoder loaded
     by_row = dict(zip(scored, scores, strict=True))
-    teacher = _teacher_pairs(records, guard)
     return [
         _triple(r, r.neg, "given", *by_row.get(i, (None, None)), report, rule="given", teacher=teacher[i])
         for i, r in enumerate(records)

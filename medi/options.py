@@ -123,6 +123,8 @@ STAGE_FLAGS = (
               help="A sentence-transformers bi-encoder or CrossEncoder (folder or name) that removes suspected "
               "false negatives (none: no teacher)"),
     StageFlag("--teacher-device", "mining", "teacher_device", str, "cpu", help="The teacher's device (cpu, cuda)"),
+    StageFlag("--teacher-guards-given", "mining", "teacher_guards_given", bool, True,
+              help="The teacher replaces a given negative it suspects by a mined one (RLHN); off: only scores it"),
     StageFlag("--eval-shared", "decontaminate", "registry", Literal["mark", "refuse"], "mark",
               help="A source sharing an eval set's upstream dataset: mark (report) or refuse"),
     StageFlag("--across-sources", "dedup", "across_sources", Literal["report", "remove"], "report",
@@ -151,7 +153,7 @@ def with_flags(base: BuildOptions, given: dict[str, Any]) -> tuple[BuildOptions,
             stage = data[flag.option] = dict(data[flag.option])
             key, before = f"{flag.option}.{flag.key}", stage.get(flag.key, "not set")
             stage[flag.key] = after = flag.config_value(value)
-            shown = f"{flag.flag} {value}"
+            shown = _shown_flag(name, value)
         else:
             key, before, after = name, data[name], value
             data[name] = value

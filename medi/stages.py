@@ -203,7 +203,11 @@ def check_stage_options(options) -> None:
     stage_config(DedupConfig, options.dedup, "dedup")
     stage_config(DecontamConfig, options.decontaminate, "decontaminate")
     stage_config(FilterConfig, options.filter, "filter")
-    stage_config(MineConfig, {**options.mining, "seed": options.seed}, "mining")
+    mining = stage_config(MineConfig, {**options.mining, "seed": options.seed}, "mining")
+    if mining.teacher:  # a missing folder or not a model: said before any source runs, not at its mine stage
+        from medi.teacher import Teacher
+
+        Teacher.load(mining.teacher, device=mining.teacher_device)
 
 
 def stage_config(cls, values: dict, option: str):

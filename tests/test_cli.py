@@ -213,7 +213,8 @@ def test_build_flags_are_generated_from_build_options(runner):
     assert "pip install 'medi[ray]'" in help_line(lines, "--engine")
     for flag in STAGE_FLAGS:
         line = help_line(lines, flag.flag)
-        assert flag.help in line and f"default: {flag.default}" in line
+        shown = flag.flag.removeprefix("--") if flag.default is True else flag.default
+        assert flag.help in line and f"default: {shown}" in line
 
 
 def test_stage_flags_agree_with_the_stage_configs():
