@@ -116,8 +116,8 @@ def test_marking_negatives_in_a_real_browser_download_and_import(exported, medi_
         assert section.locator("p.neg-note").inner_text() == NO_TEACHER
         page.get_by_label("Reviewer").fill("Ada Reviewer")
         given = page.locator('section.neg-source[data-source="st/msmarco-triplets"] div.chosen')
-        assert given.count() == 5 and given.get_by_role("button").count() == 0  # kept as given: nothing to judge
-        assert given.first.locator(".tag").inner_text().startswith("given negative (kept as the source gives it)")
+        assert given.count() == 5 and given.first.get_by_role("button").count() == 2  # judged like a mined one
+        assert given.first.locator(".tag").inner_text().startswith("given negative · given · rule given")
 
         chosen = section.locator(f'tr[data-row="{first["row_id"]}"] div.chosen')
         chosen.get_by_role("button", name="Actually positive").click()
@@ -458,3 +458,50 @@ def test_negatives_2_to_n_are_shown_and_can_be_judged(make_release, medi_home, t
     after = rows_by_id(make_release(PAIRS, tmp_path / "second", [DEMO_MIRROR], mining={"negatives": 3}))[row["row_id"]]
     assert [p["text"] for p in after["extra_pos"]] == [second_negative]
     assert second_negative not in [after["neg"]["text"]] + [n["text"] for n in after["extra_negs"]]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_given_negatives_judged_in_the_browser_decide_the_next_build(make_release, medi_home, tmp_path):
+    """st/msmarco-triplets (real MS MARCO hard negatives) with the teacher at 0.8 of the positive's score: a given
+    negative the teacher replaced is a suspect (no rank); "Really negative" on it makes it the row's negative again.
+    "Actually positive" on a given negative that stayed replaces it by a mined one and makes it an extra positive."""
+    from playwright.sync_api import sync_playwright
+
+    source = "st/msmarco-triplets"
+    first = teacher_build(make_release, [source], tmp_path / "first", teacher_relative=0.8)
+    data = page_data(export_review(first.out, tmp_path / "review", root=medi_home.root, negative_rows=10))
+    rows = negatives_of(data, source)["rows"]
+    replaced = next(r for r in rows if r["neg"]["origin"] == "mined" and any(s["rank"] is None for s in r["suspects"]))
+    given = next(i for i, s in enumerate(replaced["suspects"]) if s["rank"] is None)
+    kept = next(r for r in rows if r["neg"]["origin"] == "given")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(accept_downloads=True)
+        page.goto((tmp_path / "review" / "index.html").resolve().as_uri())
+        page.get_by_role("button", name="Negatives").click()
+        section = f'section.neg-source[data-source="{source}"]'
+        suspect = page.locator(f'{section} tr[data-row="{replaced["row_id"]}"] li.suspect').nth(given)
+        assert "rule teacher_relative" in suspect.locator(".tag").inner_text()
+        suspect.get_by_role("button", name="Really negative").click()
+        chosen = page.locator(f'{section} tr[data-row="{kept["row_id"]}"] div.chosen').first
+        assert chosen.locator(".tag").inner_text().startswith("given negative · given · rule given")
+        chosen.get_by_role("button", name="Actually positive").click()
+        with page.expect_download() as download_info:
+            page.get_by_role("button", name="Download decisions.json").click()
+        decisions_path = tmp_path / "decisions.json"
+        download_info.value.save_as(decisions_path)
+        browser.close()
+    result = CliRunner().invoke(app, ["review", "import", str(decisions_path)])
+    assert result.exit_code == 0, result.output
+    assert "1 positive, 1 negative" in plain(result.output)
+
+    second = teacher_build(make_release, [source], tmp_path / "second", teacher_relative=0.8)
+    after = rows_by_id(second)
+    allowed, confirmed = after[replaced["row_id"]], after[kept["row_id"]]
+    text = replaced["suspects"][given]["text"]
+    assert (allowed["neg"]["text"], allowed["neg_origin"], allowed["neg_rule"]) == (text, "given", "given")
+    assert text not in [s["text"] for s in allowed["suspects"]]
+    assert confirmed["neg_origin"] == "mined" and confirmed["neg"]["text"] != kept["neg"]["text"]
+    assert [(p["text"], p["rule"]) for p in confirmed["extra_pos"]] == [(kept["neg"]["text"], "review")]
+    before, now = (r.manifest["sources"][source]["mining"]["removed"] for r in (first, second))
+    assert now["given_teacher_relative"] == before["given_teacher_relative"] - 1 and now["given_judged_positive"] == 1
