@@ -638,11 +638,27 @@ SELECT = Stage("select", RECORD_SCHEMA, _select_config, _select)
 # --- mine ----------------------------------------------------------------------------------------------------
 
 
+GIVEN_NEGATIVES = ("labelled", "mined")  # a source's options.given_negatives: where its given negatives come from
+
+
 def mine_config(ctx: SourceContext) -> MineConfig:
     fields = {**ctx.options.mining, "seed": ctx.options.seed}
     if ctx.spec.options.get("mining"):
         fields["mode"] = ctx.spec.options["mining"]
+    if _given_negatives(ctx.spec) == "labelled":  # an NLI contradiction is a negative by its label, as a Super-NI
+        fields["teacher_guards_given"] = False  # class is: the teacher scores it but never replaces it
     return stage_config(MineConfig, fields, "mining")
+
+
+def _given_negatives(spec: SourceSpec) -> str:
+    value = spec.options.get("given_negatives", "mined")
+    if value not in GIVEN_NEGATIVES:
+        raise MediError(
+            f"{spec.file or spec.name}: options.given_negatives must be one of {', '.join(GIVEN_NEGATIVES)} "
+            f"(labelled: negatives by a human label, e.g. NLI contradictions, never replaced by the teacher), "
+            f"not {value!r}"
+        )
+    return value
 
 
 MINE_OUTPUT = 2  # the mine stage's rows: 2 = with provenance (rules, ranks, teacher scores, extra_negs, suspects)

