@@ -19,12 +19,12 @@ reviewer judged it negative. A given negative is held to the reviewers' verdicts
 arXiv 2505.16967, finds false negatives among given hard negatives such as MS MARCO's): one judged positive, or
 one the teacher suspects (``teacher_guards_given``, on by default) unless judged negative, does not stay; it is
 counted (``given_judged_positive``, ``given_teacher_relative``, ``given_teacher_max_score``), listed among the
-row's suspects (or its extra positives) and the row is mined like one without a negative. The first N survivors are the negatives (``negative_sampling: top``), or N seeded
-random ones of the window's survivors (``random``). The window widens (x4) for rows left short; a row still short
-gets random in-source texts that pass the same rules but the margin, flagged ``fallback``. Every removal is
-counted per rule; each text carries its rule, rank among the candidates, the miner's score and the teacher's.
-In Super-NI classification tasks the labels decide what is negative: the teacher scores candidates there but
-removes none.
+row's suspects (or its extra positives) and the row is mined like one without a negative. The first N survivors are the
+negatives (``negative_sampling: top``), or N seeded random ones of the window's survivors (``random``). The window
+widens (x4) for rows left short; a row still short gets random in-source texts that pass the same rules but the margin,
+flagged ``fallback``. Every removal is counted per rule; each text carries its rule, rank among the candidates, the
+miner's score and the teacher's. In Super-NI classification tasks the labels decide what is negative: the teacher scores
+candidates there but removes none.
 
 Ablations (``negatives_from``): ``random`` gives every row seeded random in-source negatives under the same
 validity rules instead of the hardest ones (a given negative is replaced too); ``none`` gives no negative (an empty
@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -1030,7 +1030,7 @@ def _given_triples(
 ) -> list[Triple]:
     """Every row with its given negative; scores for a seeded sample of ``cfg.score_rows`` rows only (``teacher``:
     every row's teacher scores, when a teacher is set)."""
-    scored = sorted(random.Random(f"{cfg.seed}:scores").sample(range(len(records)), cfg.score_rows))
+    scored = _score_sample(len(records), cfg)
     report.scored = len(scored)
     scores = _given_scores([records[i] for i in scored], encoder) if scored else []  # none: no encoder loaded
     by_row = dict(zip(scored, scores, strict=True))
@@ -1038,6 +1038,34 @@ def _given_triples(
         _triple(r, r.neg, "given", *by_row.get(i, (None, None)), report, rule="given", teacher=teacher[i])
         for i, r in enumerate(records)
     ]
+
+
+def _score_sample(rows: int, cfg: MineConfig) -> list[int]:
+    """The seeded sample of ``cfg.score_rows`` row positions (of ``rows``) whose given texts are embedded."""
+    return sorted(random.Random(f"{cfg.seed}:scores").sample(range(rows), cfg.score_rows))
+
+
+def given_only(cfg: MineConfig, teacher=None, judgements=None) -> bool:
+    """Whether a pair source whose rows all hold a given negative has nothing to mine under ``cfg``: each given
+    negative stays (no replacing, no teacher, no reviewer), one negative a row, only a sample scored."""
+    plain = cfg.negatives_from == "mined" and not cfg.replace_negatives and cfg.negatives == 1
+    return plain and cfg.score_rows is not None and teacher is None and not judgements
+
+
+def given_triples_stream(
+    records: Callable[[], Iterable[Record]], rows: int, encoder, cfg: MineConfig, report: MineReport
+) -> Iterator[Triple]:
+    """``mine_pairs`` of ``rows`` (more than ``cfg.score_rows``) records that all keep their given negative
+    (``given_only``), as a stream: the same triples and report as ``_given_triples``, in bounded memory.
+    ``records()`` is a fresh pass over the rows; a first pass collects the scored sample when there is one."""
+    report.mode, report.negatives_from = "pairs", cfg.negatives_from
+    scored = _score_sample(rows, cfg)
+    report.scored = len(scored)
+    wanted = set(scored)
+    sample = [r for i, r in enumerate(records()) if i in wanted] if scored else []
+    by_row = dict(zip(scored, _given_scores(sample, encoder) if scored else [], strict=True))
+    for i, r in enumerate(records()):
+        yield _triple(r, r.neg, "given", *by_row.get(i, (None, None)), report, rule="given")
 
 
 def _teacher_pairs(records: list[Record], guard: Guard) -> list[tuple[float | None, float | None]]:

@@ -47,7 +47,7 @@ from medi.errors import MediError, Problem, SourceError
 from medi.fetch import Fetched, fetch, sha256_file
 from medi.filter import FilterConfig, FilterReport, apply_token_budget, filter_records
 from medi.instruct import InstructionBook
-from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
+from medi.mine import MineConfig, MineReport, given_only, given_triples_stream, mine_pairs, mine_task
 from medi.normalize import NormalizeReport, normalize
 from medi.sample import (
     GROWTH,
@@ -697,17 +697,37 @@ def mine_judgements(ctx: SourceContext):
 
 
 def _mine(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer) -> dict:
-    records = [r for batch in batches for r in records_of(batch)]
+    with rereadable(batches, RECORD_SCHEMA) as rows:
+        return _mine_rows(ctx, rows, write)
+
+
+def _mine_rows(ctx: SourceContext, rows: Batches, write: Writer) -> dict:
+    """A pair source with nothing to mine streams (``given_triples_stream``); any other holds its rows to mine."""
     report = MineReport()
     config = mine_config(ctx)
-    encoder = ctx.runner.encoder
     guards = {"teacher": mine_teacher(ctx.runner, config), "judgements": mine_judgements(ctx)}
+    if _nothing_to_mine(ctx, rows, config, guards):
+        encoder = ctx.runner.encoder
+        triples = given_triples_stream(partial(_records_in, rows), rows.num_rows, encoder, config, report)
+        write_in_batches(write, triples, triples_batch)
+        return to_jsonable(report)
+    records = [r for batch in rows.again() for r in records_of(batch)]
+    encoder = ctx.runner.encoder
     if ctx.spec.adapter == SUPERNI:
         triples = mine_task(records, encoder, config, report, **guards)
     else:
         triples = mine_pairs(records, encoder, config, report, ctx.spec.symmetric, **guards)
     write_in_batches(write, triples, triples_batch)
     return to_jsonable(report)
+
+
+def _nothing_to_mine(ctx: SourceContext, rows: Batches, config: MineConfig, guards: dict) -> bool:
+    """A pair source whose every row keeps its given negative (``given_only``) and holds more rows than are scored:
+    decided from a pass over the ``neg`` column alone, which stops at the first row without one."""
+    if ctx.spec.adapter == SUPERNI or not given_only(config, **guards) or rows.num_rows <= config.score_rows:
+        return False
+    negatives = pq.ParquetFile(rows.path, pre_buffer=False).iter_batches(batch_size=rows.rows, columns=["neg"])
+    return all(batch.column("neg").null_count == 0 for batch in negatives)
 
 
 MINE = Stage("mine", TRIPLE_SCHEMA, _mine_config, _mine)
