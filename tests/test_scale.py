@@ -155,18 +155,18 @@ UNCAPPED_STAGES = """
 import json, sys
 from pathlib import Path
 from medi.build import BuildOptions
-from medi.stages import CLEAN, SAMPLE, SELECT, Runner, run_source
+from medi.stages import CLEAN, MINE, SAMPLE, SELECT, Runner, run_source
 runner = Runner(BuildOptions(eval_sets="none"), [Path(sys.argv[1])], Path(sys.argv[2]))
-outcome = run_source(runner, runner.catalog.specs["st/msmarco-triplets"], (SAMPLE, CLEAN, SELECT))
-print(json.dumps({stage: outcome.infos[stage] for stage in ("clean", "select")}))
+outcome = run_source(runner, runner.catalog.specs["st/msmarco-triplets"], (SAMPLE, CLEAN, SELECT, MINE))
+print(json.dumps({stage: outcome.infos[stage] for stage in ("clean", "select", "mine")}))
 """
 
 
 def test_an_uncapped_source_streams_through_the_stages_in_flat_memory(tmp_path):
     """An uncapped triplet source (negatives given: nothing to mine) keeps every row, so no sample bounds it: the
-    stages after sampling (dedup in hash partitions, the filters in chunks, the token budget streamed) read their
-    input again from its Parquet checkpoint instead of holding it. 4x the rows, cold, peak within 10 %.
-    (The mine stage is left out: its own bound is its issue's other half.)"""
+    stages after sampling (dedup in hash partitions, the filters in chunks, the token budget streamed, mine writing
+    each given negative's triple batch by batch) read their input again from its Parquet checkpoint instead of
+    holding it. 4x the rows, cold, peak within 10 %."""
     peaks, infos = {}, {}
     for rows in (SMALL_ROWS, ROWS):
         mirror = tmp_path / f"mirror-{rows}" / "embedding-training-data"
@@ -180,5 +180,6 @@ def test_an_uncapped_source_streams_through_the_stages_in_flat_memory(tmp_path):
     for rows, info in infos.items():
         assert info["select"]["select"]["kept"] == info["clean"]["dedup"]["kept"] == rows  # every row went through
         assert info["select"]["select"]["cap"] is None
+        assert info["mine"]["kept"] == rows and info["mine"]["neg_origin"] == {"given": rows}
     small, large = peaks[SMALL_ROWS], peaks[ROWS]
     assert large <= small * RSS_GROWTH, f"peak RSS {large:.0f} MB for {ROWS} rows, {small:.0f} MB for {SMALL_ROWS}"
