@@ -190,8 +190,9 @@ def test_the_largest_input_is_handed_out_first(medi_home, tmp_path):
     ]  # fmt: skip
 
 
-def test_each_worker_gets_its_share_of_the_cores(tmp_path):
-    """A worker of a pool of N sets torch to cores // N threads (at least one) before it loads a model."""
+def test_limit_threads_gives_torch_a_share_of_the_cores(tmp_path):
+    """``limit_threads(threads_per_worker(N))`` sets torch to cores // N threads (at least one). Ray actors use it
+    (their CPUs); the local pool does not: fewer threads make the miner's scores round otherwise (README)."""
     code = (
         "import sys\nfrom medi.executors import limit_threads, threads_per_worker, cores\n"
         "limit_threads(threads_per_worker(int(sys.argv[1])))\nimport torch\n"

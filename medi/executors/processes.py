@@ -19,7 +19,7 @@ from queue import Empty
 
 from medi.catalog import SourceSpec
 from medi.errors import MediError
-from medi.executors import RETRIES, WorkerSetup, outcome_line, run_one, threads_per_worker
+from medi.executors import RETRIES, WorkerSetup, outcome_line, run_one
 from medi.progress import BuildProgress
 from medi.splits import SPLITS_EVENT
 from medi.stages import Runner, SourceOutcome, help_sample
@@ -30,7 +30,9 @@ POLL_SECONDS = 0.2
 class ProcessExecutor:
     def run(self, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
         workers = runner.options.workers  # not capped by the sources: idle workers read a large one's splits
-        setup = WorkerSetup.of(runner, threads_per_worker(workers))
+        # torch keeps its default threads: with cores // workers the miner's scores round otherwise and a mined
+        # source of 10,000 rows came out other bytes than the serial build's (bench/engines.py --big)
+        setup = WorkerSetup.of(runner, None)
         done: dict[str, SourceOutcome] = {}
         deaths: Counter = Counter()
         while unfinished := [spec.name for spec in specs if spec.name not in done]:
