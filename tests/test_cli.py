@@ -25,7 +25,7 @@ from medi.encode import BUNDLED
 from medi.fetch import find_in_mirrors
 from medi.filter import FilterConfig
 from medi.mine import MineConfig
-from medi.options import BUNDLED_ENCODER, STAGE_FLAG_BY_NAME, STAGE_FLAGS, STAGE_OPTIONS
+from medi.options import BUNDLED_ENCODER, EXECUTION_OPTIONS, STAGE_FLAG_BY_NAME, STAGE_FLAGS, STAGE_OPTIONS
 
 WIDE = {"COLUMNS": "240", "NO_COLOR": "1"}
 
@@ -302,7 +302,7 @@ def test_flags_without_config_and_defaults_left_out(runner, tmp_path, cache_dir)
     options = json.loads((out / "manifest.json").read_text())["config"]
     assert options["filter"] == {"token_budget": None} and options["dedup"] == {"across_sources": "remove"}
     assert options["mining"] == {} and options["decontaminate"] == {}
-    assert options == {**BuildOptions().model_dump(mode="json", exclude={"workers", "engine", "ray_address"}),
+    assert options == {**BuildOptions().model_dump(mode="json", exclude=EXECUTION_OPTIONS),
                        "filter": {"token_budget": None}, "dedup": {"across_sources": "remove"}}  # fmt: skip
 
 
