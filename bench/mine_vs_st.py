@@ -48,8 +48,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 
 from medi.encode import Encoder, EncoderConfig
-from medi.mine import MineConfig, MineReport, mine_pairs
 from medi.schema import Record
+from medi.stages.mine import MineConfig, MineReport, mine_pairs
 
 
 def load_pairs(shared: Path, count: int, seed: int) -> list[tuple[str, str]]:

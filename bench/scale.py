@@ -58,8 +58,8 @@ def medi_read(path: Path) -> float:
     """Seconds for medi's reader to read, parse and normalize every row (st_jsonl adapter + normalize, one core
     for the parse; gzip inflates on a second thread)."""
     from medi.adapters.st_jsonl import _rows
-    from medi.normalize import NormalizeReport, normalize
     from medi.schema import Record
+    from medi.stages.normalize import NormalizeReport, normalize
 
     started = time.perf_counter()
     rows = (r for r in _rows(path, "bench", 0) if isinstance(r, Record))
@@ -139,7 +139,7 @@ UNCAPPED_STAGES = """
 import json, sys
 from pathlib import Path
 from medi.build import BuildOptions
-from medi.stages import CLEAN, SAMPLE, SELECT, Runner, run_source
+from medi.stages.units import CLEAN, SAMPLE, SELECT, Runner, run_source
 runner = Runner(BuildOptions(eval_sets="none"), [Path(sys.argv[1])], Path(sys.argv[2]))
 outcome = run_source(runner, runner.catalog.specs["st/msmarco-triplets"], (SAMPLE, CLEAN, SELECT))
 """

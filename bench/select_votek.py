@@ -1,4 +1,4 @@
-"""Benchmark: fast vote-k (medi.select.vote_k) at 100k rows, against random selection measured in the same run.
+"""Benchmark: fast vote-k (medi.stages.select.vote_k) at 100k rows, against random selection measured in the same run.
 
 The baseline is what any diverse selector pays first: random picks plus building the k-NN graph; vote-k is the
 graph plus its greedy picks. Both run on the same embeddings in one process, and the script prints the times, the
@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 
 from medi.encode import Encoder, EncoderConfig, default_cache_dir
-from medi.select import knn_graph, random_pick, vote_k_on_graph
+from medi.stages.select import knn_graph, random_pick, vote_k_on_graph
 
 
 def real_vectors(shared: Path, rows: int, cache_dir: Path) -> np.ndarray:

@@ -7,8 +7,11 @@ datasets, pandas, torch and faiss.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 import types
+import warnings
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -42,3 +45,50 @@ class _Package(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
+
+
+# Modules that moved into the wings (issue 20): their old names stay importable for code outside this repo, as the
+# same module object with a DeprecationWarning; medi itself imports the new names (tests/test_layout.py).
+_MOVED = {
+    "checkpoint": "stages.checkpoint",
+    "decontaminate": "stages.decontaminate",
+    "dedup": "stages.dedup",
+    "export": "release.export",
+    "filter": "stages.filter",
+    "instruct": "stages.instruct",
+    "lint": "authoring.lint",
+    "manifest": "release.manifest",
+    "mine": "stages.mine",
+    "normalize": "stages.normalize",
+    "publish": "release.publish",
+    "report": "stages.report",
+    "review": "authoring.review",
+    "sample": "stages.sample",
+    "scaffold": "authoring.scaffold",
+    "select": "stages.select",
+    "shard": "release.shard",
+    "splits": "stages.splits",
+    "stats": "release.stats",
+    "verify": "release.verify",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds ``medi.<old name>`` of a moved module as the module at its new place."""
+
+    def find_spec(self, fullname: str, path=None, target=None):
+        old = fullname.removeprefix("medi.")
+        if fullname.startswith("medi.") and old in _MOVED:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return None  # a placeholder: exec_module puts the real module in its place
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        new = f"medi.{_MOVED[module.__name__.removeprefix('medi.')]}"
+        warnings.warn(f"{module.__name__} moved to {new}", DeprecationWarning, stacklevel=2)
+        sys.modules[module.__name__] = importlib.import_module(new)  # the import returns what sys.modules holds
+
+
+sys.meta_path.insert(0, _MovedModules())

@@ -1,5 +1,5 @@
 """The build: fetch → sample (adapt, normalize) → clean (dedup, decontaminate, filter) → select → mine, per source
-(``medi.stages``: each stage an Arrow-batch unit with its config and report, stored on disk as it finishes), then
+(``medi.stages.units``: each stage an Arrow-batch unit with its config and report, stored on disk as it finishes), then
 instruct → shard → manifest, streamed source by source into the release.
 
 ``build()`` is what ``medi build`` runs; it returns the manifest it wrote. Who runs the sources' stages is an
@@ -22,20 +22,20 @@ from rich.console import Console
 
 import medi
 from medi.catalog import Catalog, SourceSpec, spec_summary
-from medi.decontaminate import contamination_report
-from medi.dedup import DedupConfig, DedupReport, SeenPairs, dedup
 from medi.encode import default_cache_dir
 from medi.errors import MediError, explain_validation
 from medi.executors import execute, executor_name, problems_said
 from medi.fetch import find_in_mirrors, sha256_file
-from medi.instruct import attach
-from medi.manifest import MANIFEST, library_versions, write_manifest
-from medi.mine import MineConfig
 from medi.options import EXECUTION_OPTIONS, BuildOptions
 from medi.progress import BuildProgress
+from medi.release.manifest import MANIFEST, library_versions, write_manifest
+from medi.release.shard import ShardWriter, release_batch
 from medi.schema import FORMAT_VERSION, records_of, triples_of
-from medi.shard import ShardWriter, release_batch
-from medi.stages import (
+from medi.stages.decontaminate import contamination_report
+from medi.stages.dedup import DedupConfig, DedupReport, SeenPairs, dedup
+from medi.stages.instruct import attach
+from medi.stages.mine import MineConfig
+from medi.stages.units import (
     Runner,
     check_stage_options,
     pairs_symmetric,

@@ -83,7 +83,7 @@ class SourceSpec(BaseModel):
     medi: MediInfo = MediInfo()
     options: dict = Field(default_factory=dict)
     datasets: list[str] = Field(default_factory=list)  # upstream dataset ids, matched against evaluation sets
-    filter: dict = Field(default_factory=dict)  # this source's medi.filter.FilterConfig settings (length limits)
+    filter: dict = Field(default_factory=dict)  # this source's medi.stages.filter.FilterConfig settings (length limits)
 
     @property
     def family(self) -> str:

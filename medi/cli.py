@@ -227,8 +227,8 @@ def _replaced(flag: str, value, key: str, configured) -> list[str]:
 
 def _run_build(sources, out: Path, data_dir, options, *, cache_dir, resume: bool, strict: bool) -> None:
     from medi.build import build
-    from medi.checkpoint import STAGES_DIR
     from medi.encode import default_cache_dir
+    from medi.stages.checkpoint import STAGES_DIR
 
     stages = (cache_dir or default_cache_dir()) / STAGES_DIR
     before = _finished_stage_outputs(stages)
@@ -358,8 +358,8 @@ CacheDir = Annotated[Path | None, typer.Option(help="Cache folder (default ~/.ca
 @cache_app.command("info")
 def cache_info_command(cache_dir: CacheDir = None) -> None:
     """Show each encoder's cached embeddings: `medi cache info`."""
-    from medi.checkpoint import stages_info
     from medi.encode import cache_info, default_cache_dir
+    from medi.stages.checkpoint import stages_info
 
     columns = ["key", "kind", "chunks", "vectors / scores", "distinct", "MiB"]
     table = TextTable(f"cache {cache_dir or default_cache_dir()}", columns, right=frozenset({2, 3, 4, 5}))
@@ -379,8 +379,8 @@ def cache_prune_command(
     stages: Annotated[bool, typer.Option(help="Also delete every stage checkpoint (all recomputable)")] = False,
 ) -> None:
     """Merge chunks and drop duplicates (and other encoders' folders with --keep): `medi cache prune`."""
-    from medi.checkpoint import clear_stages
     from medi.encode import default_cache_dir, prune_cache
+    from medi.stages.checkpoint import clear_stages
 
     report = prune_cache(cache_dir, keep)
     if stages:
@@ -401,7 +401,7 @@ def publish_command(
 
     The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT picks another Hub.
     """
-    from medi.publish import publish  # the Hub client is only needed here
+    from medi.release.publish import publish  # the Hub client is only needed here
 
     try:
         publish(
@@ -411,7 +411,7 @@ def publish_command(
         _fail(exc)
 
 
-# ---- instructions, review, add-source (medi/lint.py, medi/review.py, medi/scaffold.py) ----
+# ---- instructions, review, add-source (medi/authoring/: lint.py, review.py, scaffold.py) ----
 
 instructions_app = _App(help="The instruction templates in instructions/*.yaml.", no_args_is_help=True)
 app.add_typer(instructions_app, name="instructions")
@@ -422,7 +422,7 @@ def instructions_lint_command(
     output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Check every catalog source's instructions: `medi instructions lint` (exit 1 on errors)."""
-    from medi.lint import lint
+    from medi.authoring.lint import lint
 
     if output not in ("table", "json"):
         _fail(MediError(f"--format must be table or json, not {output!r}"))
@@ -455,7 +455,7 @@ def instructions_draft_command(
 ) -> None:
     """Write draft entries to instructions/superni.yaml from the task files a mirror holds, for review."""
     from medi.catalog import project_root
-    from medi.instruct import write_superni_drafts
+    from medi.stages.instruct import write_superni_drafts
 
     names = [t.strip().removeprefix("superni/") for t in tasks.split(",")] if tasks else None
     try:
@@ -485,7 +485,7 @@ def review_export_command(
 ) -> None:
     """Write a self-contained review page (instructions and negatives views):
     `medi review export --release out/demo --out review/`."""
-    from medi.review import export_review
+    from medi.authoring.review import export_review
 
     try:
         page = export_review(
@@ -508,7 +508,7 @@ def review_serve_command(
     port: int = 8765,
 ) -> None:
     """Serve an exported review page on localhost: `medi review serve review/`."""
-    from medi.review import serve_review
+    from medi.authoring.review import serve_review
 
     try:
         server = serve_review(folder, port)
@@ -530,7 +530,7 @@ def review_import_command(
 ) -> None:
     """Apply review decisions to instructions/*.yaml and judgements/*.yaml:
     `medi review import review/decisions.json`."""
-    from medi.review import import_decisions
+    from medi.authoring.review import import_decisions
 
     try:
         result = import_decisions(decisions, reviewer=reviewer)
@@ -576,7 +576,7 @@ def add_source_command(
     remote: Annotated[bool, typer.Option(help="Download the hub file when no data dir has it")] = True,
 ) -> None:
     """Scaffold sources/<family>/<name>.yaml and a draft instruction entry, after loading its first rows."""
-    from medi.scaffold import SourceRequest, add_source
+    from medi.authoring.scaffold import SourceRequest, add_source
 
     try:
         mapping = dict(part.split("=", 1) for part in columns.split(",")) if columns else {}
@@ -640,8 +640,8 @@ def export_command(
 
     The release's shards are checked against the manifest's sha256 first.
     """
-    from medi.export import export
     from medi.release import open_release
+    from medi.release.export import export
 
     try:
         report = export(
@@ -698,7 +698,7 @@ def verify_command(
 
     Exits 0 when everything matches, 1 after naming every file or count that differs.
     """
-    from medi.verify import verify_release
+    from medi.release.verify import verify_release
 
     verdict = verify_release(release)
     if as_json:
@@ -721,7 +721,7 @@ def stats_command(
 ) -> None:
     """Rows, text lengths, instructions and mining scores per source: `medi stats out/v1 --plots out/v1-plots/`."""
     from medi.release import open_release
-    from medi.stats import release_stats, stats_table, write_plots
+    from medi.release.stats import release_stats, stats_table, write_plots
 
     if format not in ("table", "json"):
         _fail(MediError(f"--format {format!r}: use table or json"))

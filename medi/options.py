@@ -46,16 +46,19 @@ class BuildOptions(BaseModel):
     )
     query_prompt: str = Field(default="", description="Prepended to queries before encoding (for prompted models)")
     document_prompt: str = Field(default="", description="Prepended to documents before encoding")
-    mining: dict = Field(default_factory=dict, description="MineConfig fields (medi/mine.py)")
-    dedup: dict = Field(default_factory=dict, description="DedupConfig fields (medi/dedup.py)")
-    decontaminate: dict = Field(default_factory=dict, description="DecontamConfig fields (medi/decontaminate.py)")
+    mining: dict = Field(default_factory=dict, description="MineConfig fields (medi/stages/mine.py)")
+    dedup: dict = Field(default_factory=dict, description="DedupConfig fields (medi/stages/dedup.py)")
+    decontaminate: dict = Field(
+        default_factory=dict, description="DecontamConfig fields (medi/stages/decontaminate.py)"
+    )
     eval_sets: str = Field(
         default="mirror",
         description="Decontaminate against: mirror (eval sets in the data dirs), all, none, or comma-separated eval/ "
         "names",
     )
     filter: dict = Field(
-        default_factory=dict, description="FilterConfig fields (medi/filter.py); a source's own `filter:` goes on top"
+        default_factory=dict,
+        description="FilterConfig fields (medi/stages/filter.py); a source's own `filter:` goes on top",
     )
     max_per_source: int | None = Field(
         default=None, ge=1, description="Keep at most N rows per source (replaces the catalog's MEDI caps)"

@@ -541,10 +541,10 @@ def ablation_summary(variants: list[Variant], tasks: list[EvalTask], results: li
 def contamination_counts(release: Release, tasks: list[EvalTask]) -> dict[str, dict]:
     """{eval set: {rows, exact, ngram, examples}}: release rows holding an evaluation text, found as the
     decontaminate stage finds them (canonical exact match, then n-gram coverage), for the sets with any."""
-    from medi.decontaminate import EvalIndex
-    from medi.decontaminate import EvalSet as IndexedSet
-    from medi.normalize import canonical
-    from medi.report import MAX_EXAMPLES
+    from medi.stages.decontaminate import EvalIndex
+    from medi.stages.decontaminate import EvalSet as IndexedSet
+    from medi.stages.normalize import canonical
+    from medi.stages.report import MAX_EXAMPLES
 
     index = EvalIndex([IndexedSet(t.name, t.texts()) for t in tasks])
     found: dict[str, dict] = {}

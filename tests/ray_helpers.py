@@ -22,9 +22,9 @@ def install_faults() -> None:
     folder = os.environ.get("MEDI_TEST_FAULTS")
     if not folder:
         return
-    import medi.stages
+    import medi.stages.units
 
-    real = medi.stages.mine_task
+    real = medi.stages.units.mine_task
 
     def mine_task(*args, **kwargs):
         if Path(folder, "armed").exists():
@@ -37,7 +37,7 @@ def install_faults() -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
         return real(*args, **kwargs)
 
-    medi.stages.mine_task = mine_task
+    medi.stages.units.mine_task = mine_task
 
 
 def key_of(number: int) -> bytes:

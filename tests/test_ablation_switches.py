@@ -21,12 +21,12 @@ from medi.adapters import get_adapter
 from medi.build import BuildOptions
 from medi.encode import Encoder, EncoderConfig
 from medi.errors import MediError
-from medi.export import export
-from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
-from medi.normalize import NormalizeReport, canonical, normalize
 from medi.release import open_release
-from medi.stats import release_stats
-from medi.verify import verify_release
+from medi.release.export import export
+from medi.release.stats import release_stats
+from medi.release.verify import verify_release
+from medi.stages.mine import MineConfig, MineReport, mine_pairs, mine_task
+from medi.stages.normalize import NormalizeReport, canonical, normalize
 
 # one Super-NI classification task, one pair source mined by default, one with given negatives (symmetric)
 SOURCES = "superni/task1289_trec_classification,st/quora_duplicates,st/AllNLI"

@@ -11,12 +11,12 @@ from support import ETD, MIRROR, json_lines, plain, squash
 from typer.testing import CliRunner
 
 import medi
+from medi.authoring.lint import lint
 from medi.build import BuildOptions
 from medi.catalog import Catalog
 from medi.cli import app
-from medi.instruct import InstructionBook
-from medi.lint import lint
 from medi.release import open_release
+from medi.stages.instruct import InstructionBook
 
 REVISION = "015d73e06b0686135d4d8340b1c68177d204b412"  # embedding-training-data commit the catalog pins
 

@@ -14,7 +14,7 @@ import pytest
 from support import PROJECT_ROOT
 
 from medi.atomic import atomic_path, atomic_write, write_text
-from medi.checkpoint import Checkpoints
+from medi.stages.checkpoint import Checkpoints
 
 # where a rename is not a file written in place: finished outputs swapped into place after fsync_tree (outdir), and
 # files renamed inside a staging folder that install flushes whole (the shard writer, the release's data folder)

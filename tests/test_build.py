@@ -12,9 +12,9 @@ from support import DEMO_MIRROR, MIRROR, RELEASE_FILES, json_lines, release_text
 
 import medi
 from medi.encode import Encoder, EncoderConfig
-from medi.instruct import InstructionBook
 from medi.release import load_manifest
 from medi.schema import FEATURES, medi_row
+from medi.stages.instruct import InstructionBook
 
 
 def sha256(path) -> str:

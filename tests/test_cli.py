@@ -19,13 +19,13 @@ from typer.testing import CliRunner
 
 from medi.build import BuildOptions
 from medi.cli import app
-from medi.decontaminate import DecontamConfig
-from medi.dedup import DedupConfig
 from medi.encode import BUNDLED
 from medi.fetch import find_in_mirrors
-from medi.filter import FilterConfig
-from medi.mine import MineConfig
 from medi.options import BUNDLED_ENCODER, EXECUTION_OPTIONS, STAGE_FLAG_BY_NAME, STAGE_FLAGS, STAGE_OPTIONS
+from medi.stages.decontaminate import DecontamConfig
+from medi.stages.dedup import DedupConfig
+from medi.stages.filter import FilterConfig
+from medi.stages.mine import MineConfig
 
 WIDE = {"COLUMNS": "240", "NO_COLOR": "1"}
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medi.normalize import canonical, canonical_word_count, unicode_canonical
-from medi.sample import text_form
+from medi.stages.normalize import canonical, canonical_word_count, unicode_canonical
+from medi.stages.sample import text_form
 
 BOUNDED = settings(max_examples=400, derandomize=True, database=None, deadline=None)
 ascii_text = st.text(alphabet=st.characters(max_codepoint=127), max_size=80)

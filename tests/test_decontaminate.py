@@ -8,11 +8,11 @@ import pytest
 from support import FIXTURES, MIRROR, TASKS, spec
 
 from medi.adapters import get_adapter
-from medi.decontaminate import DecontamConfig, DecontamReport, EvalIndex, EvalSet, decontaminate
 from medi.encode import Encoder, EncoderConfig
 from medi.errors import SourceError
-from medi.normalize import NormalizeReport, canonical, normalize
 from medi.schema import Record
+from medi.stages.decontaminate import DecontamConfig, DecontamReport, EvalIndex, EvalSet, decontaminate
+from medi.stages.normalize import NormalizeReport, canonical, normalize
 
 ZEST_TEST = "task1562_zest_text_modification"
 ZEST_EXCLUDED = "task120_zest_text_modification"

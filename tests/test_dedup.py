@@ -7,12 +7,12 @@ from pathlib import Path
 
 from support import FIXTURES, TASKS, spec
 
-from medi import dedup as dedup_module
 from medi.adapters import get_adapter
-from medi.checkpoint import to_jsonable
-from medi.dedup import DedupConfig, DedupReport, SeenPairs, dedup, dedup_stream, jaccard, pair_sides, shingles
-from medi.normalize import NormalizeReport, canonical, normalize
 from medi.schema import Record
+from medi.stages import dedup as dedup_module
+from medi.stages.checkpoint import to_jsonable
+from medi.stages.dedup import DedupConfig, DedupReport, SeenPairs, dedup, dedup_stream, jaccard, pair_sides, shingles
+from medi.stages.normalize import NormalizeReport, canonical, normalize
 
 CLEAN_TASKS = FIXTURES / "clean" / "super-ni" / "tasks"
 

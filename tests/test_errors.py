@@ -246,7 +246,7 @@ def test_rejected_and_draft_instructions(medi_home, tmp_path):
 def test_bad_instruction_entry_names_file_and_source(medi_home):
     path = medi_home.root / "instructions" / "tests.yaml"
     path.write_text('tests/x:\n  query: ["Represent the text:"]\n  stauts: draft\n', encoding="utf-8")
-    from medi.instruct import InstructionBook
+    from medi.stages.instruct import InstructionBook
 
     with pytest.raises(MediError, match=r"tests\.yaml: tests/x: stauts"):
         InstructionBook.load(medi_home.root)

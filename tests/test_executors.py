@@ -22,7 +22,7 @@ from medi.build import BuildOptions
 from medi.errors import MediError
 from medi.executors import executor_name, largest_first
 from medi.progress import BuildProgress
-from medi.stages import Runner
+from medi.stages.units import Runner
 
 MEDI = PROJECT_ROOT / "medi"
 

@@ -18,14 +18,14 @@ from typer.testing import CliRunner
 
 from medi.cli import app
 from medi.errors import MediError
-from medi.export import (
+from medi.release import open_release
+from medi.release.export import (
     INSTRUCTOR_SEPARATOR,
     export,
     instructor_row,
     split_name,
     write_parquet_per_source,
 )
-from medi.release import open_release
 from medi.schema import FEATURES
 
 WIDE = {"COLUMNS": "240", "NO_COLOR": "1"}

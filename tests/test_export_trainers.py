@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 
 from medi.cli import app
 from medi.errors import MediError
-from medi.export import (
+from medi.release import Release, open_release
+from medi.release.export import (
     EXTRA_NEGS,
     content_id,
     export,
@@ -32,7 +33,6 @@ from medi.export import (
     teacher_scored,
     tevatron_row,
 )
-from medi.release import Release, open_release
 
 WIDE = {"COLUMNS": "240", "NO_COLOR": "1"}
 SCORED = ("st/AllNLI", "flagembedding/nq")  # three negatives a row (two for each first row), all teacher-scored

@@ -7,9 +7,9 @@ from support import DEMO_MIRROR, TASKS, spec
 
 from medi.adapters import get_adapter
 from medi.errors import MediError
-from medi.filter import FilterConfig, FilterReport, count_tokens, filter_records, load_tokenizer
-from medi.normalize import NormalizeReport, canonical, normalize
 from medi.schema import Record
+from medi.stages.filter import FilterConfig, FilterReport, count_tokens, filter_records, load_tokenizer
+from medi.stages.normalize import NormalizeReport, canonical, normalize
 
 INSTRUCTION = "Represent the Amazon or Yelp review for retrieving reviews that get the same summary:"
 

@@ -9,15 +9,15 @@ import pytest
 from support import MIRROR, PROJECT_ROOT, TASKS, plain, task_file
 from typer.testing import CliRunner
 
+from medi.authoring.lint import check_wording, lint, related
 from medi.cli import app
-from medi.instruct import (
+from medi.stages.instruct import (
     PATTERN,
     InstructionBook,
     draft_superni,
     read_instruction_file,
     write_superni_drafts,
 )
-from medi.lint import check_wording, lint, related
 
 SHIPPED = sorted(p for p in (PROJECT_ROOT / "instructions").glob("*.yaml") if not p.name.startswith("_"))
 

@@ -21,9 +21,9 @@ from support import DEMO_MIRROR
 from medi.encode import Encoder, EncoderConfig
 from medi.errors import MediError
 from medi.judgements import Judgement, Judgements
-from medi.mine import GIVEN_RULES, REMOVAL_RULES, MineConfig, MineReport, mine_pairs
 from medi.options import BuildOptions, with_flags
 from medi.schema import Record
+from medi.stages.mine import GIVEN_RULES, REMOVAL_RULES, MineConfig, MineReport, mine_pairs
 from medi.teacher import Teacher
 
 TEACHER = str(get_model_path())

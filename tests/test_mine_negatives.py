@@ -21,13 +21,13 @@ from typer.testing import CliRunner
 
 from medi.cli import app
 from medi.encode import Encoder, EncoderConfig
-from medi.export import export
 from medi.judgements import Judgement, Judgements
-from medi.mine import REMOVAL_RULES, MineConfig, MineReport, mine_pairs
-from medi.normalize import canonical
 from medi.release import open_release
+from medi.release.export import export
+from medi.release.stats import release_stats, write_plots
 from medi.schema import BASE_FEATURES, RULES, Record
-from medi.stats import release_stats, write_plots
+from medi.stages.mine import REMOVAL_RULES, MineConfig, MineReport, mine_pairs
+from medi.stages.normalize import canonical
 from medi.teacher import Teacher
 
 TEACHER = str(get_model_path())

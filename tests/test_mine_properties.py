@@ -24,9 +24,9 @@ from rapidfuzz import fuzz
 from support import FLAG
 
 from medi.encode import Encoder, EncoderConfig
-from medi.mine import MineConfig, MineReport, mine_pairs
-from medi.normalize import canonical
 from medi.schema import Record
+from medi.stages.mine import MineConfig, MineReport, mine_pairs
+from medi.stages.normalize import canonical
 
 STS = FLAG / "sts" / "sts.jsonl"
 PROPERTIES = settings(

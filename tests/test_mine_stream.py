@@ -16,10 +16,20 @@ import pytest
 from support import DEMO_MIRROR
 
 from medi.build import BuildOptions
-from medi.checkpoint import Checkpoints, to_jsonable, write_in_batches
-from medi.mine import MineReport, mine_pairs
 from medi.schema import TRIPLE_SCHEMA, records_of, triples_batch
-from medi.stages import CLEAN, MINE, SAMPLE, SELECT, Runner, SourceContext, _nothing_to_mine, mine_config, run_source
+from medi.stages.checkpoint import Checkpoints, to_jsonable, write_in_batches
+from medi.stages.mine import MineReport, mine_pairs
+from medi.stages.units import (
+    CLEAN,
+    MINE,
+    SAMPLE,
+    SELECT,
+    Runner,
+    SourceContext,
+    _nothing_to_mine,
+    mine_config,
+    run_source,
+)
 
 GIVEN = ("st/msmarco-triplets", "flagembedding/msmarco")
 

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from medi.adapters import get_adapter
 from medi.cli import app
 from medi.encode import Encoder, EncoderConfig
-from medi.mine import MineConfig, MineReport, mine_pairs, mine_task
-from medi.normalize import NormalizeReport, canonical, normalize
+from medi.stages.mine import MineConfig, MineReport, mine_pairs, mine_task
+from medi.stages.normalize import NormalizeReport, canonical, normalize
 
 CLASSIFICATION = ("task1289_trec_classification", "task227_clariq_classification")
 GENERATION = ("task1146_country_capital", "task1319_country_by_barcode_prefix")

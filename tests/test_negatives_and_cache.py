@@ -30,10 +30,10 @@ from medi.encode import (
     shape_rows,
     text_key,
 )
-from medi.mine import MineConfig, MineReport, mine_pairs
-from medi.normalize import canonical
 from medi.schema import Record
 from medi.search import Searcher, gpu_count
+from medi.stages.mine import MineConfig, MineReport, mine_pairs
+from medi.stages.normalize import canonical
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mirror"
 STS = FIXTURES / "FlagEmbedding/examples/finetune/embedder/example_data/sts/sts.jsonl"

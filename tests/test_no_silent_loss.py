@@ -20,11 +20,11 @@ from rich.console import Console
 from support import BAD, ETD, FIXTURES, MIRROR, PROJECT_ROOT, plain, squash
 from typer.testing import CliRunner
 
-import medi.stages
+import medi.stages.units
 from medi.build import BuildOptions
 from medi.cli import STRICT_EXIT, app
 from medi.progress import BuildProgress
-from medi.stages import SAMPLE, Runner, rows_read, run_source
+from medi.stages.units import SAMPLE, Runner, rows_read, run_source
 
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 from synthetic import write_source
@@ -201,7 +201,7 @@ def test_a_build_that_keeps_nothing_writes_no_release(runner, cache_dir, tmp_pat
 def test_rows_read_are_reported_while_a_file_is_read(tmp_path, medi_home, cache_dir, monkeypatch):
     """The sample stage reports rows read (and seconds) as it reads, not only at the end, however slowly rows
     come: here on every look at the clock; the last report is the manifest's rows read."""
-    monkeypatch.setattr(medi.stages, "PROGRESS_SECONDS", 0.0, raising=False)
+    monkeypatch.setattr(medi.stages.units, "PROGRESS_SECONDS", 0.0, raising=False)
     rows = 5_000
     write_source(tmp_path / "mirror" / "rows.jsonl.gz", "pairs", rows)
     medi_home.add_source("tests/rows", {"adapter": "st_jsonl", "mirror": "rows.jsonl.gz", "symmetric": True})

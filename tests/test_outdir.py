@@ -12,13 +12,13 @@ import pytest
 from support import MIRROR, plain
 from typer.testing import CliRunner
 
+from medi.authoring.review import export_review
 from medi.cli import app
 from medi.errors import MediError
-from medi.export import export
 from medi.outdir import check_out, install, medi_kind
 from medi.release import open_release
-from medi.review import export_review
-from medi.verify import verify_release
+from medi.release.export import export
+from medi.release.verify import verify_release
 
 WIDE = {"COLUMNS": "240", "NO_COLOR": "1"}
 SMALL = "st/quora_duplicates"  # 10 rows from the fixture mirror: a build of a few seconds

@@ -110,7 +110,7 @@ def test_wheel_carries_the_data_folders(wheel, source_tree):
     expected = {"sources/_sets.yaml", "instructions/superni.yaml", "manifests/demo/build.yaml", "judgements/README.md"}
     assert expected <= packaged
     assert "demo/mirror/embedding-training-data/AllNLI.jsonl.gz" in packaged
-    assert {"medi/cli.py", "medi/catalog.py", "medi/review_page.html"} <= names
+    assert {"medi/cli.py", "medi/catalog.py", "medi/authoring/review_page.html"} <= names
     assert not [n for n in names if n.startswith(DATA_FOLDERS)]  # nothing at the top level of site-packages
     with zipfile.ZipFile(wheel) as archive:  # copied, not regenerated: the same bytes as the checkout's files
         for name in ("sources/st/AllNLI.yaml", "demo/mirror/embedding-training-data/AllNLI.jsonl.gz"):

@@ -22,7 +22,7 @@ import yaml
 from hub_stub import Blob, HubStub
 from support import PROJECT_ROOT, plain
 
-from medi.publish import INSTRUCTOR_BIBTEX, config_name
+from medi.release.publish import INSTRUCTOR_BIBTEX, config_name
 
 REPO = "medi-org/medi"
 TOKEN = f"hf_{secrets.token_hex(17)}"  # a fresh secret per session: finding it anywhere means medi leaked it
@@ -360,7 +360,7 @@ def test_hub_errors_name_the_repo_and_what_failed(hub, demo_release, tmp_path):
 
 
 def test_commits_hold_many_files_within_the_file_and_byte_limits(tmp_path):
-    from medi.publish import HubFile, batch_commits
+    from medi.release.publish import HubFile, batch_commits
 
     def hub_file(path: str, size: int, source: str | None) -> HubFile:
         local = tmp_path / path.replace("/", "_")

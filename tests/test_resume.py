@@ -15,7 +15,7 @@ from support import DEMO_MIRROR, MIRROR, RELEASE_FILES
 
 import medi
 from medi.build import BuildOptions
-from medi.checkpoint import STAGES_DIR
+from medi.stages.checkpoint import STAGES_DIR
 
 SOURCES = (
     "superni/task1146_country_capital,superni/task1355_sent_comp_summarization,superni/task1289_trec_classification"

@@ -16,10 +16,10 @@ import pytest
 from support import MIRROR, PROJECT_ROOT, plain
 from typer.testing import CliRunner
 
+from medi.authoring.review import export_review, import_decisions, serve_in_thread, serve_review
 from medi.cli import app
 from medi.errors import MediError
-from medi.instruct import InstructionBook
-from medi.review import export_review, import_decisions, serve_in_thread, serve_review
+from medi.stages.instruct import InstructionBook
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -280,6 +280,6 @@ def test_decisions_that_do_not_match_the_page_are_refused(exported, tmp_path, me
 
 
 def test_the_page_template_ships_with_the_package():
-    assert (PROJECT_ROOT / "medi" / "review_page.html").is_file()
+    assert (PROJECT_ROOT / "medi" / "authoring" / "review_page.html").is_file()
     pyproject = (PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert 'medi = ["*.html"]' in pyproject
+    assert '"medi.authoring" = ["*.html"]' in pyproject

@@ -16,10 +16,10 @@ from support import DEMO_MIRROR, plain
 from test_review import CHROMIUM, page_data
 from typer.testing import CliRunner
 
+from medi.authoring.review import NO_TEACHER, export_review, import_decisions
 from medi.cli import app
 from medi.errors import MediError
 from medi.judgements import FORMAT, HEADER_MARK, file_name, load_judgements
-from medi.review import NO_TEACHER, export_review, import_decisions
 
 TREC = "superni/task1289_trec_classification"  # demo source with mined negatives
 GENERATION = "superni/task1355_sent_comp_summarization"  # a demo generation task: the teacher guards its candidates

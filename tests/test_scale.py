@@ -155,7 +155,7 @@ UNCAPPED_STAGES = """
 import json, sys
 from pathlib import Path
 from medi.build import BuildOptions
-from medi.stages import CLEAN, MINE, SAMPLE, SELECT, Runner, run_source
+from medi.stages.units import CLEAN, MINE, SAMPLE, SELECT, Runner, run_source
 runner = Runner(BuildOptions(eval_sets="none"), [Path(sys.argv[1])], Path(sys.argv[2]))
 outcome = run_source(runner, runner.catalog.specs["st/msmarco-triplets"], (SAMPLE, CLEAN, SELECT, MINE))
 print(json.dumps({stage: outcome.infos[stage] for stage in ("clean", "select", "mine")}))

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from support import DEMO_MIRROR, TASKS, spec
 
-from medi import select as select_module
 from medi.adapters import get_adapter
-from medi.checkpoint import to_jsonable
 from medi.encode import Encoder, EncoderConfig
-from medi.filter import FilterConfig, FilterReport, apply_token_budget
-from medi.normalize import NormalizeReport, normalize
-from medi.select import (
+from medi.stages import select as select_module
+from medi.stages.checkpoint import to_jsonable
+from medi.stages.filter import FilterConfig, FilterReport, apply_token_budget
+from medi.stages.normalize import NormalizeReport, normalize
+from medi.stages.select import (
     SelectConfig,
     SelectReport,
     knn_graph,

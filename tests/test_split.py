@@ -1,5 +1,5 @@
-"""One source read in splits (``medi.splits``): every split keeps its own bottom-k sample and the merged result is
-exactly one reader's — the same rows in the same order, the same read-wide counts, the same problems on the same
+"""One source read in splits (``medi.stages.splits``): every split keeps its own bottom-k sample and the merged result
+is exactly one reader's — the same rows in the same order, the same read-wide counts, the same problems on the same
 lines — for JSONL line ranges, gzip line blocks and Parquet row groups; and a build with 1, 2 or 4 splits of its
 largest source writes the serial build's bytes (Ray: tests/test_ray.py).
 
@@ -22,7 +22,7 @@ from medi.adapters.st_jsonl import line_chunks, read_json_lines
 from medi.build import BuildOptions
 from medi.errors import Problem
 from medi.progress import BuildProgress
-from medi.sample import Sampler, merge_reports, merge_samples
+from medi.stages.sample import Sampler, merge_reports, merge_samples
 
 NQ = DEMO_MIRROR / "FlagEmbedding" / "examples" / "finetune" / "embedder" / "example_data" / "retrieval" / "nq.jsonl"
 MSMARCO = NQ.with_name("msmarco.jsonl")

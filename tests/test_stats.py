@@ -17,10 +17,10 @@ from PIL import Image
 from support import PROJECT_ROOT, plain, run_in_terminal
 from typer.testing import CliRunner
 
-import medi.stats
+import medi.release.stats
 from medi.cli import app
 from medi.release import open_release
-from medi.stats import release_stats, write_plots
+from medi.release.stats import release_stats, write_plots
 
 WIDE = {"COLUMNS": "260", "NO_COLOR": "1"}
 PLOTS = ("rows_per_source.png", "rows_per_family.png", "text_lengths.png", "scores.png", "scores_per_source.png",
@@ -129,7 +129,7 @@ def test_source_charts_grow_with_the_sources_shown(demo_release, tmp_path, monke
     release = open_release(demo_release.out)
     stats = release_stats(release)
     write_plots(release, stats, tmp_path / "all")
-    monkeypatch.setattr(medi.stats, "TOP_SOURCES", 5)  # a many-source release shows only its largest sources
+    monkeypatch.setattr(medi.release.stats, "TOP_SOURCES", 5)  # a many-source release shows only its largest sources
     write_plots(release, stats, tmp_path / "top5")
     with (
         Image.open(tmp_path / "all" / "rows_per_source.png") as full,

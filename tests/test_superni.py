@@ -13,8 +13,8 @@ from medi.adapters import get_adapter
 from medi.build import BuildOptions
 from medi.catalog import Catalog
 from medi.errors import MediError, SourceError
-from medi.normalize import NormalizeReport, normalize
 from medi.schema import Record
+from medi.stages.normalize import NormalizeReport, normalize
 
 T1146 = "task1146_country_capital"
 T1319 = "task1319_country_by_barcode_prefix"

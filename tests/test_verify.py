@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from medi.cli import app
 from medi.errors import MediError
-from medi.export import export
 from medi.fetch import sha256_file
 from medi.release import open_release
-from medi.verify import verify_release
+from medi.release.export import export
+from medi.release.verify import verify_release
 
 WIDE = {"COLUMNS": "240", "NO_COLOR": "1"}
 SHARD = "data-00000-of-00001.arrow"

@@ -1,6 +1,6 @@
 """sentence-transformers embedding-training data: JSONL (optionally gzipped), layout detected per row.
 
-A large file is read in parallel splits (``medi.splits``): byte ranges aligned to lines, or, gzipped, one stream
+A large file is read in parallel splits (``medi.stages.splits``): byte ranges aligned to lines, or, gzipped, one stream
 decoded once and handed out in blocks of lines; each split numbers its lines as one reader of the file does.
 
 Layouts: pair ``[a, b]``, triplet ``[a, p, n]``, set ``{"set": [...]}``, query-pairs ``{"query", "pos"}``,

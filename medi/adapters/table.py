@@ -3,7 +3,7 @@
 Formats: ``jsonl`` (optionally gzipped), ``parquet``, and ``zip_lines``: parallel text files inside a zip archive, one
 row per line number, each member a column (``members: {column: path in the archive}``; Gigaword's ``org_data``).
 A list value gives its first item, or, for a side named in ``join: {side: separator}``, all its items joined.
-A large JSONL or Parquet table is read in parallel splits (``medi.splits``): line ranges, or runs of row groups.
+A large JSONL or Parquet table is read in parallel splits (``medi.stages.splits``): line ranges, or runs of row groups.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Protocol
 from medi.catalog import SourceSpec
 from medi.errors import MediError
 from medi.progress import BuildProgress
-from medi.stages import Runner, SourceOutcome, rows_read, run_source_safely
+from medi.stages.units import Runner, SourceOutcome, rows_read, run_source_safely
 
 RETRIES = 3  # a source whose worker dies is run again this many times
 EXECUTORS = {

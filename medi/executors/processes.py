@@ -1,5 +1,5 @@
 """The local process pool (``--workers N``): one source at a time per worker process, the largest first; a worker
-whose source is read in splits (``medi.splits``) gets the idle workers' help, before any queued source.
+whose source is read in splits (``medi.stages.splits``) gets the idle workers' help, before any queued source.
 
 Workers are spawned (a clean interpreter: no torch or faiss state forked) and each holds one runner, with torch
 limited to its share of the cores. A failed source cancels the queued ones and stops the running ones (the build
@@ -21,8 +21,8 @@ from medi.catalog import SourceSpec
 from medi.errors import MediError
 from medi.executors import RETRIES, WorkerSetup, outcome_line, run_one
 from medi.progress import BuildProgress
-from medi.splits import SPLITS_EVENT
-from medi.stages import Runner, SourceOutcome, help_sample
+from medi.stages.splits import SPLITS_EVENT
+from medi.stages.units import Runner, SourceOutcome, help_sample
 
 POLL_SECONDS = 0.2
 

@@ -1,7 +1,7 @@
 """The Ray executor (``medi build --engine ray``): every source's stages on a Ray cluster, the release written here.
 
 The driver (this process) hands sources out, one at a time, to a pool of worker actors; each actor holds one
-``medi.stages.Runner`` — catalog, instructions, evaluation sets and the encoder, loaded once per actor — and runs
+``medi.stages.units.Runner`` — catalog, instructions, evaluation sets and the encoder, loaded once per actor — and runs
 ``run_source_safely`` exactly as the local executors do, so a source makes the same embed calls with the same
 batches. Stage outputs land under the cache dir, keyed by content; the driver then streams them into shards with
 the local engine's own code (``medi.build``), so the release bytes are the local engine's. Sources are handed out
@@ -27,8 +27,8 @@ from medi.catalog import SourceSpec
 from medi.errors import MediError
 from medi.executors import RETRIES, WorkerSetup, outcome_line, run_one
 from medi.progress import BuildProgress
-from medi.splits import SPLITS_EVENT
-from medi.stages import Runner, SourceOutcome, help_sample
+from medi.stages.splits import SPLITS_EVENT
+from medi.stages.units import Runner, SourceOutcome, help_sample
 
 POLL_SECONDS = 0.5
 # forwarded to the workers of a cluster this build connects to (a local instance inherits the environment);
@@ -169,7 +169,7 @@ def _check_workers(ray, pool, runner: Runner, probe: Path) -> int:
 
 def _fingerprints(root: Path) -> dict:
     import medi
-    from medi.checkpoint import code_fingerprint
+    from medi.stages.checkpoint import code_fingerprint
 
     digest = hashlib.sha256()
     for folder in ("sources", "instructions"):

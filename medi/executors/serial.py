@@ -5,7 +5,7 @@ from __future__ import annotations
 from medi.catalog import SourceSpec
 from medi.executors import outcome_line
 from medi.progress import BuildProgress
-from medi.stages import Runner, SourceOutcome, run_source_safely
+from medi.stages.units import Runner, SourceOutcome, run_source_safely
 
 
 class SerialExecutor:

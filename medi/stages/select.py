@@ -22,9 +22,9 @@ from typing import Literal
 import faiss
 import numpy as np
 
-from medi.filter import FilterConfig, FilterReport, apply_token_budget, count_tokens, tokenizer_name
 from medi.schema import Record
 from medi.search import Searcher, gpu_count
+from medi.stages.filter import FilterConfig, FilterReport, apply_token_budget, count_tokens, tokenizer_name
 
 SelectMode = Literal["random", "diverse"]
 FLAT_MAX_ROWS = 20_000  # above this (on CPU) the k-NN graph comes from an HNSW index: exact search is N^2
@@ -227,7 +227,7 @@ def token_budget_stream(
     report: FilterReport,
     instructions: dict | None = None,
 ) -> Iterator[Record]:
-    """``medi.filter.apply_token_budget`` over ``total`` rows given afresh by ``rows()``, as a stream: the same
+    """``medi.stages.filter.apply_token_budget`` over ``total`` rows given afresh by ``rows()``, as a stream: the same
     rows kept and the same report (complete once every row has been taken), holding a sample or a chunk of rows."""
     if not config.token_budget:
         yield from rows()
@@ -277,12 +277,13 @@ def _drop_over_budget(
 
 
 def _joined(instruction: str, text: str) -> str:
-    return f"{instruction} {text}" if instruction else text  # as medi.filter joins them
+    return f"{instruction} {text}" if instruction else text  # as medi.stages.filter joins them
 
 
 @dataclass
 class _TokenTotals:
-    """Token counts of one side summed chunk by chunk: the statistics ``medi.filter`` takes of the whole array."""
+    """Token counts of one side summed chunk by chunk: the statistics ``medi.stages.filter`` takes of the whole
+    array."""
 
     rows: int = 0
     over: int = 0

@@ -1,7 +1,7 @@
 """Filter: drop rows with empty fields or lengths outside a source's limits; count tokens against the budget.
 
 - Empty fields: a query or positive with no letters or digits left in canonical form
-  (``medi.normalize.canonical``, e.g. a query "?") is empty. Outputs are not: "." and "," are Penn POS labels
+  (``medi.stages.normalize.canonical``, e.g. a query "?") is empty. Outputs are not: "." and "," are Penn POS labels
   (normalize already dropped blank ones).
 - Lengths in words, per source and side (``query``, ``pos``): no global minimum, since label-style outputs and
   short answers are legitimately one word. Super-NI outputs are labels that guide mining, not training texts,
@@ -25,9 +25,9 @@ from typing import Literal
 import numpy as np
 
 from medi.errors import MediError
-from medi.normalize import canonical_word_count
-from medi.report import StageReport
 from medi.schema import Record
+from medi.stages.normalize import canonical_word_count
+from medi.stages.report import StageReport
 
 SIDES = ("query", "pos")
 COUNT_CHUNK = 4096

@@ -23,8 +23,8 @@ from medi.catalog import SUPERNI, Catalog, SourceSpec, working_copy
 from medi.encode import default_cache_dir
 from medi.errors import MediError, Problem, SourceError, explain_validation
 from medi.fetch import fetch
-from medi.instruct import InstructionBook, read_instruction_file, write_instruction_file
 from medi.schema import Record
+from medi.stages.instruct import InstructionBook, read_instruction_file, write_instruction_file
 
 NAME = re.compile(r"^(?P<family>[a-z][a-z0-9_]*)/(?P<stem>[A-Za-z0-9][A-Za-z0-9_.-]*)$")
 REVISION = re.compile(r"^[0-9a-f]{40}$")

@@ -3,14 +3,14 @@
 The sample is the bottom-k of a keyed hash of each row's content (its pair in a comparison form), so the same
 rows are chosen whatever the read order, the file's line order or the number of workers; exact duplicates share a
 key and later dedup keeps one of them. The sample is the ``size`` smallest (key, arrival) pairs, a total order: a
-source read in splits (``medi.splits``) keeps each split's bottom-k and ``merge_samples`` takes the bottom-k of their
-union — exactly what one reader of the whole file keeps. ``k`` oversamples the cap (dedup, decontamination and
+source read in splits (``medi.stages.splits``) keeps each split's bottom-k and ``merge_samples`` takes the bottom-k of
+their union — exactly what one reader of the whole file keeps. ``k`` oversamples the cap (dedup, decontamination and
 filters run after it); the build reads again with a larger ``k`` when they leave fewer rows than the cap and rows
 were left out.
 
 Over every row read (not only the sample) it counts exact duplicate pairs and rows with a text equal to an
 evaluation text, from the same cheap comparison form: lowercase ASCII letters and digits only (other texts go
-through ``medi.normalize.canonical`` first), so the count is of pairs equal up to case, punctuation and spacing.
+through ``medi.stages.normalize.canonical`` first), so the count is of pairs equal up to case, punctuation and spacing.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import xxhash
 
-from medi.normalize import canonical
 from medi.schema import Record
+from medi.stages.normalize import canonical
 
 _LOWER = bytes(i + 32 if 65 <= i <= 90 else i for i in range(256))
 _NOT_ALNUM = bytes(i for i in range(128) if not chr(i).isalnum())

@@ -38,11 +38,11 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScala
 from medi.catalog import Catalog, project_root, working_copy
 from medi.encode import Encoder, EncoderConfig
 from medi.errors import MediError, explain_validation
-from medi.instruct import InstructionBook, InstructionEntry, read_instruction_file, write_instruction_file
 from medi.judgements import Judgement, Recorded, record_judgements, save_judgements
 from medi.outdir import REVIEW, check_out, install
 from medi.release import Release, open_release
-from medi.select import vote_k
+from medi.stages.instruct import InstructionBook, InstructionEntry, read_instruction_file, write_instruction_file
+from medi.stages.select import vote_k
 
 DECISIONS_FORMAT = "medi-review-decisions/2"  # /2 adds the negatives section; /1 files still import
 DECISIONS_FORMATS = ("medi-review-decisions/1", DECISIONS_FORMAT)
@@ -116,7 +116,7 @@ def export_review(
         "negatives_selection": f"rows with suspects first, then rows with a negative; random, seed {seed}",
         "negatives": negatives,
     }
-    template = resources.files("medi").joinpath("review_page.html").read_text(encoding="utf-8")
+    template = resources.files("medi.authoring").joinpath("review_page.html").read_text(encoding="utf-8")
     # "</" inside a JSON string would end the <script> element early
     page = template.replace(DATA_MARK, json.dumps(data, ensure_ascii=False).replace("</", "<\\/"))
     out = Path(out_dir)
@@ -134,7 +134,7 @@ def export_review(
 class RowPicker:
     """Chooses the rows shown per source.
 
-    ``vote-k``: fast vote-k (``medi.select.vote_k``) on the rows' query embeddings from the release's own encoder
+    ``vote-k``: fast vote-k (``medi.stages.select.vote_k``) on the rows' query embeddings from the release's own encoder
     (cache hits when the release was built with this cache), so the rows shown are spread over the source rather
     than clustered; sources above ``VOTE_K_POOL`` rows vote among a seeded sample of that many. ``random``: a
     seeded random sample. Either way the same release and seed show the same rows.

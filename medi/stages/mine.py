@@ -44,9 +44,9 @@ import numpy as np
 from rapidfuzz import fuzz
 
 from medi.adapters import row_rng
-from medi.normalize import canonical
 from medi.schema import Record, Triple
 from medi.search import Searcher
+from medi.stages.normalize import canonical
 
 Accept = Callable[[int, int, float], bool]  # (row, candidate, score) -> usable
 NEGATIVES_FROM = ("mined", "random", "none")

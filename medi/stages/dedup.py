@@ -1,7 +1,7 @@
 """Dedup: drop repeated (query, positive) pairs within a source, and pairs that teach nothing.
 
 INSTRUCTOR trains with in-batch negatives inside one task, so a pair repeated in a task becomes its own false
-negative. Texts are compared in their canonical form (``medi.normalize.canonical``: NFKC, casefolded,
+negative. Texts are compared in their canonical form (``medi.stages.normalize.canonical``: NFKC, casefolded,
 punctuation stripped, digits kept, single spaces). Per source:
 
 - exact duplicates of the pair (a Super-NI instance's pair is its input with its set of outputs; on a
@@ -39,9 +39,9 @@ import numpy as np
 import xxhash
 from rapidfuzz.distance import Levenshtein
 
-from medi.normalize import canonical
-from medi.report import MAX_EXAMPLES, StageReport
 from medi.schema import Record
+from medi.stages.normalize import canonical
+from medi.stages.report import MAX_EXAMPLES, StageReport
 
 SIGNATURE_CHUNK = 1 << 14  # shingles per signature matrix: 64 x 16,384 x 8 bytes = 8 MB
 PARTITIONS = 64  # hash partitions of pair keys, query hashes and band keys: one is held at a time

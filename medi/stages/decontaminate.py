@@ -2,7 +2,7 @@
 
 1. registry: a source whose upstream dataset is also an evaluation set's (Super-NI ``Source``, the catalog's
    dataset ids) is marked "seen" for that set, or refused;
-2. exact: the canonical form (``medi.normalize.canonical``) of every text field of a row — query, positive,
+2. exact: the canonical form (``medi.stages.normalize.canonical``) of every text field of a row — query, positive,
    negative, each output — against every distinctive evaluation text (the primary test);
 3. n-gram: texts sharing 13-grams (8-grams when the shorter text has 8-12 words) with an evaluation text,
    confirmed by coverage: the shared 13-grams cover at least ``coverage`` of the shorter text's words; the shared
@@ -28,10 +28,10 @@ from typing import Literal
 import numpy as np
 
 from medi.errors import MediError, SourceError
-from medi.normalize import NormalizeReport, canonical, normalize
-from medi.report import MAX_EXAMPLES
 from medi.schema import Record
 from medi.search import Searcher
+from medi.stages.normalize import NormalizeReport, canonical, normalize
+from medi.stages.report import MAX_EXAMPLES
 
 LAYERS = ("registry", "exact", "ngram", "embedding")
 MAX_CANDIDATES = 5  # evaluation texts sharing the most n-grams get the coverage check

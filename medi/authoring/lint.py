@@ -19,7 +19,7 @@ from rapidfuzz.process import cdist
 
 from medi.catalog import SUPERNI, Catalog, SourceSpec, project_root
 from medi.errors import MediError, explain_validation
-from medi.instruct import DRAFTING_FILE, PATTERN, InstructionEntry, draft_superni, read_instruction_file
+from medi.stages.instruct import DRAFTING_FILE, PATTERN, InstructionEntry, draft_superni, read_instruction_file
 
 Level = Literal["error", "warning"]
 MIN_WORDINGS = 3  # a primary and at least two paraphrases, as MEDI2 keeps per source

@@ -1,6 +1,6 @@
 """Publish a release to the Hugging Face Hub as a dataset repo: Parquet per source, a dataset card, a tag.
 
-``publish(release_folder, "ORG/NAME", tag="v1")`` writes the release's Parquet files (``medi.export``), a card
+``publish(release_folder, "ORG/NAME", tag="v1")`` writes the release's Parquet files (``medi.release.export``), a card
 (``README.md``: one config per source plus a default ``all``, licences, citations, counts, how it was built) and
 the release's ``manifest.json``; compares them with what the repo already holds (LFS sha256 or git blob sha1) and
 uploads only what differs, in a few batched commits; then tags the commit. A second publish of the same release
@@ -35,8 +35,8 @@ from rich.console import Console
 from rich.table import Table
 
 from medi.errors import MediError
-from medi.export import write_parquet_per_source
 from medi.release import Release, open_release
+from medi.release.export import write_parquet_per_source
 
 REPO_TYPE = "dataset"
 CARD = "README.md"

@@ -27,7 +27,11 @@ import pyarrow.parquet as pq
 from medi.adapters import Split, extra_inputs, get_adapter, plan_splits, read_split
 from medi.adapters.kilt import use_cache_dir as keep_kilt_indexes_in
 from medi.catalog import SUPERNI, Catalog, SourceSpec
-from medi.checkpoint import (
+from medi.encode import Encoder, EncoderConfig
+from medi.errors import MediError, Problem, SourceError
+from medi.fetch import Fetched, fetch, sha256_file
+from medi.schema import RECORD_SCHEMA, TRIPLE_SCHEMA, Record, records_batch, records_of, triples_batch
+from medi.stages.checkpoint import (
     BATCH_ROWS,
     STAGES_DIR,
     Batches,
@@ -40,16 +44,13 @@ from medi.checkpoint import (
     to_jsonable,
     write_in_batches,
 )
-from medi.decontaminate import DecontamConfig, DecontamReport, EvalIndex, decontaminate, load_eval_sets
-from medi.dedup import DedupConfig, DedupReport, dedup_stream
-from medi.encode import Encoder, EncoderConfig
-from medi.errors import MediError, Problem, SourceError
-from medi.fetch import Fetched, fetch, sha256_file
-from medi.filter import FilterConfig, FilterReport, apply_token_budget, filter_records
-from medi.instruct import InstructionBook
-from medi.mine import MineConfig, MineReport, given_only, given_triples_stream, mine_pairs, mine_task
-from medi.normalize import NormalizeReport, normalize
-from medi.sample import (
+from medi.stages.decontaminate import DecontamConfig, DecontamReport, EvalIndex, decontaminate, load_eval_sets
+from medi.stages.dedup import DedupConfig, DedupReport, dedup_stream
+from medi.stages.filter import FilterConfig, FilterReport, apply_token_budget, filter_records
+from medi.stages.instruct import InstructionBook
+from medi.stages.mine import MineConfig, MineReport, given_only, given_triples_stream, mine_pairs, mine_task
+from medi.stages.normalize import NormalizeReport, normalize
+from medi.stages.sample import (
     GROWTH,
     Sampler,
     SampleReport,
@@ -59,8 +60,7 @@ from medi.sample import (
     merge_samples,
     sample_size,
 )
-from medi.schema import RECORD_SCHEMA, TRIPLE_SCHEMA, Record, records_batch, records_of, triples_batch
-from medi.select import SelectConfig, SelectReport, select, token_budget_stream
+from medi.stages.select import SelectConfig, SelectReport, select, token_budget_stream
 
 MAX_KEPT_PROBLEMS = 1000  # problems listed per source (all are counted)
 PROGRESS_EVERY = 1024  # rows between looks at the clock while reading
@@ -299,9 +299,9 @@ def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Write
 
 
 def _sample_in_splits(ctx: SourceContext, meta: dict, plan, size: int | None, write: Writer, share) -> dict:
-    """The sample stage over splits read by this worker and the helpers its executor sends (``medi.splits``);
+    """The sample stage over splits read by this worker and the helpers its executor sends (``medi.stages.splits``);
     the parts merged into exactly what one reader of the file gives: rows, counts, problems and their lines."""
-    from medi import splits
+    from medi.stages import splits
 
     spec, o, runner = ctx.spec, ctx.options, ctx.runner
     folder = runner.cache_dir / "splits" / stage_key("sample-splits", _sample_config(ctx), o.split_bytes)
@@ -366,7 +366,7 @@ def _sample_part(runner: Runner, job, number: int, split: Split, claim) -> None:
     written as ``part-N.*`` in the job folder; a problem that stops the build (--on-error fail) is written as
     the part's error, raised by the owner in split order."""
     from medi.atomic import atomic_path, write_text
-    from medi.splits import whoami
+    from medi.stages.splits import whoami
 
     spec, o = runner.catalog.specs[job.source], runner.options
     folder = Path(job.folder)
@@ -411,7 +411,7 @@ def help_sample(runner: Runner, job: dict) -> str | None:
     """An idle worker's help with another worker's source: it reads the splits nobody has claimed. A failure is
     returned as text, not raised: the helper gives its split back, and the source's own worker reads it again and
     raises what it finds there."""
-    from medi import splits
+    from medi.stages import splits
 
     try:
         splits.help_with(splits.SplitJob.of(job), partial(_sample_part, runner))
