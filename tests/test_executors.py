@@ -190,6 +190,17 @@ def test_the_largest_input_is_handed_out_first(medi_home, tmp_path):
     ]  # fmt: skip
 
 
+def test_a_serial_build_runs_the_sources_in_the_order_given(make_release, tmp_path):
+    """One process gains nothing from largest first: the sources run (and report) in the order the user listed,
+    the smaller file first here."""
+    small, large = "superni/task1146_country_capital", "superni/task1355_sent_comp_summarization"
+    runner = Runner(BuildOptions(), [DEMO_MIRROR], tmp_path / "sizes")
+    specs = [runner.catalog.specs[name] for name in (small, large)]
+    assert [spec.name for spec in largest_first(specs, runner)] == [large, small]
+    log = make_release(f"{small},{large}", tmp_path / "out", [DEMO_MIRROR]).log
+    assert log.index(f"[1/2] {small}") < log.index(f"[2/2] {large}")
+
+
 def test_limit_threads_gives_torch_a_share_of_the_cores(tmp_path):
     """``limit_threads(threads_per_worker(N))`` sets torch to cores // N threads (at least one). Ray actors use it
     (their CPUs); the local pool does not: fewer threads make the miner's scores round otherwise (README)."""

@@ -34,6 +34,8 @@ EXECUTORS = {
 class Executor(Protocol):
     """Runs every source's stages; returns the outcomes in the order of ``specs``."""
 
+    parallel: bool  # runs several sources at once: it gets them largest first (a serial one in catalog order)
+
     def run(self, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]: ...
 
 
@@ -53,10 +55,14 @@ def get_executor(name: str) -> Executor:
 
 
 def execute(name: str, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
-    """Every source by the executor ``name``, the largest input first; outcomes in the order of ``specs``."""
+    """Every source by the executor ``name`` (a parallel one gets the largest input first: the longest source does
+    not start last; a serial one gains nothing by that and keeps the order the user listed); outcomes in the order
+    of ``specs``."""
     if not specs:
         return []
-    outcomes = get_executor(name).run(largest_first(specs, runner), runner, progress)
+    executor = get_executor(name)
+    order = largest_first(specs, runner) if executor.parallel else specs
+    outcomes = executor.run(order, runner, progress)
     by_name = {outcome.name: outcome for outcome in outcomes}
     return [by_name[spec.name] for spec in specs]
 

@@ -28,6 +28,8 @@ POLL_SECONDS = 0.2
 
 
 class ProcessExecutor:
+    parallel = True
+
     def run(self, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
         workers = runner.options.workers  # not capped by the sources: idle workers read a large one's splits
         # torch keeps its default threads: with cores // workers the miner's scores round otherwise and a mined

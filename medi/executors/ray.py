@@ -45,6 +45,8 @@ def import_ray():
 
 
 class RayExecutor:
+    parallel = True
+
     def run(self, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
         """Every source's stages on the Ray cluster at ``options.ray_address`` (or the Ray session this process
         already has, or a new local one)."""

@@ -12,6 +12,8 @@ class SerialExecutor:
     """Sources run here in turn, with this process's torch threads; an error is raised as it is, so nothing after
     the failed source runs."""
 
+    parallel = False
+
     def run(self, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
         outcomes = []
         for spec in specs:
