@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -352,7 +353,12 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
     command = [*MEDI, "build", "--sources", sources, "--data-dir", str(DEMO_MIRROR), "--out", str(tmp_path / "out"),
                "--cache-dir", str(cache), "--batch-size", "8"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "300"}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as build:
+    # Ctrl-C's default handling in the child: a disposition this pytest process inherited or was given (SIG_IGN is
+    # inherited through exec, and Python then installs no KeyboardInterrupt handler) must not decide the test
+    restore = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=restore
+    ) as build:
         try:
             hung_after = time.monotonic() + 600  # the subprocess's timeout: a build that never mines fails the test
             while len(list((cache / "stages").glob("mine/*.json"))) < 1:
