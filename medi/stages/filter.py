@@ -195,12 +195,7 @@ def apply_token_budget(
         # nothing is dropped, so the truncation rate of a seeded sample says what the whole would
         picked = sorted(random.Random("token-budget").sample(range(len(records)), config.count_rows))
         counted = [records[i] for i in picked]
-    sides = {
-        "query": [_join(query_instr, r.query) for r in counted],
-        # Super-NI rows are paired with other inputs, so their positive side is an input with the document wording
-        "pos": [_join(doc_instr, r.pos if r.pos is not None else r.query) for r in counted],
-        "neg": [_join(doc_instr, r.neg) for r in counted if r.neg is not None],
-    }
+    sides = instructed_sides(counted, query_instr, doc_instr)
     over = np.zeros(len(counted), dtype=bool)
     for side, texts in sides.items():
         counts = count_tokens(texts, config.tokenizer)
@@ -212,6 +207,16 @@ def apply_token_budget(
         records = [r for r, o in zip(records, over, strict=True) if not o]
     report.kept = len(records)
     return records
+
+
+def instructed_sides(records: list[Record], query_instr: str, doc_instr: str) -> dict[str, list[str]]:
+    """Each side's texts as the release will carry them, instruction first: what the token budget counts."""
+    return {
+        "query": [_join(query_instr, r.query) for r in records],
+        # Super-NI rows are paired with other inputs, so their positive side is an input with the document wording
+        "pos": [_join(doc_instr, r.pos if r.pos is not None else r.query) for r in records],
+        "neg": [_join(doc_instr, r.neg) for r in records if r.neg is not None],
+    }
 
 
 def _join(instruction: str, text: str) -> str:

@@ -24,7 +24,14 @@ import numpy as np
 
 from medi.schema import Record
 from medi.search import Searcher, gpu_count
-from medi.stages.filter import FilterConfig, FilterReport, apply_token_budget, count_tokens, tokenizer_name
+from medi.stages.filter import (
+    FilterConfig,
+    FilterReport,
+    apply_token_budget,
+    count_tokens,
+    instructed_sides,
+    tokenizer_name,
+)
 
 SelectMode = Literal["random", "diverse"]
 FLAT_MAX_ROWS = 20_000  # above this (on CPU) the k-NN graph comes from an HNSW index: exact search is N^2
@@ -254,11 +261,7 @@ def _drop_over_budget(
     totals = {side: _TokenTotals() for side in ("query", "pos", "neg")}
     kept = dropped = 0
     while chunk := list(islice(records, COUNT_ROWS)):
-        sides = {
-            "query": [_joined(query_instr, r.query) for r in chunk],
-            "pos": [_joined(doc_instr, r.pos if r.pos is not None else r.query) for r in chunk],
-            "neg": [_joined(doc_instr, r.neg) for r in chunk if r.neg is not None],
-        }
+        sides = instructed_sides(chunk, query_instr, doc_instr)
         over = np.zeros(len(chunk), dtype=bool)
         for side, texts in sides.items():
             counts = count_tokens(texts, config.tokenizer)
@@ -274,10 +277,6 @@ def _drop_over_budget(
     if dropped:
         report.dropped["over_token_budget"] += dropped
     report.kept = kept
-
-
-def _joined(instruction: str, text: str) -> str:
-    return f"{instruction} {text}" if instruction else text  # as medi.stages.filter joins them
 
 
 @dataclass
