@@ -354,22 +354,16 @@ def _by_negative_count(table: pa.Table, limit: int | None) -> list[tuple[int, pa
 
 def _row_negatives(table: pa.Table, limit: int | None) -> list[list[str]]:
     """Each row's instructed negative texts in rank order: ``neg`` (when not empty), then ``extra_negs``."""
+    from medi.evaluate import with_instruction
+
     first = instructed(table.column("neg")).to_pylist()
     texts = table.column("neg").combine_chunks().field("text").to_pylist()
     extras = table.column("extra_negs").to_pylist() if "extra_negs" in table.column_names else [[]] * len(first)
     rows = []
     for head, text, extra in zip(first, texts, extras, strict=True):
-        row = ([head] if text else []) + [_with_instruction(e["instruction"], e["text"]) for e in extra or () if text]
+        row = ([head] if text else []) + [with_instruction(e["instruction"], e["text"]) for e in extra or () if text]
         rows.append(row if limit is None else row[:limit])
     return rows
-
-
-def _with_instruction(instruction: str | None, text: str) -> str:
-    """As ``instructed`` does for one text."""
-    instruction = instruction or ""
-    if not instruction or instruction[-1].isspace():
-        return instruction + text
-    return f"{instruction} {text}"
 
 
 def instructed(column: pa.ChunkedArray) -> pa.ChunkedArray:
