@@ -201,13 +201,14 @@ def test_a_serial_build_runs_the_sources_in_the_order_given(make_release, tmp_pa
     assert log.index(f"[1/2] {small}") < log.index(f"[2/2] {large}")
 
 
-def test_limit_threads_gives_torch_a_share_of_the_cores(tmp_path):
-    """``limit_threads(threads_per_worker(N))`` sets torch to cores // N threads (at least one). Ray actors use it
-    (their CPUs); the local pool does not: fewer threads make the miner's scores round otherwise (README)."""
+def test_limit_threads_gives_a_worker_a_share_of_the_cores(tmp_path):
+    """``limit_threads(threads_per_worker(N))`` gives a worker cores // N lanes and torch threads (at least one):
+    the local pool's workers and Ray actors (their CPUs) both use it; lanes keep the bytes (tests/test_lanes.py)."""
     code = (
         "import sys\nfrom medi.executors import limit_threads, threads_per_worker, cores\n"
+        "from medi.lanes import lane_count\n"
         "limit_threads(threads_per_worker(int(sys.argv[1])))\nimport torch\n"
-        "print(cores(), torch.get_num_threads())\n"
+        "assert lane_count() == torch.get_num_threads()\nprint(cores(), torch.get_num_threads())\n"
     )
     for workers in (1, 2, 64):
         done = subprocess.run(

@@ -12,7 +12,6 @@ and the progress lines. Each executor owns its own retries (a dead worker's sour
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Protocol
 
 from medi.catalog import SourceSpec
 from medi.errors import MediError
+from medi.lanes import cores, set_lanes
 from medi.progress import BuildProgress
 from medi.stages.units import Runner, SourceOutcome, rows_read, run_source_safely
 
@@ -91,7 +91,7 @@ class WorkerSetup:
     dirs: list[str]
     cache_dir: str
     reuse: bool
-    threads: int | None  # torch threads (a Ray actor: its CPUs); None: torch's default
+    threads: int | None  # lanes and torch threads (a pool worker: its share of the cores; a Ray actor: its CPUs)
 
     @classmethod
     def of(cls, runner: Runner, threads: int | None) -> WorkerSetup:
@@ -109,25 +109,18 @@ class WorkerSetup:
         return Runner(BuildOptions(**self.options), dirs, Path(self.cache_dir), reuse=self.reuse, progress=progress)
 
 
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def threads_per_worker(workers: int) -> int:
     """Each of ``workers`` processes gets an equal share of the cores: N workers do not oversubscribe them."""
     return max(1, cores() // max(1, workers))
 
 
 def limit_threads(threads: int) -> None:
-    """Torch in this process uses ``threads`` threads (its encoder). Only torch's: BLAS and OpenMP keep their
-    defaults, because the miner's searches round differently with another thread count (a 10,000-row mined source
-    came out other bytes with OMP_NUM_THREADS=1), and the release must not depend on the number of workers."""
+    """This process works on ``threads`` cores: as many lanes (``medi.lanes``: the encoder's batches and the miner's
+    query blocks, each computed single-threaded, so the vectors and scores are the same bits for any count), and
+    as many torch threads for torch work outside the lanes (a cross-encoder teacher)."""
     import torch
 
+    set_lanes(threads)
     torch.set_num_threads(threads)
 
 

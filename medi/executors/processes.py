@@ -1,11 +1,11 @@
 """The local process pool (``--workers N``): one source at a time per worker process, the largest first; a worker
 whose source is read in splits (``medi.stages.splits``) gets the idle workers' help, before any queued source.
 
-Workers are spawned (a clean interpreter: no torch or faiss state forked) and each holds one runner, with torch
-limited to its share of the cores. A failed source cancels the queued ones and stops the running ones (the build
-fails anyway: their work would be thrown away). A worker process that dies (killed, out of memory) breaks the
-pool: a new pool runs every unfinished source again, the stages they had finished reused from the store; a source
-whose worker died ``RETRIES + 1`` times fails the build.
+Workers are spawned (a clean interpreter: no torch or faiss state forked) and each holds one runner, with its
+share of the cores (``limit_threads``: lanes and torch threads). A failed source cancels the queued ones and stops
+the running ones (the build fails anyway: their work would be thrown away). A worker process that dies (killed, out
+of memory) breaks the pool: a new pool runs every unfinished source again, the stages they had finished reused from
+the store; a source whose worker died ``RETRIES + 1`` times fails the build.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from queue import Empty
 
 from medi.catalog import SourceSpec
 from medi.errors import MediError
-from medi.executors import RETRIES, WorkerSetup, outcome_line, run_one
+from medi.executors import RETRIES, WorkerSetup, outcome_line, run_one, threads_per_worker
 from medi.progress import BuildProgress
 from medi.stages.splits import SPLITS_EVENT
 from medi.stages.units import Runner, SourceOutcome, help_sample
@@ -32,9 +32,8 @@ class ProcessExecutor:
 
     def run(self, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
         workers = runner.options.workers  # not capped by the sources: idle workers read a large one's splits
-        # torch keeps its default threads: with cores // workers the miner's scores round otherwise and a mined
-        # source of 10,000 rows came out other bytes than the serial build's (bench/engines.py --big)
-        setup = WorkerSetup.of(runner, None)
+        # each worker its share of the cores: N workers do not oversubscribe them, and lanes keep the bytes
+        setup = WorkerSetup.of(runner, threads_per_worker(workers))
         done: dict[str, SourceOutcome] = {}
         deaths: Counter = Counter()
         while unfinished := [spec.name for spec in specs if spec.name not in done]:
