@@ -7,9 +7,9 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from medi.errors import MediError, explain_validation
 from medi.yamlio import ParsedCache, load_yaml
@@ -47,12 +47,48 @@ def working_copy(root: Path | None = None, *, command: str) -> Path:
     return root
 
 
+GLOB_CHARS = frozenset("*?[")
+ONE_FILE_ADAPTERS = frozenset({"kilt", SUPERNI})  # a task file; a KILT task joined with its knowledge source
+
+
+def _one_or_several(value: object) -> object:
+    """A file field's value: one file, a glob pattern (``data/train-*.parquet``) or a list of files and patterns."""
+    items = value if isinstance(value, list) else [value]
+    if not isinstance(value, str | list) or not all(isinstance(item, str) and item.strip() for item in items):
+        raise ValueError(f"give a file, a glob pattern or a list of them, not {value!r}")
+    if not items:
+        raise ValueError("an empty list names no file")
+    if len(set(items)) < len(items):
+        raise ValueError(f"names a file twice: {sorted(i for i in set(items) if items.count(i) > 1)}")
+    return value
+
+
+def _one_file_or_glob(value: object) -> object:
+    if isinstance(value, list):  # medi.executors sizes a local input as root / path: one string
+        raise ValueError("a list of local files is not read: give one file or a glob pattern (data/train-*.jsonl)")
+    return _one_or_several(value) if value is not None else None
+
+
+Files = Annotated[str | list[str], BeforeValidator(_one_or_several)]
+
+
+def file_patterns(value: str | list[str] | None) -> list[str]:
+    """A file field's files and glob patterns, as listed."""
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def names_several(value: str | list[str] | None) -> bool:
+    """Whether a file field names several files: a list, or a glob pattern (even one that matches one file: its
+    row ids name the file, so a shard added later changes no other row)."""
+    return isinstance(value, list) or (isinstance(value, str) and not GLOB_CHARS.isdisjoint(value))
+
+
 class Upstream(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["hub", "git"]
     repo: str
-    path: str
+    path: Files
     revision: str | None = None
     repo_type: Literal["dataset", "model", "space"] = "dataset"
 
@@ -74,8 +110,8 @@ class SourceSpec(BaseModel):
     adapter: str
     description: str | None = None
     upstream: Upstream | None = None
-    mirror: str | None = None
-    path: str | None = None  # a local file, relative to the project root (add-source --path)
+    mirror: Files | None = None  # under --data-dir: a file, a glob pattern or a list (a source of several files)
+    path: Annotated[str | None, BeforeValidator(_one_file_or_glob)] = None  # a local file or glob, from the root
     licence: str = "unknown"
     citation: str | None = None
     homepage: str | None = None
@@ -84,6 +120,26 @@ class SourceSpec(BaseModel):
     options: dict = Field(default_factory=dict)
     datasets: list[str] = Field(default_factory=list)  # upstream dataset ids, matched against evaluation sets
     filter: dict = Field(default_factory=dict)  # this source's medi.stages.filter.FilterConfig settings (length limits)
+
+    def files_problem(self) -> str | None:
+        """What is wrong with the file fields: several files (a list or a glob) where one is read, or named
+        differently in ``mirror`` and ``upstream.path``; None when nothing is."""
+        fields = {"path": self.path, "mirror": self.mirror, "upstream.path": self.upstream and self.upstream.path}
+        several = [key for key, value in fields.items() if names_several(value)]
+        if several and (self.adapter in ONE_FILE_ADAPTERS or self.family == EVAL):
+            reader = "an evaluation set" if self.family == EVAL else f"adapter {self.adapter}"
+            return f"{several[0]}: {reader} reads one file; a list or a glob pattern names several"
+        if self.mirror and self.upstream and names_several(self.mirror) != names_several(self.upstream.path):
+            return (
+                "mirror and upstream.path must both name one file or both several (a list or a glob): the row ids "
+                "of a source of several files name the file"
+            )
+        return None
+
+    @property
+    def several_files(self) -> bool:
+        """Whether the source is read from several files (a list or a glob in its file fields)."""
+        return any(names_several(v) for v in (self.path, self.mirror, self.upstream and self.upstream.path))
 
     @property
     def family(self) -> str:
@@ -241,9 +297,12 @@ def read_spec(path: Path, sources_dir: Path, load=load_yaml) -> SourceSpec:
         raise MediError(f"{path}: expected a mapping of source fields, got {type(data).__name__}")
     name = f"{path.parent.name}/{path.stem}"
     try:
-        return SourceSpec(**data, name=name, file=str(path.relative_to(sources_dir.parent)))
+        spec = SourceSpec(**data, name=name, file=str(path.relative_to(sources_dir.parent)))
     except ValidationError as exc:
         raise MediError(f"{path}: {explain_validation(exc)}") from exc
+    if problem := spec.files_problem():
+        raise MediError(f"{path}: {problem}")
+    return spec
 
 
 def _read_sets(path: Path, root: Path) -> dict[str, SourceSet]:

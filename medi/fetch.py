@@ -1,4 +1,8 @@
-"""Fetch: find each source's input file in a local mirror, or download it at its pinned revision."""
+"""Fetch: find each source's input file in a local mirror, or download it at its pinned revision.
+
+A source of several files (a list or a glob pattern in ``path``, ``mirror`` or ``upstream.path``) is fetched whole:
+every file, sorted by its name (its path relative to the files' common folder), one sha256 over all of them.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from medi.atomic import atomic_write, write_text
-from medi.catalog import SourceSpec
+from medi.catalog import GLOB_CHARS, SourceSpec, file_patterns, names_several
 from medi.errors import SourceError
 
 GIT_RAW_BASE = "https://raw.githubusercontent.com"  # env MEDI_GIT_RAW_BASE: another host serving <repo>/<rev>/<path>
@@ -22,24 +28,39 @@ CACHED_CHECKSUM_BYTES = 64 << 20  # smaller files are hashed again: quicker than
 
 
 @dataclass(frozen=True, slots=True)
+class InputFile:
+    """One file of a source of several: its ``name`` (its path relative to the files' common folder, the same
+    wherever they were found) orders the files and names the file in row ids."""
+
+    path: Path
+    name: str
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Fetched:
     """Where a source's input came from, and its checksum."""
 
-    path: Path
+    path: Path  # the file; of several, the first
     origin: str  # mirror | local | hub | git
-    sha256: str
+    sha256: str  # of several files: of their ``sha256sum`` listing (digest, two spaces, name; in order)
     bytes: int
     revision: str | None
-    location: str  # mirror-relative path, hub repo/path or URL
+    location: str  # mirror-relative path, hub repo/path or URL; of several, the patterns as listed
+    files: tuple[InputFile, ...] = ()  # a source of several files, in read order (by name); () for one file
 
     def summary(self) -> dict:
-        return {
+        found = {
             "origin": self.origin,
             "location": self.location,
             "revision": self.revision,
             "sha256": self.sha256,
             "bytes": self.bytes,
         }
+        if self.files:
+            found["files"] = [{"name": f.name, "sha256": f.sha256, "bytes": f.bytes} for f in self.files]
+        return found
 
 
 def sha256_file(path: Path, cache_dir: Path | None = None) -> str:
@@ -98,18 +119,62 @@ def mirror_paths(spec: SourceSpec) -> list[str]:
     A hand-made derived file (``options.derived``, e.g. a KILT task joined with its passages) comes before the
     upstream file (``mirror``), so those who have one keep using it and everyone else reads the upstream file.
     """
+    if spec.several_files:  # looked up by ``locate_in_mirrors``; a hand-made file replaces one file only
+        return []
     derived = spec.options.get("derived")
     return [path for path in (derived, spec.mirror) if isinstance(path, str) and path]
 
 
 def locate_in_mirrors(spec: SourceSpec, data_dirs: list[Path]) -> tuple[Path, str] | None:
-    """(file, its path relative to the data dir) for the first preferred path some data dir holds."""
+    """(file, its path relative to the data dir) for the first preferred path some data dir holds; of a source of
+    several files, the first file found (see ``mirror_files`` for all of them)."""
     for relative in mirror_paths(spec):
         for data_dir in data_dirs:
             candidate = data_dir / relative
             if candidate.is_file():
                 return candidate, relative
+    if names_several(spec.mirror):
+        for data_dir in data_dirs:
+            if found := _matches(data_dir, spec.mirror):
+                return data_dir / found[0], found[0]
     return None
+
+
+def _matches(base: Path, value: str | list[str]) -> list[str]:
+    """The files under ``base`` that a file field names (listed files that exist, glob matches), relative, sorted."""
+    found: set[str] = set()
+    for pattern in file_patterns(value):
+        if GLOB_CHARS.isdisjoint(pattern):
+            found.update([pattern] if (base / pattern).is_file() else [])
+        else:
+            found.update(str(p.relative_to(base)) for p in base.glob(pattern) if p.is_file())
+    return sorted(found)
+
+
+def expand_files(spec: SourceSpec, key: str, base: Path, value: str | list[str]) -> list[tuple[Path, str]]:
+    """(file, its path relative to ``base``) for every file a list or glob names; a listed file that is missing or a
+    pattern that matches nothing is a SourceError naming the YAML file and key."""
+    found: dict[str, Path] = {}
+    for pattern in file_patterns(value):
+        if GLOB_CHARS.isdisjoint(pattern):
+            if not (base / pattern).is_file():
+                why = f"{spec.file}: {key}: {pattern} not found (looked in {base})"
+                raise SourceError(spec.name, "missing_file", why, base / pattern)
+            found.setdefault(pattern, base / pattern)
+            continue
+        matched = _glob(base, pattern)
+        if not matched:
+            raise SourceError(spec.name, "missing_file", f"{spec.file}: {key}: {pattern} matches no file in {base}")
+        for path in matched:
+            found.setdefault(str(path.relative_to(base)), path)
+    return [(path, relative) for relative, path in sorted(found.items())]
+
+
+def _glob(base: Path, pattern: str) -> list[Path]:
+    if Path(pattern).is_absolute():  # Path.glob takes relative patterns only
+        anchor = Path(Path(pattern).anchor)
+        base, pattern = anchor, str(Path(pattern).relative_to(anchor))
+    return sorted(path for path in base.glob(pattern) if path.is_file())
 
 
 def find_in_mirrors(spec: SourceSpec, data_dirs: list[Path]) -> Path | None:
@@ -119,7 +184,9 @@ def find_in_mirrors(spec: SourceSpec, data_dirs: list[Path]) -> Path | None:
 
 
 def fetch(spec: SourceSpec, data_dirs: list[Path], root: Path, *, remote: bool, cache_dir: Path) -> Fetched:
-    """Locate or download a source's file. Raises SourceError naming what was looked for."""
+    """Locate or download a source's file (or files). Raises SourceError naming what was looked for."""
+    if spec.several_files:
+        return _fetch_several(spec, data_dirs, root, remote=remote, cache_dir=cache_dir)
     if spec.path:
         path = (root / spec.path).resolve()
         if not path.is_file():
@@ -143,41 +210,134 @@ def _fetched(path: Path, origin: str, revision: str | None, location: str, cache
     return Fetched(path, origin, sha256_file(path, cache_dir), path.stat().st_size, revision, location)
 
 
+def _fetch_several(spec: SourceSpec, data_dirs: list[Path], root: Path, *, remote: bool, cache_dir: Path) -> Fetched:
+    """A source of several files: local (``path``), from the first data dir holding any of them, or downloaded."""
+    if spec.path:
+        found = expand_files(spec, "path", root, spec.path)
+        return _several([(p.resolve(), r) for p, r in found], "local", None, spec.path, cache_dir)
+    for data_dir in data_dirs if spec.mirror else []:
+        if _matches(data_dir, spec.mirror):  # this dir holds the source: every file must be there
+            found = expand_files(spec, "mirror", data_dir, spec.mirror)
+            revision = spec.upstream.revision if spec.upstream else None
+            return _several(found, "mirror", revision, spec.mirror, cache_dir)
+    if data_dirs and not remote:
+        looked = ", ".join(f"{d}/{pattern}" for pattern in file_patterns(spec.mirror) or ["?"] for d in data_dirs)
+        raise SourceError(spec.name, "missing_file", f"{spec.file}: mirror: not in the mirror: expected {looked}")
+    if spec.upstream is None:
+        raise SourceError(spec.name, "missing_file", "has no upstream location and no local mirror file")
+    if spec.upstream.kind == "hub":
+        return _several_from_hub(spec, cache_dir)
+    if any(not GLOB_CHARS.isdisjoint(p) for p in file_patterns(spec.upstream.path)):
+        why = f"{spec.file}: upstream.path: a git upstream cannot list its files: name them in a list, not a glob"
+        raise SourceError(spec.name, "missing_file", why)
+    found = [(_git_file(spec, path, cache_dir), path) for path in file_patterns(spec.upstream.path)]
+    return _several(found, "git", spec.upstream.revision, spec.upstream.path, cache_dir)
+
+
+def _several(
+    found: list[tuple[Path, str]], origin: str, revision: str | None, listed: str | list[str], cache_dir: Path
+) -> Fetched:
+    """``found`` (file, relative path) as one input: named relative to their common folder, in name order."""
+    common = os.path.commonpath([os.path.dirname(relative) or "." for _, relative in found])
+    named = sorted((os.path.relpath(relative, common), path) for path, relative in found)
+    files = tuple(InputFile(path, name, sha256_file(path, cache_dir), path.stat().st_size) for name, path in named)
+    listing = "".join(f"{f.sha256}  {f.name}\n" for f in files)
+    identity = hashlib.sha256(listing.encode("utf-8")).hexdigest()
+    location = ", ".join(file_patterns(listed))
+    return Fetched(files[0].path, origin, identity, sum(f.bytes for f in files), revision, location, files)
+
+
 def _offline_hint(spec: SourceSpec) -> str:
-    return f"use --data-dir MIRROR with the file at MIRROR/{spec.mirror}" if spec.mirror else "use a local file"
+    if not spec.mirror:
+        return "use a local file"
+    if spec.several_files:
+        return f"use --data-dir MIRROR with the files at MIRROR/{', MIRROR/'.join(file_patterns(spec.mirror))}"
+    return f"use --data-dir MIRROR with the file at MIRROR/{spec.mirror}"
 
 
 def _from_hub(spec: SourceSpec, cache_dir: Path) -> Fetched:
+    up = spec.upstream
+    assert up is not None and isinstance(up.path, str)
+    return _fetched(_hub_file(spec, up.path, cache_dir), "hub", up.revision, f"{up.repo}/{up.path}", cache_dir)
+
+
+def _hub_file(spec: SourceSpec, filename: str, cache_dir: Path) -> Path:
+    """One file of the source's Hub repo at its revision (downloaded once into the cache)."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     up = spec.upstream
     assert up is not None
-    try:
+    with _hub_errors(spec, f"download {up.repo}/{filename}"):
         path = hf_hub_download(
             repo_id=up.repo,
-            filename=up.path,
+            filename=filename,
             repo_type=up.repo_type,
             revision=up.revision,
             cache_dir=cache_dir / "hub",
         )
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        where = f"{up.repo}/{up.path}@{up.revision or 'main (unpinned)'}"
+    return Path(path)
+
+
+@contextmanager
+def _hub_errors(spec: SourceSpec, doing: str) -> Iterator[None]:
+    """A failed Hub call as a SourceError that says what was tried and how to do without the Hub."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    try:
+        yield
+    except (LocalEntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled, OSError) as exc:
+        revision = spec.upstream.revision if spec.upstream else None
         raise SourceError(
             spec.name,
             "hub_unreachable",
-            f"could not download {where} from the Hugging Face Hub ({type(exc).__name__}: "
+            f"could not {doing}@{revision or 'main (unpinned)'} from the Hugging Face Hub ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); {_offline_hint(spec)}",
         ) from exc
-    return _fetched(Path(path), "hub", up.revision, f"{up.repo}/{up.path}", cache_dir)
+
+
+def _several_from_hub(spec: SourceSpec, cache_dir: Path) -> Fetched:
+    """Each listed file of the Hub repo, and every file a glob matches in the repo's file list at the revision."""
+    up = spec.upstream
+    assert up is not None
+    patterns = file_patterns(up.path)
+    names = [p for p in patterns if GLOB_CHARS.isdisjoint(p)]
+    if len(names) < len(patterns):
+        from huggingface_hub import HfApi
+
+        with _hub_errors(spec, f"list the files of {up.repo}"):
+            listed = HfApi().list_repo_files(up.repo, repo_type=up.repo_type, revision=up.revision)
+        for pattern in patterns:
+            if pattern in names:
+                continue
+            matched = [name for name in listed if _repo_match(name, pattern)]
+            if not matched:
+                why = f"{spec.file}: upstream.path: {pattern} matches no file of {up.repo}@{up.revision or 'main'}"
+                raise SourceError(spec.name, "missing_file", why)
+            names += matched
+    found = [(_hub_file(spec, name, cache_dir), name) for name in sorted(set(names))]
+    return _several(found, "hub", up.revision, up.path, cache_dir)
+
+
+def _repo_match(name: str, pattern: str) -> bool:
+    """Whether a repo file matches a glob pattern as a whole path (``*`` stays within a folder)."""
+    path, whole = PurePosixPath(name), PurePosixPath(pattern)
+    return len(path.parts) == len(whole.parts) and path.match(pattern)
 
 
 def _from_git(spec: SourceSpec, cache_dir: Path) -> Fetched:
     up = spec.upstream
+    assert up is not None and isinstance(up.path, str)
+    target = _git_file(spec, up.path, cache_dir)
+    return _fetched(target, "git", up.revision, git_raw_url(up.repo, up.revision or "HEAD", up.path), cache_dir)
+
+
+def _git_file(spec: SourceSpec, file: str, cache_dir: Path) -> Path:
+    """One file of the source's git repo at its revision (downloaded once into the cache)."""
+    up = spec.upstream
     assert up is not None
     revision = up.revision or "HEAD"
-    url = git_raw_url(up.repo, revision, up.path)
-    target = cache_dir / "git" / up.repo / revision / up.path
+    url = git_raw_url(up.repo, revision, file)
+    target = cache_dir / "git" / up.repo / revision / file
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -187,7 +347,7 @@ def _from_git(spec: SourceSpec, cache_dir: Path) -> Fetched:
             raise SourceError(
                 spec.name, "git_unreachable", f"could not download {url} ({exc}); {_offline_hint(spec)}"
             ) from exc
-    return _fetched(target, "git", up.revision, url, cache_dir)
+    return target
 
 
 def git_raw_url(repo: str, revision: str, path: str) -> str:

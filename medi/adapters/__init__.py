@@ -1,14 +1,19 @@
-"""Adapters turn one source file into Records. A handful of kinds, registered by name."""
+"""Adapters turn one source file into Records. A handful of kinds, registered by name.
+
+A source of several files (``medi.fetch.Fetched.files``) is read as one stream, its files in name order, each file
+through its adapter's ``read_split`` as a split of its own (``Split.label``: its row ids and problems name it).
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from medi.catalog import SourceSpec
 from medi.errors import MediError, Problem
+from medi.fetch import Fetched
 from medi.schema import Record
 
 RowOrProblem = Record | Problem
@@ -30,13 +35,16 @@ ADAPTERS: dict[str, Reader] = {}
 class Split:
     """A part of a source's input that a worker reads on its own: the bytes ``start``-``end`` of ``path`` (JSONL,
     aligned to lines; ``end`` None: to the end), whose first line is line ``first`` of the source; or the Parquet
-    ``row_groups`` of ``path``, whose first row is row ``first``."""
+    ``row_groups`` of ``path``, whose first row is row ``first``. In a source of several files, ``label`` is the
+    file's name (``medi.fetch.InputFile.name``): row ids carry it, and ``path`` is that file, which problems name; a
+    split of a whole file has no range and no row groups (a Parquet file's rows are then numbered from 0)."""
 
     path: str
     start: int = 0
     end: int | None = None
     first: int = 1
     row_groups: tuple[int, ...] | None = None
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,8 +64,38 @@ def plan_splits(kind: str, path: Path, spec: SourceSpec, split_bytes: int) -> li
 
 
 def read_split(kind: str, path: Path, spec: SourceSpec, seed: int, split: Split) -> Iterator[RowOrProblem]:
-    """The rows (and problems) of one split, with the row ids and line numbers one reader of the file gives."""
-    return ADAPTERS[kind].read_split(path, spec, seed, split)
+    """The rows (and problems) of one split, with the row ids and line numbers one reader of the file gives; a split
+    of one of several files reads (and names) its own file."""
+    return ADAPTERS[kind].read_split(Path(split.path) if split.label else path, spec, seed, split)
+
+
+def read_source(kind: str, fetched: Fetched, spec: SourceSpec, seed: int) -> Adapted:
+    """A source's rows: its file through its adapter, or its several files one after another (in name order), each
+    read whole as a split of its own. ``meta`` is the first file's."""
+    reader = get_adapter(kind, spec.name)
+    if not fetched.files:
+        return reader(fetched.path, spec, seed)
+    if not hasattr(reader, "read_split"):
+        raise MediError(f"{spec.file}: adapter {kind} reads one file; this source names {len(fetched.files)}")
+    meta = reader(fetched.path, spec, seed).meta  # checks the options before any row is read
+    wholes = [Split(str(file.path), label=file.name) for file in fetched.files]
+    return Adapted(
+        rows=(row for split in wholes for row in read_split(kind, fetched.path, spec, seed, split)), meta=meta
+    )
+
+
+def plan_source_splits(kind: str, fetched: Fetched, spec: SourceSpec, split_bytes: int) -> list[Split] | Stream | None:
+    """How to read a source in parallel (``plan_splits``); a source of several files in at least a split per file:
+    each file's own splits, or the whole file (a file of one split's worth; a gzip file, decoded by its reader rather
+    than by the source's worker for all). None when it is one split's worth."""
+    if not fetched.files:
+        return plan_splits(kind, fetched.path, spec, split_bytes)
+    found: list[Split] = []
+    for file in fetched.files:
+        plan = plan_splits(kind, file.path, spec, split_bytes)
+        whole = [Split(str(file.path), label=file.name)]
+        found += [replace(split, label=file.name) for split in plan] if isinstance(plan, list) else whole
+    return found if len(found) > 1 else None
 
 
 def adapter(kind: str) -> Callable[[Reader], Reader]:

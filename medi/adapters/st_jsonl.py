@@ -231,17 +231,18 @@ read_st_jsonl.read_split = lambda path, spec, seed, split: _rows(path, spec.name
 
 def _rows(path: Path, source: str, seed: int, split: Split | None = None) -> Iterator[RowOrProblem]:
     file = str(path)
+    prefix = f"{source}:{split.label}" if split and split.label else source  # one of several files: named
     for item in read_json_lines(path, split):
         if isinstance(item, Problem):
             yield item
             continue
         line, value = item
         if type(value) is list and len(value) == 2 and type(value[0]) is str and type(value[1]) is str:
-            yield Record(f"{source}:L{line}", value[0], value[1])  # the common pair layout, without the checks
+            yield Record(f"{prefix}:L{line}", value[0], value[1])  # the common pair layout, without the checks
         elif (fast := _single_query_triplet(value)) is not None:
-            yield Record(f"{source}:L{line}", *fast)
+            yield Record(f"{prefix}:L{line}", *fast)
         else:
-            yield parse_row(value, f"{source}:L{line}", file, f"line {line}", seed)
+            yield parse_row(value, f"{prefix}:L{line}", file, f"line {line}", seed)
 
 
 def _single_query_triplet(value: object) -> tuple[str, str, str | None] | None:

@@ -57,9 +57,15 @@ def _splits(path: Path, spec: SourceSpec, split_bytes: int) -> list[Split] | Str
 
 
 def _read_split(path: Path, spec: SourceSpec, seed: int, split: Split) -> Iterator[RowOrProblem]:
+    """A split's rows; a whole file of a source of several (``split.label``) in any format, its row ids named."""
     columns = spec.options.get("columns") or {}
-    rows = parquet_rows(path, spec.name, split) if split.row_groups is not None else jsonl_rows(path, split)
-    return _records(rows, columns, _join(spec), spec.name, str(path))
+    fmt = _format(path, spec)
+    if fmt == "zip_lines":
+        rows = zip_line_rows(path, _members(spec), spec.name)
+    else:
+        rows = parquet_rows(path, spec.name, split) if fmt == "parquet" else jsonl_rows(path, split)
+    prefix = f"{spec.name}:{split.label}" if split.label else spec.name
+    return _records(rows, columns, _join(spec), prefix, str(path))
 
 
 read_table.splits = _splits
@@ -151,12 +157,13 @@ def parquet_rows(path: Path, source: str, split: Split | None = None) -> Iterato
     import pyarrow as pa
 
     parquet = _open_parquet(path, source)
+    ranged = split is not None and split.row_groups is not None  # else the whole file, from row 0
     try:
-        chosen = split.row_groups if split else range(parquet.num_row_groups)
+        chosen = split.row_groups if ranged else range(parquet.num_row_groups)
         groups = [(g, parquet.metadata.row_group(g).num_rows) for g in chosen]
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(source, "malformed_file", f"{path}: not a readable Parquet file ({exc})", path) from exc
-    first = split.first if split else 0
+    first = split.first if ranged else 0
     for group, size in groups:
         index = first
         try:
@@ -183,7 +190,8 @@ def lookup(row: dict, dotted: str) -> object:
     return value
 
 
-def _records(rows, columns: dict, join: dict, source: str, file: str) -> Iterator[RowOrProblem]:
+def _records(rows, columns: dict, join: dict, prefix: str, file: str) -> Iterator[RowOrProblem]:
+    """Records named ``<prefix>:<locator>`` (prefix: the source, and the file of one of several)."""
     for item in rows:
         if isinstance(item, Problem):
             yield item
@@ -198,7 +206,7 @@ def _records(rows, columns: dict, join: dict, source: str, file: str) -> Iterato
             yield Problem(file, where, f"columns {columns.get('query')!r}/{columns.get('pos')!r} must be strings")
             continue
         neg = texts["neg"] if isinstance(texts["neg"], str) else None
-        yield Record(row_id=f"{source}:{locator}", query=texts["query"], pos=texts["pos"], neg=neg)
+        yield Record(row_id=f"{prefix}:{locator}", query=texts["query"], pos=texts["pos"], neg=neg)
 
 
 def _text(row: dict, column: str | None, separator: str | None = None) -> object:

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medi.adapters import Split, extra_inputs, get_adapter, plan_splits, read_split
+from medi.adapters import Split, extra_inputs, plan_source_splits, read_source, read_split
 from medi.adapters.kilt import use_cache_dir as keep_kilt_indexes_in
 from medi.catalog import SUPERNI, Catalog, SourceSpec
 from medi.encode import Encoder, EncoderConfig
@@ -246,6 +246,7 @@ def _sample_config(ctx: SourceContext) -> dict:
         "input": ctx.fetched.sha256,
         "path": str(ctx.fetched.path),  # problems name the file: a copy elsewhere is another output
         "extra_inputs": extra_inputs(ctx.spec.adapter, ctx.fetched.path, ctx.spec),
+        **({"files": [str(f.path) for f in ctx.fetched.files]} if ctx.fetched.files else {}),  # problems name them
         "seed": o.seed,
         "max_chars": o.max_chars,
         "on_error": o.on_error,
@@ -256,11 +257,11 @@ def _sample_config(ctx: SourceContext) -> dict:
 
 def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Writer) -> dict:
     spec, o = ctx.spec, ctx.options
-    adapted = get_adapter(spec.adapter, spec.name)(ctx.fetched.path, spec, o.seed)
+    adapted = read_source(spec.adapter, ctx.fetched, spec, o.seed)
     ctx.refuse_shared_test_source(adapted.meta)  # before reading every row
     size = sample_size(ctx.cap(), o.select, ctx.sample_factor)
     share = getattr(ctx.runner, "share_splits", None)  # set by an executor that has workers to help
-    plan = plan_splits(spec.adapter, ctx.fetched.path, spec, o.split_bytes) if share else None
+    plan = plan_source_splits(spec.adapter, ctx.fetched, spec, o.split_bytes) if share else None
     if plan is not None:
         return _sample_in_splits(ctx, adapted.meta, plan, size, write, share)
     sampler = Sampler(size, f"{o.seed}:{spec.name}", ctx.runner.eval_forms)
@@ -278,7 +279,7 @@ def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Write
             pace.row(sampler.report.rows_read + tally.rows)
             yield item
         if not sampler.report.rows_read and not tally.count:
-            tally.add(Problem(str(ctx.fetched.path), "", "the file holds no rows", rows=0))
+            tally.add(_no_rows(ctx.fetched))
 
     if size is None:  # every row is kept: normalized and written as it streams
         write_in_batches(write, normalize(offered(), report, o.max_chars), records_batch)
@@ -329,7 +330,7 @@ def _sample_in_splits(ctx: SourceContext, meta: dict, plan, size: int | None, wr
     keys = [np.load(folder / f"part-{n}.keys.npy") for n in range(total)]
     sampled = merge_reports([from_jsonable(SampleReport, part["sample"]) for part in found], keys, size)
     if not sampled.rows_read and not tally.count:
-        tally.add(Problem(str(ctx.fetched.path), "", "the file holds no rows", rows=0))
+        tally.add(_no_rows(ctx.fetched))
     report = NormalizeReport()
     if size is None:
         rows = (record for n in range(total) for record in _part_records(folder, n))
@@ -347,6 +348,12 @@ def _sample_in_splits(ctx: SourceContext, meta: dict, plan, size: int | None, wr
         "sample": to_jsonable(sampled),
         "truncated": size is not None and sampled.rows_read > size,
     }
+
+
+def _no_rows(fetched: Fetched) -> Problem:
+    if fetched.files:
+        return Problem(fetched.location, "", f"the {len(fetched.files)} files hold no rows", rows=0)
+    return Problem(str(fetched.path), "", "the file holds no rows", rows=0)
 
 
 def _keyed_part(folder: Path, number: int) -> list[tuple[int, int, Record]]:
