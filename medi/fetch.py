@@ -214,12 +214,12 @@ def _fetch_several(spec: SourceSpec, data_dirs: list[Path], root: Path, *, remot
     """A source of several files: local (``path``), from the first data dir holding any of them, or downloaded."""
     if spec.path:
         found = expand_files(spec, "path", root, spec.path)
-        return _several([(p.resolve(), r) for p, r in found], "local", None, spec.path, cache_dir)
+        return _several([(p.resolve(), r) for p, r in found], "local", None, _listed(spec.path), cache_dir)
     for data_dir in data_dirs if spec.mirror else []:
         if _matches(data_dir, spec.mirror):  # this dir holds the source: every file must be there
             found = expand_files(spec, "mirror", data_dir, spec.mirror)
             revision = spec.upstream.revision if spec.upstream else None
-            return _several(found, "mirror", revision, spec.mirror, cache_dir)
+            return _several(found, "mirror", revision, _listed(spec.mirror), cache_dir)
     if data_dirs and not remote:
         looked = ", ".join(f"{d}/{pattern}" for pattern in file_patterns(spec.mirror) or ["?"] for d in data_dirs)
         raise SourceError(spec.name, "missing_file", f"{spec.file}: mirror: not in the mirror: expected {looked}")
@@ -230,12 +230,19 @@ def _fetch_several(spec: SourceSpec, data_dirs: list[Path], root: Path, *, remot
     if any(not GLOB_CHARS.isdisjoint(p) for p in file_patterns(spec.upstream.path)):
         why = f"{spec.file}: upstream.path: a git upstream cannot list its files: name them in a list, not a glob"
         raise SourceError(spec.name, "missing_file", why)
-    found = [(_git_file(spec, path, cache_dir), path) for path in file_patterns(spec.upstream.path)]
-    return _several(found, "git", spec.upstream.revision, spec.upstream.path, cache_dir)
+    up = spec.upstream
+    found = [(_git_file(spec, path, cache_dir), path) for path in file_patterns(up.path)]
+    location = _listed([git_raw_url(up.repo, up.revision or "HEAD", path) for path in file_patterns(up.path)])
+    return _several(found, "git", up.revision, location, cache_dir)
+
+
+def _listed(value: str | list[str]) -> str:
+    """A file field's files and patterns as one location: comma-separated."""
+    return ", ".join(file_patterns(value))
 
 
 def _several(
-    found: list[tuple[Path, str]], origin: str, revision: str | None, listed: str | list[str], cache_dir: Path
+    found: list[tuple[Path, str]], origin: str, revision: str | None, location: str, cache_dir: Path
 ) -> Fetched:
     """``found`` (file, relative path) as one input: named relative to their common folder, in name order."""
     common = os.path.commonpath([os.path.dirname(relative) or "." for _, relative in found])
@@ -243,7 +250,6 @@ def _several(
     files = tuple(InputFile(path, name, sha256_file(path, cache_dir), path.stat().st_size) for name, path in named)
     listing = "".join(f"{f.sha256}  {f.name}\n" for f in files)
     identity = hashlib.sha256(listing.encode("utf-8")).hexdigest()
-    location = ", ".join(file_patterns(listed))
     return Fetched(files[0].path, origin, identity, sum(f.bytes for f in files), revision, location, files)
 
 
@@ -315,7 +321,7 @@ def _several_from_hub(spec: SourceSpec, cache_dir: Path) -> Fetched:
                 raise SourceError(spec.name, "missing_file", why)
             names += matched
     found = [(_hub_file(spec, name, cache_dir), name) for name in sorted(set(names))]
-    return _several(found, "hub", up.revision, up.path, cache_dir)
+    return _several(found, "hub", up.revision, _listed([f"{up.repo}/{p}" for p in patterns]), cache_dir)
 
 
 def _repo_match(name: str, pattern: str) -> bool:

@@ -19,7 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support import quiet_console, spec
+from git_stub import RawServer
+from support import plain, quiet_console, spec
 from test_split import SEED, assert_same, assert_same_release, in_splits, nq_with_duplicates_and_bad_lines, split_events
 
 import medi
@@ -27,7 +28,7 @@ from medi.adapters import plan_source_splits, read_source
 from medi.build import BuildOptions
 from medi.catalog import Catalog
 from medi.errors import MediError, Problem, SourceError
-from medi.fetch import fetch
+from medi.fetch import fetch, sha256_file
 from medi.release import open_release
 from medi.stages.sample import Sampler
 
@@ -287,3 +288,113 @@ def test_a_source_of_several_files_is_the_same_bytes_in_1_3_or_many_splits_on_tw
         (r["query"]["text"], r["pos"]["text"]) for r in whole_rows
     ]
     assert all(r["row_id"].startswith("tests/nq_parts:nq-") for r in parts_rows)
+
+
+# --- downloads: a git list, a Hub glob ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def raw(tmp_path, monkeypatch):
+    """GitHub's raw host in miniature (tests/git_stub.py), where git files are downloaded from."""
+    with RawServer(tmp_path / "raw") as server:
+        monkeypatch.setenv("MEDI_GIT_RAW_BASE", server.url)
+        yield server
+
+
+def test_a_git_source_of_listed_files_downloads_each(raw, medi_home, tmp_path, own_cache):
+    whole, _ = whole_and_parts(tmp_path)
+    revision = "1" * 40
+    listed = ["data/nq-1.jsonl", "data/nq-0.jsonl", "data/nq-2.jsonl"]
+    served = [
+        raw.serve("medi-test/parts", revision, name, tmp_path / "data" / "parts" / Path(name).name) for name in listed
+    ]
+    upstream = {"kind": "git", "repo": "medi-test/parts", "path": listed, "revision": revision}
+    medi_home.add_source("tests/git_parts", {**parts_source(["parts/nq-0.jsonl"]), "upstream": upstream})
+    medi_home.add_instructions(["tests/git_parts"])
+    manifest = medi.build(
+        "tests/git_parts", tmp_path / "out", None, BuildOptions(), cache_dir=own_cache, console=quiet_console()
+    )
+    found = manifest["sources"]["tests/git_parts"]["input"]
+    assert found["origin"] == "git" and found["revision"] == revision
+    assert [f["name"] for f in found["files"]] == ["nq-0.jsonl", "nq-1.jsonl", "nq-2.jsonl"]
+    assert [f["sha256"] for f in found["files"]] == [sha256_file(p) for p in sorted(served)]
+    assert found["bytes"] == whole.stat().st_size and sorted(raw.requests) == sorted(
+        f"/medi-test/parts/{revision}/{n}" for n in listed
+    )
+    assert manifest["sources"]["tests/git_parts"]["rows_read"] == 46  # 44 rows and 2 bad lines
+    medi_home.add_source(
+        "tests/git_glob", {**parts_source(["parts/nq-0.jsonl"]), "upstream": {**upstream, "path": "data/*.jsonl"}}
+    )
+    glob = Catalog.load().specs["tests/git_glob"]
+    with pytest.raises(SourceError, match=r"sources/tests/git_glob\.yaml: upstream\.path: a git upstream cannot list"):
+        fetch(glob, [], medi_home.root, remote=True, cache_dir=own_cache)
+
+
+def test_a_hub_source_of_a_glob_downloads_every_shard_at_its_revision(medi_home, tmp_path, own_cache):
+    """The shards of a Hub dataset (``data/train-*.parquet``) at the pinned commit, not main's extra shard."""
+    from hub_stub import GITATTRIBUTES, Blob, HubStub, Repo
+    from test_download import TOKEN, hub_env, medi_process
+
+    _, parts = nq_parquet_parts(tmp_path, 3)
+    shards = {f"data/{p.name}": Blob(p.read_bytes(), lfs=True) for p in parts}
+    repo_id = "medi-test/shards"
+    with HubStub(TOKEN) as hub:
+        repo = Repo(repo_id, "dataset", private=False)
+        hub.repos[("dataset", repo_id)] = repo
+        files = {".gitattributes": Blob(GITATTRIBUTES, lfs=False), "README.md": Blob(b"shards", lfs=False), **shards}
+        pinned = repo.add_commit(None, "three shards", files)
+        repo.add_commit(
+            pinned.oid, "a fourth", {**files, "data/train-00003-of-00004.parquet": shards["data/" + parts[0].name]}
+        )
+        upstream = {"kind": "hub", "repo": repo_id, "path": "data/train-*.parquet", "revision": pinned.oid}
+        columns = {"columns": {"query": "question", "pos": "answer"}}
+        body = {
+            "adapter": "table",
+            "upstream": upstream,
+            "mirror": "shards/train-*.parquet",
+            "options": columns,
+            "symmetric": True,
+        }
+        medi_home.add_source("tests/hub_shards", body)
+        medi_home.add_instructions(["tests/hub_shards"])
+        env = hub_env(hub.url, tmp_path, medi_home.root)
+        out = tmp_path / "out"
+        done = medi_process(
+            env, "build", "--sources", "tests/hub_shards", "--out", str(out), "--cache-dir", str(own_cache)
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        found = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["sources"]["tests/hub_shards"]
+        assert found["input"]["origin"] == "hub" and found["input"]["revision"] == pinned.oid
+        assert found["input"]["location"] == f"{repo_id}/data/train-*.parquet"
+        assert [f["name"] for f in found["input"]["files"]] == [p.name for p in parts]  # not main's fourth
+        assert [f["sha256"] for f in found["input"]["files"]] == [sha256_file(p) for p in parts]
+        assert found["rows_read"] == 20 and not hub.writes()
+        rows = open_release(out).dataset
+        assert {r["row_id"].rsplit(":", 1)[0] for r in rows} <= {f"tests/hub_shards:{p.name}" for p in parts}
+
+        body["upstream"] = {**upstream, "path": "data/test-*.parquet"}
+        body["mirror"] = "shards/test-*.parquet"
+        medi_home.add_source("tests/hub_none", body)
+        medi_home.add_instructions(["tests/hub_none"])
+        done = medi_process(
+            env, "build", "--sources", "tests/hub_none", "--out", str(tmp_path / "none"), "--on-error", "fail"
+        )
+        assert (
+            done.returncode == 1
+            and "sources/tests/hub_none.yaml: upstream.path: data/test-*.parquet matches no file"
+            in plain(" ".join(done.stderr.split()))
+        )
+
+
+def test_a_source_of_several_files_in_splits_on_ray_is_the_local_bytes(parts_home, own_cache, monkeypatch, tmp_path):
+    """Two Ray workers (a local instance the build starts, MEDI_HOME forwarded), line ranges within the files: the
+    local serial build's bytes."""
+    pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
+    build("tests/nq_parts", tmp_path / "serial", parts_home, own_cache, max_per_source=12)
+    size = sum(path.stat().st_size for path in (parts_home / "parts").iterdir())
+    options = {"max_per_source": 12, "engine": "ray", "workers": 2, "split_bytes": size // 12}
+    seen = split_events(monkeypatch)
+    build("tests/nq_parts", tmp_path / "ray", parts_home, own_cache, **options)
+    assert len(seen) == 1 and int(seen[0].split()[3]) > 10
+    assert_same_release(tmp_path / "serial", tmp_path / "ray")
+    assert not list((own_cache / "splits").glob("*"))
