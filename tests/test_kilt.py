@@ -27,11 +27,16 @@ from typer.testing import CliRunner
 
 from medi import fetch as fetch_module
 from medi.adapters import get_adapter, kilt
-from medi.adapters.kilt import KnowledgeIndex
+from medi.adapters.kilt import KnowledgeIndex, referenced_span, span_reference
+from medi.build import BuildOptions
 from medi.cli import app
 from medi.errors import Problem, SourceError
 from medi.fetch import fetch, locate_in_mirrors, sha256_file
-from medi.schema import Record
+from medi.schema import Record, records_of
+from medi.stages.checkpoint import StageOutput
+from medi.stages.normalize import clean_text
+from medi.stages.sample import Sampler, sample_size
+from medi.stages.units import CLEAN, SAMPLE, SELECT, Runner, rows_read, run_source
 
 NQ = json_lines(FLAG / "retrieval" / "nq.jsonl")
 TITLES = [  # the Wikipedia title each positive passage starts with (DPR passages are "<title> <text>")
@@ -368,9 +373,12 @@ def test_medi_build_kilt_nq_from_upstream_files(mirror, tmp_path, cache_dir):
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     source = manifest["sources"]["kilt/nq"]
     assert source["rows_kept"] == len(GOOD) and source["input"]["location"] == "KILT/nq-train-kilt.jsonl"
-    # file and line (a warm checkpoint from an earlier run keeps that run's folder: compare from the mirror down)
+    # file and line (a warm checkpoint from an earlier run keeps that run's folder: compare from the mirror down);
+    # line 13 (no provenance) is found as the file is read, lines 11 and 12 when the sampled rows are joined
     where = [p.split(": ", 1)[0] for p in source["problems"]]
-    assert [w.rsplit("/mirror/", 1)[1] for w in where] == [f"KILT/nq-train-kilt.jsonl, line {n}" for n in (11, 12, 13)]
+    assert [w.rsplit("/mirror/", 1)[1] for w in where] == [f"KILT/nq-train-kilt.jsonl, line {n}" for n in (13, 11, 12)]
+    texts = [row[side]["text"] for row in release for side in ("query", "pos", "neg")]
+    assert not [t for t in texts if kilt.SPAN_MARK[1:-1] in t or "\x00" in t], "a span reference reached the release"
 
 
 def test_a_replaced_knowledge_source_reruns_the_read(mirror, tmp_path, cache_dir):
@@ -404,3 +412,163 @@ def test_a_large_input_is_hashed_again_only_when_its_size_or_mtime_change(tmp_pa
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     changed = hashlib.sha256(path.read_bytes()).hexdigest()
     assert changed != hashlib.sha256(original).hexdigest() and sha256_file(path, cache) == changed
+
+
+# --- the join after the sample: pages read for the kept rows alone -----------------------------------------------
+
+WIDE_PAGES = 4_000  # the unneeded pages "1".."4000" (paragraph 1: a real NQ negative passage)
+WIDE_ROWS = 5_000
+
+
+def wide_task_rows(rows: int, good=lambda n: True) -> list[dict]:
+    """``rows`` task rows over the unneeded pages (NQ queries; each names page 1 + n % WIDE_PAGES, paragraph 1).
+    A row that ``good`` refuses names a page the knowledge source lacks (n even) or a paragraph its page lacks;
+    every 500th row names no page."""
+    found = []
+    for n in range(rows):
+        page, paragraph = str(1 + n % WIDE_PAGES), 1
+        if not good(n):
+            page, paragraph = (MISSING_PAGE, 1) if n % 2 == 0 else (page, 7)
+        evidence = {"wikipedia_id": page, "start_paragraph_id": paragraph, "end_paragraph_id": paragraph}
+        output = {"answer": "x", "provenance": [] if n % 500 == 499 else [evidence]}
+        found.append({"id": f"wide-{n}", "input": NQ[n % len(NQ)]["query"], "output": [output]})
+    return found
+
+
+def wide_passage(page: str) -> str:
+    """The passage of paragraph 1 of an unneeded page, as the sample stage writes it (normalized)."""
+    text = unneeded_pages(int(page))[-1]["text"]
+    return clean_text(f"Unneeded page {page}\n{text[1].strip()}", BuildOptions().max_chars)[0]
+
+
+@pytest.fixture
+def wide_mirror(tmp_path) -> Path:
+    root = tmp_path / "wide"
+    knowledge_source(root / "KILT" / "kilt_knowledgesource.json", unneeded=WIDE_PAGES)
+    return root
+
+
+def sample_stage(mirror: Path, cache_dir: Path, name: str = "kilt/nq", **options):
+    """The sample stage alone (no encoder): its report and the rows it kept."""
+    runner = Runner(BuildOptions(eval_sets="none", **options), [mirror], cache_dir, reuse=False)
+    outcome = run_source(runner, runner.catalog.specs[name], stages=(SAMPLE,))
+    output = StageOutput(Path(outcome.outputs["sample"]), {})
+    return outcome.infos["sample"], [r for batch in output.batches() for r in records_of(batch)]
+
+
+def line_of(row_id: str) -> int:
+    return int(row_id.rsplit(":L", 1)[1])
+
+
+def test_deferred_rows_name_their_passage_by_a_span_reference(mirror):
+    """The sample stage's rows: the passage a span reference (page id and paragraph range) that no text can be;
+    ``rows`` are the same rows joined."""
+    adapted = get_adapter("kilt", "kilt/nq")(mirror / "KILT" / "nq-train-kilt.jsonl", kilt_spec(), 0)
+    deferred = [r for r in adapted.deferred if isinstance(r, Record)]
+    assert [line_of(r.row_id) for r in deferred] == [*GOOD, 11, 12]  # missing page / paragraph: known when joined
+    for record in deferred[: len(GOOD)]:
+        index, start, end = GOOD[line_of(record.row_id)]
+        assert record.pos == span_reference(page_id(index), start, end) and record.pos.startswith("\x00")
+        assert referenced_span(record.pos) == (page_id(index), start, end)
+    assert referenced_span(expected_passage(0, 1, 1)) is None
+    joined = [r for r in adapted.resolve(deferred) if isinstance(r, Record)]
+    assert [(r.row_id, r.pos) for r in joined] == [
+        (f"kilt/nq:L{line}", expected_passage(*span)) for line, span in GOOD.items()
+    ]
+    assert kilt.READS.page_reads > 0
+
+
+def test_a_derived_passage_in_the_span_reference_form_is_a_problem(tmp_path):
+    rows = [{"input": NQ[0]["query"], "passage": span_reference("290", 1, 1)}, {"input": "q", "passage": "a text"}]
+    path = write_jsonl(rows, tmp_path / "derived.jsonl")
+    found, _ = read(path, kilt_spec())
+    assert isinstance(found[0], Problem) and found[0].where == "line 1" and "span-reference" in found[0].message
+    assert found[1] == Record(row_id="kilt/nq:L2", query="q", pos="a text")
+
+
+def test_a_capped_build_reads_only_the_pages_of_its_sampled_rows(wide_mirror, cache_dir):
+    """5,000 task rows over 4,000 pages, a cap of 10 (a sample of 1,010): only the pages of the sampled rows are
+    read; every kept row carries its real passage; a sampled row whose page or paragraph is missing is a problem with
+    file and line (the others are never looked up); rows read = rows given + rows lost."""
+    task = write_jsonl(
+        wide_task_rows(WIDE_ROWS, good=lambda n: n % 40 != 7), wide_mirror / "KILT" / "nq-train-kilt.jsonl"
+    )
+    spec_ = kilt_spec(knowledge_source=str(wide_mirror / "KILT" / "kilt_knowledgesource.json"))
+    adapted = get_adapter("kilt", "kilt/nq")(task, spec_, 0)
+    size = sample_size(10, "random")
+    sampler = Sampler(size, f"{BuildOptions().seed}:kilt/nq")
+    read_problems = 0
+    for item in adapted.deferred:  # the rows the stage samples: which lines it keeps
+        if isinstance(item, Problem):
+            read_problems += 1
+        else:
+            sampler.offer(item)
+    sampled = {line_of(r.row_id): referenced_span(r.pos) for r in sampler.finish()}
+    tasks = {n + 1: row for n, row in enumerate(json_lines(task))}
+    bad = {line for line, span in sampled.items() if span[0] == MISSING_PAGE or span[1] == 7}
+    assert size == 1_010 and read_problems == WIDE_ROWS // 500 and 0 < len(bad) < len(sampled)
+
+    reads = kilt.READS.page_reads
+    info, kept = sample_stage(wide_mirror, cache_dir, max_per_source=10)
+    pages_read = kilt.READS.page_reads - reads
+    wanted = {span[0] for span in sampled.values()}
+    assert pages_read == len(wanted - {MISSING_PAGE}) < 0.3 * WIDE_PAGES  # of the ~4,000 pages the rows name
+    facts = info["meta"]["knowledge_source"]
+    named = {e["wikipedia_id"] for row in tasks.values() for e in row["output"][0]["provenance"]}
+    assert facts["pages_named"] == len(named) > 0.99 * WIDE_PAGES and facts["pages_needed"] == len(wanted)
+    assert facts["pages_found"] == pages_read
+
+    assert sorted(line_of(r.row_id) for r in kept) == sorted(sampled.keys() - bad)
+    for record in kept:
+        assert record.query == tasks[line_of(record.row_id)]["input"]
+        assert record.pos == wide_passage(sampled[line_of(record.row_id)][0]), record.row_id
+        assert "\x00" not in record.pos and "kilt span" not in record.pos
+    joined = [p for p in info["problems"] if not p["message"].startswith("no provenance")]
+    assert len(info["problems"]) - len(joined) == read_problems
+    assert sorted((p["file"], p["where"]) for p in joined) == sorted((str(task), f"line {n}") for n in bad)
+    assert all(("is not in" in p["message"]) != ("missing provenance paragraph" in p["message"]) for p in joined)
+
+    sample = info["sample"]
+    assert info["rows_lost"] == {"malformed_row": read_problems + len(bad)}
+    assert sample["rows_read"] == WIDE_ROWS - read_problems - len(bad)  # given: the lost rows are not counted twice
+    assert rows_read(info) == WIDE_ROWS
+    assert sample["sampled"] == size - len(bad) == len(kept) and info["truncated"]
+
+
+def test_an_uncapped_build_joins_every_row_as_it_streams(mirror, cache_dir, medi_home):
+    """Every row kept: the rows resolved in blocks as they stream; the missing page and paragraph are problems with
+    file and line, and rows read = rows given + rows lost."""
+    medi_home.add_source(
+        "tests/kilt_all", {"adapter": "kilt", "mirror": "KILT/nq-train-kilt.jsonl", "symmetric": False}
+    )
+    medi_home.add_instructions(["tests/kilt_all"], symmetric=False)
+    task = mirror / "KILT" / "nq-train-kilt.jsonl"
+    reads = kilt.READS.page_reads
+    info, kept = sample_stage(mirror, cache_dir, name="tests/kilt_all")
+    assert kilt.READS.page_reads - reads == len(TITLES)
+    assert info["sample"]["size"] is None and not info["truncated"]
+    assert [(r.row_id, r.pos) for r in kept] == [
+        (f"tests/kilt_all:L{line}", clean_text(expected_passage(*span), BuildOptions().max_chars)[0])
+        for line, span in GOOD.items()
+    ]
+    where = sorted((p["file"], p["where"]) for p in info["problems"])
+    assert where == [(str(task), f"line {n}") for n in (11, 12, 13)]
+    assert info["rows_lost"] == {"malformed_row": 3} and info["sample"]["rows_read"] == len(GOOD)
+    assert info["sample"]["sampled"] == len(GOOD) and rows_read(info) == 13
+
+
+def test_a_sample_short_after_the_join_is_read_again_larger(wide_mirror, cache_dir):
+    """2,000 rows of which 12 can be joined, a cap of 10: the first sample (1,010 rows) holds fewer than 10
+    joinable rows, so select reads again with a larger sample, which holds them all."""
+    good = set(range(0, 2_000, 167))
+    rows = wide_task_rows(2_000, good=lambda n: n in good)
+    write_jsonl(rows, wide_mirror / "KILT" / "nq-train-kilt.jsonl")
+    runner = Runner(BuildOptions(eval_sets="none", max_per_source=10), [wide_mirror], cache_dir, reuse=False)
+    outcome = run_source(runner, runner.catalog.specs["kilt/nq"], stages=(SAMPLE, CLEAN, SELECT))
+    sample = outcome.infos["sample"]
+    assert len(good) == 12 and sample["sample"]["passes"] == 2 and sample["sample"]["sampled"] == len(good)
+    assert rows_read(sample) == 2_000
+    output = StageOutput(Path(outcome.outputs["select"]), {})
+    kept = [r for batch in output.batches() for r in records_of(batch)]
+    assert len(kept) == 10 and {line_of(r.row_id) - 1 for r in kept} <= good
+    assert all(r.pos == wide_passage(str(1 + (line_of(r.row_id) - 1) % WIDE_PAGES)) for r in kept)

@@ -7,7 +7,7 @@ through its adapter's ``read_split`` as a split of its own (``Split.label``: its
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,10 +21,18 @@ RowOrProblem = Record | Problem
 
 @dataclass
 class Adapted:
-    """An adapter's output: rows (or problems, in file order) and facts about the whole source."""
+    """An adapter's output: rows (or problems, in file order) and facts about the whole source.
+
+    A reader whose rows are costly to complete (KILT: each passage read from a 35 GB knowledge source) may defer that
+    work: ``deferred`` gives the rows with the costly text left as a reference that identifies it (same row ids, the
+    problems found while reading), and ``resolve`` completes such rows (problems pass through in place; a row it
+    cannot complete becomes a Problem). The sample stage samples the deferred rows and resolves only those it keeps;
+    ``rows`` is the rows completed (``resolve`` over them), for every other reader."""
 
     rows: Iterator[RowOrProblem]
     meta: dict = field(default_factory=dict)
+    deferred: Iterator[RowOrProblem] | None = None
+    resolve: Callable[[Iterable[RowOrProblem]], Iterator[RowOrProblem]] | None = None
 
 
 Reader = Callable[[Path, SourceSpec, int], Adapted]

@@ -7,12 +7,25 @@ end_paragraph_id``); the text lives in the knowledge source (``kilt_knowledgesou
 
 One pass over the knowledge source serves every KILT task of a build, on any executor: it writes an index (page id
 -> byte offset, length and line of the page's line) and the file's sha256 into the cache dir, keyed by the file's
-path, size and mtime, under a file lock so concurrent workers build it once (``KnowledgeIndex``). A task then reads
-its rows in blocks and seeks, in file order, only the pages a block's rows name; memory holds a block's pages and a
-few recent ones, never the 5.9M others. Every row is joined (its passage is part of the sample key, so the sample
-cannot be known before it), but only the sampled rows are kept downstream. Rows yield ``Record(query=input,
-pos=title + newline + paragraphs start..end)``. Rows with no provenance, or whose page or paragraph the knowledge
-source lacks, are Problems with file and line.
+path, size and mtime, under a file lock so concurrent workers build it once (``KnowledgeIndex``).
+
+The join comes after the sample, for the kept rows alone. The reader's ``deferred`` rows carry, in place of the
+passage, a span reference (``span_reference``: NUL, ``kilt span``, NUL, ``page <id> paragraphs <start> to <end>``)
+that names the passage exactly: the sample key, the exact-duplicate count and the row ids come from (input, page id,
+paragraph range). No reference reaches a release: the sample stage hands the rows it keeps to ``resolve`` before
+normalize (a capped source its sample, an uncapped one its stream), and normalize would strip the NULs of any text
+that got past it; a derived passage in that form is a problem. ``resolve`` reads, in blocks of ``BLOCK_ROWS`` rows,
+only the pages they name, in file order (memory holds a block's pages and a few recent ones), and turns a row whose
+page or paragraph the knowledge source lacks into a Problem with file and line. So a task of 2.28M rows of which a
+few thousand are kept seeks a few thousand pages. Rows with no provenance (or no input) are Problems as they are
+read. ``rows`` is every row joined (``resolve`` over the deferred rows), for every other reader (previews, tests).
+The knowledge-source summary says ``pages_named`` (distinct pages named by every row read), ``pages_needed`` (by the
+rows joined) and ``pages_found``.
+
+What the sample stage counts over every row read sees the deferred rows: ``eval_exact_read`` (rows with a text equal
+to an evaluation text) checks the inputs of unsampled rows, not their passages, and a row the join loses was still
+offered to the sampler (the stage counts it as lost, not given). Decontamination of the kept rows (clean stage) checks
+their real passages.
 
 A hand-made derived row ``{"input", "passage"}`` is taken as it is, so a derived file (``options.derived``, which
 fetch prefers when a data dir holds it) needs no knowledge source. Options: ``knowledge_source`` (default
@@ -26,8 +39,9 @@ import json
 import re
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
@@ -52,6 +66,9 @@ INDEX_DIR = "kilt-index"  # under the cache dir
 BLOCK_ROWS = 2048  # task rows whose pages are read together, in file order
 RECENT_PAGES = 1024  # pages kept between blocks (rows of a task file often cite the same page in a run)
 KEY, OFFSET, LENGTH, LINE = range(4)  # the index's rows: one column per page line, sorted by KEY
+# A deferred row's passage: NUL never survives normalize (a control character), so no release text can hold it.
+SPAN_MARK = "\x00kilt span\x00"
+SPAN_REFERENCE = re.compile(r"\x00kilt span\x00page (.+) paragraphs (\d+) to (\d+)\Z", re.DOTALL)
 
 _cache_home: Path | None = None
 
@@ -84,11 +101,13 @@ class Page:
 @adapter("kilt")
 def read_kilt(path: Path, spec: SourceSpec, seed: int) -> Adapted:
     if not has_provenance(task_rows(path, spec.name)):  # a derived {input, passage} file, or nothing to join
-        return Adapted(rows=_records(path, spec.name, None, {}), meta={"kilt_input": "derived rows"})
+        return Adapted(rows=_records(path, spec.name), meta={"kilt_input": "derived rows"})
     index = KnowledgeIndex.open(knowledge_source_path(path, spec), spec.name)
-    summary = {"file": str(index.path), **index.facts}  # pages_needed and pages_found are added once rows are read
+    summary = {"file": str(index.path), **index.facts}  # the page counts are added once rows are read and joined
     meta = {"kilt_input": "upstream rows", "knowledge_source": summary}
-    return Adapted(rows=_records(path, spec.name, index, summary), meta=meta)
+    resolve = partial(resolve_spans, index=index, file=str(path), summary=summary)
+    deferred = _records(path, spec.name, summary)
+    return Adapted(rows=resolve(_records(path, spec.name, summary)), meta=meta, deferred=deferred, resolve=resolve)
 
 
 def _configured_knowledge_source(task_file: Path, spec: SourceSpec) -> Path | None:
@@ -325,30 +344,64 @@ def _listed(value: object) -> list:
     return value if isinstance(value, list) else []
 
 
-def _records(path: Path, source: str, index: KnowledgeIndex | None, summary: dict) -> Iterator[RowOrProblem]:
-    """The task rows in file order, block by block, each block's pages read first; ``summary`` gets the page
-    counts when every row has been read."""
-    rows = task_rows(path, source)
-    if index is None:
-        for item in rows:
-            yield item if isinstance(item, Problem) else _record(item, source, str(path), {}, None)
-        return
+def span_reference(page_id: str, start: int, end: int) -> str:
+    """A deferred row's passage: names the page and paragraphs (``resolve_spans`` reads them). Its comparison form
+    (``medi.stages.sample.text_form``: letters and digits) is ``kiltspanpage<id>paragraphs<start>to<end>``, one form a
+    span for KILT's numeric page ids."""
+    return f"{SPAN_MARK}page {page_id} paragraphs {start} to {end}"
+
+
+def referenced_span(text: str | None) -> tuple[str, int, int] | None:
+    """(page id, start, end) of a span reference, or None for any other text."""
+    if text is None or not text.startswith(SPAN_MARK) or not (found := SPAN_REFERENCE.match(text)):
+        return None
+    return found[1], int(found[2]), int(found[3])
+
+
+def _records(path: Path, source: str, summary: dict | None = None) -> Iterator[RowOrProblem]:
+    """The task rows in file order: a task row's passage as a span reference (``summary``: None for a derived file;
+    it gets ``pages_named`` when every row has been read)."""
+    named = array("Q")
+    for item in task_rows(path, source):
+        row = item if isinstance(item, Problem) else _record(item, source, str(path), upstream=summary is not None)
+        if summary is not None and isinstance(row, Record) and (span := referenced_span(row.pos)):
+            named.append(page_key(span[0]))
+        yield row
+    if summary is not None:
+        summary["pages_named"] = _distinct(named)
+
+
+def resolve_spans(
+    rows: Iterable[RowOrProblem], index: KnowledgeIndex, file: str, summary: dict
+) -> Iterator[RowOrProblem]:
+    """The rows with their span references replaced by the passages, block by block, each block's pages read first
+    (in file order); other rows and problems pass as they are, in place. A row whose page or paragraphs the knowledge
+    source lacks is a Problem with the task file's line; ``summary`` gets the page counts when every row is joined."""
+    rows = iter(rows)
     with index.path.open("rb") as handle:
         reader = PageReader(index, handle)
         while block := list(islice(rows, BLOCK_ROWS)):
-            spans = (_row_span(item) for item in block)
-            pages, problems = reader.pages({span[0] for span in spans if isinstance(span, tuple)})
+            spans = [referenced_span(row.pos) if isinstance(row, Record) else None for row in block]
+            pages, problems = reader.pages({span[0] for span in spans if span})
             yield from problems
-            for item in block:
-                yield item if isinstance(item, Problem) else _record(item, source, str(path), pages, index.path)
+            for row, span in zip(block, spans, strict=True):
+                yield row if span is None else _joined(row, span, pages.get(span[0]), index.path, file)
     summary.update(reader.counts())
+
+
+def _joined(row: Record, span: tuple[str, int, int], page: Page | None, knowledge: Path, file: str) -> RowOrProblem:
+    passage, missing = _passage(page, knowledge, *span)
+    if passage is None:
+        return Problem(file, _where(row.row_id.rsplit(":", 1)[1]), missing)
+    return Record(row_id=row.row_id, query=row.query, pos=passage)
 
 
 def _where(locator: str) -> str:
     return f"line {locator[1:]}" if locator.startswith("L") else f"row {locator[1:]}"
 
 
-def _record(item: tuple[str, object], source: str, file: str, pages: dict, knowledge: Path | None) -> RowOrProblem:
+def _record(item: tuple[str, object], source: str, file: str, upstream: bool) -> RowOrProblem:
+    """A task row with its passage as a span reference, or a derived row with its passage; a Problem when neither."""
     locator, row = item
     row_id, where = f"{source}:{locator}", _where(locator)
     if not isinstance(row, dict):
@@ -359,16 +412,17 @@ def _record(item: tuple[str, object], source: str, file: str, pages: dict, knowl
         return Problem(file, where, f"no input text{hint if 'output' in row else ''}")
     if "output" not in row:
         passage = row.get("passage")
+        if isinstance(passage, str) and passage.startswith(SPAN_MARK):
+            return Problem(file, where, "the passage starts with medi's span-reference mark (NUL, 'kilt span', NUL)")
         if isinstance(passage, str):
             return Record(row_id=row_id, query=query, pos=passage)
         return Problem(file, where, "neither a KILT task row (output) nor a derived row (passage string)")
     span = _span(row)
     if isinstance(span, str):
         return Problem(file, where, span)
-    passage, missing = _passage(pages.get(span[0]), knowledge, *span)
-    if passage is None:
-        return Problem(file, where, missing)
-    return Record(row_id=row_id, query=query, pos=passage)
+    if not upstream:  # not reached: a file with a valid span is read as upstream rows
+        return Problem(file, where, "a KILT task row in a file read as derived rows: no knowledge source to join")
+    return Record(row_id=row_id, query=query, pos=span_reference(*span))
 
 
 def _passage(page: Page | None, knowledge: Path | None, page_id: str, start: int, end: int) -> tuple[str | None, str]:

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medi.adapters import Split, extra_inputs, plan_source_splits, read_source, read_split
+from medi.adapters import Adapted, Split, extra_inputs, plan_source_splits, read_source, read_split
 from medi.adapters.kilt import use_cache_dir as keep_kilt_indexes_in
 from medi.catalog import SUPERNI, Catalog, SourceSpec
 from medi.encode import Encoder, EncoderConfig
@@ -261,33 +261,40 @@ def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Write
     ctx.refuse_shared_test_source(adapted.meta)  # before reading every row
     size = sample_size(ctx.cap(), o.select, ctx.sample_factor)
     share = getattr(ctx.runner, "share_splits", None)  # set by an executor that has workers to help
-    plan = plan_source_splits(spec.adapter, ctx.fetched, spec, o.split_bytes) if share else None
+    split = share and adapted.resolve is None  # rows resolved after the sample (KILT) are read in one stream
+    plan = plan_source_splits(spec.adapter, ctx.fetched, spec, o.split_bytes) if split else None
     if plan is not None:
         return _sample_in_splits(ctx, adapted.meta, plan, size, write, share)
     sampler = Sampler(size, f"{o.seed}:{spec.name}", ctx.runner.eval_forms)
     tally = ProblemTally(spec.name, o.on_error)
     report = NormalizeReport()
     pace = ReadPace(ctx.runner.progress, spec.name)
+    unresolved = Counter()  # rows offered to the sampler that resolve lost: rows lost, not rows given
 
     def offered() -> Iterator[Record]:
         """The adapter's rows, each offered to the sampler; problems counted aside (or stopping the build)."""
-        for item in adapted.rows:
+        for item in adapted.rows if adapted.resolve is None else adapted.deferred:
             if isinstance(item, Problem):
                 tally.add(item)
                 continue
             sampler.offer(item)
-            pace.row(sampler.report.rows_read + tally.rows)
+            pace.row(sampler.report.rows_read + tally.rows - unresolved.total())
             yield item
         if not sampler.report.rows_read and not tally.count:
             tally.add(_no_rows(ctx.fetched))
 
-    if size is None:  # every row is kept: normalized and written as it streams
-        write_in_batches(write, normalize(offered(), report, o.max_chars), records_batch)
+    if size is None:  # every row is kept: resolved, normalized and written as it streams
+        kept = _resolved(adapted, offered(), tally, unresolved)
+        write_in_batches(write, normalize(kept, report, o.max_chars), records_batch)
         sampler.finish()
     else:
         for _ in offered():
             pass
-        write_in_batches(write, normalize(sampler.finish(), report, o.max_chars), records_batch)
+        kept = _resolved(adapted, sampler.finish(), tally, unresolved)
+        write_in_batches(write, normalize(kept, report, o.max_chars), records_batch)
+    truncated = sampler.truncated  # rows were left out, whatever resolve lost of the sample
+    sampler.report.rows_read -= unresolved.total()
+    sampler.report.sampled -= unresolved.total()
     pace.report(sampler.report.rows_read + tally.rows)
     sampler.report.passes = 1 + (ctx.sample_factor.bit_length() - 1) // 2  # the factor grows 4x a pass
     return {
@@ -295,8 +302,22 @@ def _sample(ctx: SourceContext, _batches: Iterator[pa.RecordBatch], write: Write
         **tally.summary(),
         "normalize": to_jsonable(report),
         "sample": to_jsonable(sampler.report),
-        "truncated": sampler.truncated,
+        "truncated": truncated,
     }
+
+
+def _resolved(adapted: Adapted, records: Iterable[Record], tally: ProblemTally, lost: Counter) -> Iterator[Record]:
+    """The kept rows completed by the adapter's ``resolve`` (KILT: passages read for these rows alone); a row it
+    cannot complete is a problem, its row counted in ``lost`` (the sampler counted it as given)."""
+    if adapted.resolve is None:
+        yield from records
+        return
+    for item in adapted.resolve(records):
+        if isinstance(item, Problem):
+            tally.add(item)
+            lost["rows"] += item.rows or 0
+            continue
+        yield item
 
 
 def _sample_in_splits(ctx: SourceContext, meta: dict, plan, size: int | None, write: Writer, share) -> dict:
