@@ -12,7 +12,9 @@ part of its wall time, and is also timed alone. Printed per build: wall time, ro
 one-process build of the same run, and whether the release is byte-identical to it (two workers embedding at once
 from an empty cache can differ in the last bits of scores, on either engine: see the README); then a plain encode of
 ``--texts`` distinct release texts with the bundled encoder on this machine (texts/s), the figure a GPU-hour
-estimate scales from.
+estimate scales from, and beside it each cold Ray build's embedding pool (the Ray Data actor pool that embeds every
+mine stage's texts: texts, batches, actors, texts/s from its start, Ray Data's own included, as the build prints it)
+as a ratio to that plain encode.
 
 ``--big``: one large source on 1 and then 2 workers (issue 20: rows, not sources, are the unit of scale): a
 synthetic ``--rows``-row triplet source (negatives given: nothing to mine, uncapped) and a ``--rows``-row pair
@@ -28,11 +30,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# the Ray engine's line for its embedding pool (medi/executors/ray.py, PoolReport.line)
+POOL_LINE = re.compile(
+    r"embedding pool encoded ([\d,]+) texts \([\d,]+ requested\) in ([\d,]+) batches on (\d+) actors?"
+    r".*?([\d,]+) texts/s"
+)
 
 
 def build(out: Path, cache: Path, sources: str, data_dirs: list[str], engine: str, workers: int) -> dict:
@@ -46,7 +55,8 @@ def build(out: Path, cache: Path, sources: str, data_dirs: list[str], engine: st
     if done.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     rows = json.loads((out / "manifest.json").read_text())["rows"]
-    return {"wall": wall, "rows": rows}
+    pool = POOL_LINE.search(" ".join(done.stderr.split()))  # rich wraps lines wider than 80 columns
+    return {"wall": wall, "rows": rows, "pool": pool}
 
 
 def big_home(root: Path, rows: int, cap: int, data: Path) -> tuple[dict, dict[str, Path]]:
@@ -195,6 +205,13 @@ def main() -> None:
         print(f"\nray.init of a local 2-CPU instance alone: {ray_start:.1f} s")
         count, rate = encode_rate(local_out, args.texts, root / "encode-cache")
         print(f"bundled all-MiniLM-L6-v2, plain encode of {count} distinct release texts on CPU: {rate:.0f} texts/s")
+        for name, (cold, _, _) in results.items():
+            if pool := cold.get("pool"):
+                texts, batches, actors, pool_rate = (int(n.replace(",", "")) for n in pool.groups())
+                print(
+                    f"{name} cold, embedding pool: {texts:,} texts in {batches} batches on {actors} actor(s), "
+                    f"{pool_rate:,} texts/s ({pool_rate / rate:.2f}x the plain encode)"
+                )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ be storage every node shares — stage outputs, requests and embeddings are exch
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -110,21 +111,28 @@ class PoolReport:
     """What the embedding pool did, and what the source workers encoded besides (the numbers of the console
     lines; ``RayExecutor.pool`` keeps the last build's)."""
 
-    texts: int = 0  # texts sent to the pool (distinct per source, not cached when the build began)
-    encoded: int = 0  # texts the pool's model encoded (fewer when another source's request held them too)
+    texts: int = 0  # texts sent to the pool: those the cache lacked, once per source (a text two sources share: twice)
+    encoded: int = 0  # texts the pool's model encoded (each distinct text once)
     batches: int = 0
     actors: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # from the pipeline's start (reading and sorting the requests included) to its end
     before_pool: int = 0  # texts the source workers encoded before the pool (the audit, a diverse select)
     after_pool: int = 0  # texts the source workers encoded while mining: 0 when the pool embedded every one
 
     def line(self, kind: str) -> str:
         if not self.texts:
             return "engine ray: embedding pool: nothing to embed (every text the mine stages need is cached)"
-        rate = self.texts / max(self.seconds, 1e-9)
+        rate = self.encoded / max(self.seconds, 1e-9)
         return (
-            f"engine ray: embedding pool embedded {self.texts:,} texts in {self.batches:,} batches on "
-            f"{self.actors} actor{'s' if self.actors > 1 else ''} ({kind} each), {rate:,.0f} texts/s"
+            f"engine ray: embedding pool encoded {self.encoded:,} texts ({self.texts:,} requested) in "
+            f"{self.batches:,} batches on {self.actors} actor{'s' if self.actors > 1 else ''} ({kind} each), "
+            f"{rate:,.0f} texts/s"
+        )
+
+    def workers_line(self) -> str:
+        return (
+            f"engine ray: source workers encoded {self.before_pool:,} texts before the pool (audit, diverse select) "
+            f"and {self.after_pool:,} while mining"
         )
 
 
@@ -150,30 +158,24 @@ def _run(ray, specs: list[SourceSpec], runner: Runner, progress: BuildProgress, 
             f"node{'s' if nodes > 1 else ''}, cluster {address}",
             highlight=False,
         )
-        prepared = partial(_prepared, progress)
-        first = _schedule(ray, specs, handles, sink, progress, partial_call("prepare", str(scratch)), prepared)
+        first = _schedule(ray, specs, handles, sink, progress, partial_call("prepare", str(scratch)),
+                          partial(_prepared, progress))  # fmt: skip
         _kill(ray, handles)  # their CPUs go to the pool
-        handles = []
         pool.before_pool = sum(encoded for _, _, encoded in first.values())
-        requests = [Path(r["path"]) for _, r, _ in first.values() if r and r["texts"]]
-        _embed_pool(ray, requests, runner, pool, progress)
-        shutil.rmtree(scratch, ignore_errors=True)
+        _embed_pool(ray, [Path(r["path"]) for _, r, _ in first.values() if r and r["texts"]], runner, pool, progress)
+        _remove(scratch)
         left = [spec for spec in specs if not first[spec.name][0].skipped]
         handles = [actor.remote(setup, sink_name, True) for _ in range(min(workers, len(left)))]
         finished = partial(_finished, progress, Pace(len(handles)))
         last = _schedule(ray, left, handles, sink, progress, partial_call("run"), finished)
         pool.after_pool = sum(encoded for _, encoded in last.values())
-        progress.console.print(
-            f"engine ray: source workers encoded {pool.before_pool:,} texts before the pool (audit, diverse select) "
-            f"and {pool.after_pool:,} while mining",
-            highlight=False,
-        )
+        progress.console.print(pool.workers_line(), highlight=False)
         return [_joined(first[spec.name][0], last.get(spec.name, (None,))[0]) for spec in specs]
     finally:
         _kill(ray, handles)
         ray.kill(sink)
         probe.unlink(missing_ok=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+        _remove(scratch)
 
 
 def partial_call(method: str, *args) -> Callable:
@@ -208,6 +210,14 @@ def _joined(first: SourceOutcome, last: SourceOutcome | None) -> SourceOutcome:
 def _kill(ray, handles: list) -> None:
     for handle in handles:
         ray.kill(handle)
+    handles.clear()
+
+
+def _remove(scratch: Path) -> None:
+    """The build's request files, and their parent folder once no other build's are there."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    with contextlib.suppress(OSError):  # another build's requests are there (or it is gone already)
+        scratch.parent.rmdir()
 
 
 def _embed_pool(ray, requests: list[Path], runner: Runner, pool: PoolReport, progress: BuildProgress) -> None:
@@ -225,10 +235,12 @@ def _embed_pool(ray, requests: list[Path], runner: Runner, pool: PoolReport, pro
     gpus_total = sum(int(n["Resources"].get("GPU", 0)) for n in nodes if n.get("Alive", True)) if use_gpus else 0
     actors, cpus, gpus = plan_workers(nodes, gpus_total or runner.options.workers, use_gpus)
     started = time.perf_counter()
-    # sorted by length: a pool batch spans few length buckets, so the encoder's fixed-shape batches fill
     files = data.from_items([{"path": str(path)} for path in requests])
     read = files.map_batches(read_requests, batch_size=1, batch_format="pyarrow")
-    texts = read.sort("length", descending=True).materialize()
+    # sorted by length, so a pool batch spans few length buckets and the encoder's fixed-shape batches fill; then
+    # by text, so the copies of a text (two sources', or one source's met far apart) are mostly in one batch, where
+    # embed_many encodes it once
+    texts = read.sort(["length", "text"], descending=True).materialize()
     total = texts.count()
     rows = max(SHAPE_ROWS, min(POOL_BATCH, -(-total // (actors * 4))))
     actors = min(actors, -(-total // rows))

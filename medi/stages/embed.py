@@ -18,9 +18,9 @@ either, and for the scored sample of ``random`` negatives, the superset is given
 That is harmless: a vector is a function of its text alone (fixed-shape batches), so an extra text costs encoding
 time, never other bytes.
 
-``write_requests`` writes the distinct texts of those groups that the cache lacks to a Parquet file (columns
-``text``, ``side``, ``length``: prompt and text in characters, for sorting into full batches; ``source``);
-``embed_requests`` embeds such a batch into the cache.
+``write_requests`` writes the texts of those groups that the cache lacks to a Parquet file (columns ``text``,
+``side``, ``length``: prompt and text in characters, for sorting into full batches; ``source``), in bounded memory;
+``embed_requests`` embeds a batch of such rows into the cache.
 """
 
 from __future__ import annotations
@@ -115,34 +115,31 @@ def mine_is_stored(ctx: SourceContext, rows: Batches) -> bool:
 
 
 def write_requests(runner: Runner, spec: SourceSpec, select_output: Path, path: Path) -> dict:
-    """The distinct texts the source's mine stage will embed and the cache lacks, written to ``path`` (Parquet,
-    ``REQUEST_SCHEMA``; no file when there are none): {"texts": written, "cached": found in the cache}."""
+    """The texts the source's mine stage will embed and the cache lacks, written to ``path`` (Parquet,
+    ``REQUEST_SCHEMA``; no file when there are none): {"texts": written, "cached": found in the cache}. Each
+    group's duplicates are dropped, not those of the whole source (that would hold a key per text): the pool sorts
+    the requests by text, so the copies meet in one batch, where ``embed_many`` encodes a text once."""
     ctx = SourceContext(spec, runner)
     rows = Batches(select_output, BATCH_ROWS)
     if mine_is_stored(ctx, rows):
         return {"texts": 0, "cached": 0, "mine_stored": True}
     encoder = runner.encoder
-    seen: set[bytes] = set()
     written = cached = 0
     writer: pq.ParquetWriter | None = None
     try:
         for texts, side in mine_texts(ctx, rows):
             prompt = prompt_of(encoder, side)
-            fresh = {text_key(prompt, t): t for t in texts}
-            keys = [k for k in fresh if k not in seen]
-            seen.update(keys)
-            if not keys:
-                continue
-            missing = [k for k, place in zip(keys, encoder.cache.places(keys)[:, 0].tolist(), strict=True) if place < 0]
+            distinct = {text_key(prompt, t): t for t in texts}
+            keys = list(distinct)
+            missing = [k for k, at in zip(keys, encoder.cache.places(keys)[:, 0].tolist(), strict=True) if at < 0]
             cached += len(keys) - len(missing)
             if not missing:
                 continue
             if writer is None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 writer = pq.ParquetWriter(path, REQUEST_SCHEMA)
-            chosen = [fresh[k] for k in missing]
-            writer.write_table(requests_table(chosen, side, prompt, spec.name))
-            written += len(chosen)
+            writer.write_table(requests_table([distinct[k] for k in missing], side, prompt, spec.name))
+            written += len(missing)
     finally:
         if writer is not None:
             writer.close()
