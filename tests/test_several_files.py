@@ -398,3 +398,29 @@ def test_a_source_of_several_files_in_splits_on_ray_is_the_local_bytes(parts_hom
     assert len(seen) == 1 and int(seen[0].split()[3]) > 10
     assert_same_release(tmp_path / "serial", tmp_path / "ray")
     assert not list((own_cache / "splits").glob("*"))
+
+
+@pytest.mark.parametrize("size", [3, 12, 10_000])
+def test_the_parts_written_by_split_readers_merge_to_one_readers_sample(medi_home, tmp_path, size):
+    """The sample stage's own parts (``_sample_part``: a real runner, each split of the files sampled alone and
+    written to the job folder) merged by ``_merged_sample`` (keys first, then only the kept rows read): the single
+    reader's sample, row for row."""
+    from medi.stages.splits import Claim, SplitJob
+    from medi.stages.units import Runner, _merged_sample, _sample_part
+
+    whole, _ = whole_and_parts(tmp_path)
+    medi_home.add_source("tests/nq_parts", parts_source("parts/nq-*.jsonl"))
+    options = BuildOptions(seed=SEED, eval_sets="none")
+    runner = Runner(options, [tmp_path / "data"], tmp_path / "cache")
+    source = runner.catalog.specs["tests/nq_parts"]
+    fetched = fetch(source, [tmp_path / "data"], medi_home.root, remote=False, cache_dir=tmp_path / "cache")
+    splits = plan_source_splits("st_jsonl", fetched, source, whole.stat().st_size // 12)
+    folder = tmp_path / "job"
+    folder.mkdir()
+    job = SplitJob(source.name, str(fetched.path), size, str(folder))
+    for number, split in enumerate(splits):
+        _sample_part(runner, job, number, split, Claim(folder / f"claim-{number}"))
+    merged = list(_merged_sample(folder, len(splits), size))
+    expected = one_reader(source, fetched, size)[0]
+    assert [r.row_id for r in merged] == [r.row_id for r in expected] and merged == expected
+    assert len(merged) == min(size, 44)

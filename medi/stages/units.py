@@ -57,7 +57,6 @@ from medi.stages.sample import (
     content_key,
     eval_form_hashes,
     merge_reports,
-    merge_samples,
     sample_size,
 )
 from medi.stages.select import SelectConfig, SelectReport, select, token_budget_stream
@@ -356,7 +355,7 @@ def _sample_in_splits(ctx: SourceContext, meta: dict, plan, size: int | None, wr
     if size is None:
         rows = (record for n in range(total) for record in _part_records(folder, n))
     else:
-        rows = merge_samples([_keyed_part(folder, n) for n in range(total)], size)
+        rows = _merged_sample(folder, total, size)
     write_in_batches(write, normalize(rows, report, o.max_chars), records_batch)
     pace.report(sampled.rows_read + tally.rows)
     sampled.sampled = min(size, sampled.rows_read) if size is not None else sampled.rows_read
@@ -377,11 +376,19 @@ def _no_rows(fetched: Fetched) -> Problem:
     return Problem(str(fetched.path), "", "the file holds no rows", rows=0)
 
 
-def _keyed_part(folder: Path, number: int) -> list[tuple[int, int, Record]]:
-    """A part's sample as (key, arrival, record), as ``Sampler.finish_keyed`` gave it."""
-    table = np.load(folder / f"part-{number}.sample.npy")
-    records = list(_part_records(folder, number))
-    return [(int(key), int(arrival), r) for (key, arrival), r in zip(table.tolist(), records, strict=True)]
+def _merged_sample(folder: Path, total: int, size: int) -> Iterator[Record]:
+    """What ``merge_samples`` keeps of the parts' samples — the bottom-``size`` by (key, split, arrival), in read
+    order — chosen on the keys alone (``part-N.sample.npy``), then only those rows read from each part."""
+    tables = [np.load(folder / f"part-{n}.sample.npy") for n in range(total)]
+    keys = np.concatenate([table[:, 0] for table in tables])
+    arrivals = np.concatenate([table[:, 1] for table in tables])
+    parts = np.concatenate([np.full(len(table), n) for n, table in enumerate(tables)])
+    rows = np.concatenate([np.arange(len(table)) for table in tables])  # a part holds its sample in arrival order
+    kept = np.lexsort((arrivals, parts, keys))[:size]
+    for number in range(total):
+        picked = np.sort(rows[kept[parts[kept] == number]])
+        if len(picked):
+            yield from records_of(pq.read_table(folder / f"part-{number}.parquet").take(picked))
 
 
 def _part_records(folder: Path, number: int) -> Iterator[Record]:
