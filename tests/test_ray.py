@@ -125,39 +125,45 @@ def test_one_worker_from_an_empty_cache_writes_the_local_bytes(cluster, local_de
     assert numbers["while_mining"] == 0
 
 
-# a Super-NI classification task and a generation task, a symmetric pair source that needs mining, a pair source
-# whose rows all keep their given negative, a query -> passage source without negatives
+# a Super-NI classification task and a generation task, a symmetric pair source and a question -> passage one that
+# need mining, a pair source whose rows all keep their given negative
 MIXED = [
     "superni/task1289_trec_classification",
     "superni/task1146_country_capital",
     "st/quora_duplicates",
+    "st/searchQA_top5_snippets",
     "st/msmarco-triplets",
-    "flagembedding/nq",
 ]
+# one prompt per side: a text embedded on the wrong side has another cache key (with no prompts, the same one)
+PROMPTS = {"query_prompt": "query: ", "document_prompt": "passage: "}
 
 
 def test_two_workers_from_an_empty_cache_leave_every_embedding_to_the_pool(cluster, tmp_path):
-    """Cold, two workers, five kinds of source: the local serial build's bytes, and the source workers encode
-    nothing while mining; the pool's actors embedded it all."""
-    local = build_demo(tmp_path / "local", tmp_path / "local-cache", sources=MIXED)
-    built = build_demo(tmp_path / "ray", tmp_path / "ray-cache", sources=MIXED, engine="ray", workers=2)
+    """Cold, two workers, five kinds of source, a prompt per side: the local serial build's bytes, and the source
+    workers encode nothing while mining; the pool's actors embedded it all."""
+    local = build_demo(tmp_path / "local", tmp_path / "local-cache", sources=MIXED, **PROMPTS)
+    built = build_demo(tmp_path / "ray", tmp_path / "ray-cache", sources=MIXED, engine="ray", workers=2, **PROMPTS)
     assert_same_release(local.out, built.out)
     numbers = pool_numbers(built.log)
     assert numbers["encoded"] > 0 and numbers["actors"] == 2 and numbers["while_mining"] == 0
     assert not (tmp_path / "ray-cache" / "embed-requests").exists() or not any(
         (tmp_path / "ray-cache" / "embed-requests").iterdir()
     ), "the request files outlived the build"
-    again = build_demo(tmp_path / "again", tmp_path / "ray-cache", sources=MIXED, engine="ray", workers=2)
+    again = build_demo(tmp_path / "again", tmp_path / "ray-cache", sources=MIXED, engine="ray", workers=2, **PROMPTS)
     assert_same_release(local.out, again.out)  # warm: every stage reused, nothing sent to the pool
     assert "embedding pool: nothing to embed" in again.log
 
 
-@pytest.mark.parametrize("mining", [{}, {"score_rows": 3}], ids=["default", "three-rows-scored"])
-def test_the_pool_is_asked_for_exactly_what_each_mine_stage_embeds(local_demo, mining):
-    """For every demo source, ``mine_texts`` (read from the select stage's output) gives exactly the (prompt, text)
+@pytest.mark.parametrize(
+    ("sources", "options"),
+    [("demo", {}), ("demo", {"mining": {"score_rows": 3}}), (MIXED, PROMPTS)],
+    ids=["demo", "demo-three-rows-scored", "mixed-with-prompts"],
+)
+def test_the_pool_is_asked_for_exactly_what_each_mine_stage_embeds(local_demo, sources, options):
+    """For every source, ``mine_texts`` (read from the select stage's output) gives exactly the (prompt, text)
     pairs the mine stage then hands the encoder — no text missing (the source workers would encode it) and none
-    extra (the pool would embed it for nothing)."""
-    runner = Runner(BuildOptions(mining=mining), [DEMO_MIRROR], local_demo.cache)
+    extra (the pool would embed it for nothing); with a prompt per side, on the right side."""
+    runner = Runner(BuildOptions(**options), [DEMO_MIRROR], local_demo.cache)
     encoder = runner.encoder
     asked: set = set()
     real = encoder.embed_many
@@ -168,7 +174,7 @@ def test_the_pool_is_asked_for_exactly_what_each_mine_stage_embeds(local_demo, m
 
     encoder.embed_many = recording  # the real encoder, each call seen on its way through
     runner.checkpoints = FirstPassReused(runner.checkpoints.root)  # stages before mine reused, mine computed
-    specs, _ = Catalog.load().resolve("demo")
+    specs, _ = Catalog.load().resolve(sources)
     embedding = 0
     for spec in specs:
         first = run_source(runner, spec, BEFORE_MINE)
@@ -178,7 +184,7 @@ def test_the_pool_is_asked_for_exactly_what_each_mine_stage_embeds(local_demo, m
         run_source(runner, spec)
         assert requested == asked, spec.name
         embedding += bool(asked)
-    assert embedding >= 10  # most demo sources embed something (msmarco-triplets only its scored rows)
+    assert embedding > len(specs) // 2  # (sources whose rows all keep a given negative embed nothing by default)
 
 
 def test_a_source_with_nothing_to_mine_sends_nothing_to_the_pool(cluster, tmp_path):
