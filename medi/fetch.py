@@ -183,6 +183,18 @@ def find_in_mirrors(spec: SourceSpec, data_dirs: list[Path]) -> Path | None:
     return found[0] if found else None
 
 
+def local_files(spec: SourceSpec, root: Path, data_dirs: list[Path]) -> list[Path]:
+    """The source's files on this machine, found as ``fetch`` would find them but without a download or an error
+    (a local path or glob, else the first data dir holding them; [] when none): what an executor sizes it by."""
+    if spec.path:
+        return _glob(root, spec.path) if names_several(spec.path) else [root / spec.path]
+    if spec.several_files:
+        found = next(((d, files) for d in data_dirs if (files := _matches(d, spec.mirror or []))), None)
+        return [found[0] / name for name in found[1]] if found else []
+    file = find_in_mirrors(spec, data_dirs)
+    return [file] if file else []
+
+
 def fetch(spec: SourceSpec, data_dirs: list[Path], root: Path, *, remote: bool, cache_dir: Path) -> Fetched:
     """Locate or download a source's file (or files). Raises SourceError naming what was looked for."""
     if spec.several_files:

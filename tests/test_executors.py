@@ -190,6 +190,20 @@ def test_the_largest_input_is_handed_out_first(medi_home, tmp_path):
     ]  # fmt: skip
 
 
+def test_a_source_of_several_files_is_sized_by_all_of_them(medi_home, tmp_path):
+    """Three 400-character parts (a glob) outweigh one 1,000-character file; each part alone would not."""
+    for number in range(3):
+        (tmp_path / f"part-{number}.jsonl").write_text(json.dumps(["q" * 400, "p"]) + "\n", encoding="utf-8")
+    (tmp_path / "one.jsonl").write_text(json.dumps(["q" * 1000, "p"]) + "\n", encoding="utf-8")
+    medi_home.add_source("tests/one", {"adapter": "st_jsonl", "path": str(tmp_path / "one.jsonl"), "symmetric": True})
+    medi_home.add_source(
+        "tests/parts", {"adapter": "st_jsonl", "path": str(tmp_path / "part-*.jsonl"), "symmetric": True}
+    )
+    runner = Runner(BuildOptions(), [], tmp_path / "cache")
+    specs = [runner.catalog.specs[name] for name in ("tests/one", "tests/parts")]
+    assert [spec.name for spec in largest_first(specs, runner)] == ["tests/parts", "tests/one"]
+
+
 def test_a_serial_build_runs_the_sources_in_the_order_given(make_release, tmp_path):
     """One process gains nothing from largest first: the sources run (and report) in the order the user listed,
     the smaller file first here."""

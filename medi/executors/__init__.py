@@ -68,14 +68,13 @@ def execute(name: str, specs: list[SourceSpec], runner: Runner, progress: BuildP
 
 
 def largest_first(specs: list[SourceSpec], runner: Runner) -> list[SourceSpec]:
-    """``specs`` by input bytes, largest first (ties and unknown sizes in catalog order): the longest source starts
-    first, so the pool does not wait on it at the end."""
-    from medi.fetch import find_in_mirrors
+    """``specs`` by input bytes (all of a source's files), largest first (ties and unknown sizes in catalog order):
+    the longest source starts first, so the pool does not wait on it at the end."""
+    from medi.fetch import local_files
 
     def size(spec: SourceSpec) -> int:
-        path = (runner.catalog.root / spec.path) if spec.path else find_in_mirrors(spec, runner.dirs)
         try:
-            return path.stat().st_size if path else 0
+            return sum(path.stat().st_size for path in local_files(spec, runner.catalog.root, runner.dirs))
         except OSError:
             return 0  # fetch says what is wrong with it
 

@@ -64,6 +64,8 @@ class _Round:
             slots, mp_context=self.context, initializer=_start_worker, initargs=(self.setup, self.events)
         )
         broken = False
+        for _ in range(slots - min(slots, len(names))):  # start the idle workers now: ready when a split needs them
+            pool.submit(_ready)
         self.waiting: list[tuple] = [(_work, name) for name in names]  # handed out as workers free up
         futures: dict[Future, str | None] = {}  # -> the source it runs (None: help with another's splits)
         try:
@@ -138,6 +140,10 @@ def _start_worker(setup: WorkerSetup, events) -> None:
     pid = os.getpid()
     _RUNNER = setup.runner(lambda *event: events.put((pid, *event)))
     _RUNNER.share_splits = lambda job: events.put((pid, SPLITS_EVENT, job))
+
+
+def _ready() -> None:
+    """Nothing: a worker started (its runner loaded) before any work needs it."""
 
 
 def _work(name: str) -> SourceOutcome:
