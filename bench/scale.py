@@ -15,10 +15,20 @@ names, measured in the same run:
   that work from their checkpoints in passes; mine is measured with the build);
 - KILT in one pass (``--kilt-gb``): seven KILT tasks over a generated knowledge source of that many GB: the build
   of all seven against the build of one (target: wall <= 1.3x, and the file read once), each with a fresh index
-  and fresh stages but the embeddings of a warm-up build, so the rest of each task's work is small next to the pass.
+  and fresh stages but the embeddings of a warm-up build, so the rest of each task's work is small next to the pass;
+- mined uncapped growth (``--mined-uncapped``): an uncapped synthetic pair source without given negatives (every row
+  mined) at two sizes. Embedding it on this CPU (~100 texts/s) is out of reach, so the vectors are PLANTED: the
+  stages up to select run first, then seeded random unit vectors are written into the embedding cache under the
+  real keys (the build's own encoder identity and prompts) for exactly the texts mining asks for (the queries on
+  the query side, the pool on the document side); the build then finds every vector cached and never runs the
+  encoder (checked: the cache gains no chunk). It measures the miner's memory, not the encoder: each build's peak
+  RSS, the bytes of the vectors (query + pool matrices) and the search index, and the growth of
+  (peak RSS - vectors - index), which should stay flat. Search cost is quadratic (exact search): sizes that finish
+  in minutes here are tens of thousands of rows (``--mined-index ivf`` for larger).
 
     python bench/scale.py --rows 1000000 --large 4000000 --triplets 1000000 [--work /tmp/medi-scale]
     python bench/scale.py --rows 0 --triplets 0 --uncapped 500000,2000000 --kilt-gb 2
+    python bench/scale.py --rows 0 --triplets 0 --mined-uncapped 20000,80000
 """
 
 from __future__ import annotations
@@ -161,6 +171,169 @@ def uncapped_rows(args, work: Path) -> list[dict]:
         stages_wall = time.perf_counter() - started
         results.append({"rows": rows, **built, "stages_rss_mb": stages_mb, "stages_wall": stages_wall})
     return results
+
+
+MINED_SOURCE = "bench/mined-pairs"
+# the stages up to select, then planted vectors for every text mining will embed (see the module docstring)
+PLANT = """
+import json, sys
+from pathlib import Path
+import numpy as np
+import pyarrow.parquet as pq
+from medi.build import BuildOptions
+from medi.encode import text_key
+from medi.stages.units import CLEAN, SAMPLE, SELECT, Runner, run_source
+cache, source, seed, dim = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+runner = Runner(BuildOptions(eval_sets="none"), [], cache)
+spec = runner.catalog.specs[source]
+selected = run_source(runner, spec, (SAMPLE, CLEAN, SELECT)).output("select").path
+table = pq.read_table(selected, columns=["query", "pos", "neg"]).to_pydict()
+encoder = runner.encoder
+pool = [t for t in table["pos"] + table["neg"] + (table["query"] if spec.symmetric else []) if t is not None]
+wanted = [(encoder.config.query_prompt, t) for t in table["query"]]
+wanted += [(encoder.config.document_prompt, t) for t in pool]
+keys = list(dict.fromkeys(text_key(prompt, text) for prompt, text in wanted))
+rng = np.random.default_rng(seed)
+for start in range(0, len(keys), 65536):
+    part = keys[start : start + 65536]
+    vectors = rng.standard_normal((len(part), dim)).astype(np.float32)
+    encoder.cache.put(part, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+print(json.dumps({"rows": len(table["query"]), "queries": len(table["query"]), "pool": len(dict.fromkeys(pool)),
+                  "keys": len(keys), "cache": str(encoder.cache.folder), "dim": dim}))
+"""
+
+
+# the mine stage alone: every stage before it reused from the checkpoints the planting wrote (checked)
+# (traced: Python's and numpy's allocations counted by tracemalloc from the mine stage on; torch's search blocks and
+# memory-mapped files are not among them, so the peak is what the miner holds in objects and arrays)
+MINE_ALONE = """
+import json, sys, tracemalloc
+from pathlib import Path
+from medi.build import BuildOptions
+from medi.stages.units import PIPELINE, Runner, run_source
+cache, source, index, traced = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "traced"
+def progress(name, stage, *rest):
+    if stage == "mine" and traced:
+        tracemalloc.start()
+runner = Runner(BuildOptions(eval_sets="none", mining={"index": index}), [], cache, progress=progress)
+outcome = run_source(runner, runner.catalog.specs[source], PIPELINE)
+assert outcome.reused == ["sample", "clean", "select"], outcome.reused
+peak = tracemalloc.get_traced_memory()[1] / 2**20 if traced else None
+print(json.dumps({"kept": outcome.infos["mine"]["kept"], "traced_peak_mb": peak}))
+"""
+
+
+def mined_home(work: Path, rows: int) -> dict:
+    """A MEDI_HOME copy whose ``bench/mined-pairs`` is an uncapped synthetic pair source of ``rows`` rows."""
+    from medi.catalog import project_root
+
+    home = work / f"home-mined-{rows}"
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(project_root() / "sources", home / "sources")
+    shutil.copytree(project_root() / "instructions", home / "instructions")
+    path = cached_source(work / "data", "pairs", rows)
+    (home / "sources" / "bench").mkdir()
+    (home / "sources" / "bench" / "mined-pairs.yaml").write_text(
+        f"adapter: st_jsonl\npath: {path}\nlicence: synthetic\nsymmetric: false\nmedi: {{included: true, cap: null}}\n"
+    )
+    (home / "instructions" / "bench.yaml").write_text(
+        f"{MINED_SOURCE}:\n  query: ['Represent the synthetic question for retrieving its passage:']\n"
+        "  document: ['Represent the synthetic passage for retrieval:']\n  status: draft\n"
+    )
+    return {**os.environ, "MEDI_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+
+
+def plant(work: Path, rows: int, timeout: float = 3600, dim: int = 384) -> tuple[dict, Path, dict]:
+    """The mined uncapped source at ``rows`` rows run to select, and vectors planted for what mining will embed:
+    (environment, cache folder, {rows, queries, pool, keys, cache, dim}). ``dim``: the planted vectors' width (the
+    encoder's 384 by default; fewer make the quadratic search cheaper where only memory is measured)."""
+    env, cache = mined_home(work, rows), work / f"cache-mined-{rows}"
+    shutil.rmtree(cache, ignore_errors=True)
+    command = [sys.executable, "-c", PLANT, str(cache), MINED_SOURCE, "0", str(dim)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=timeout)
+    return env, cache, json.loads(done.stdout)
+
+
+def mine_alone(env: dict, cache: Path, index: str = "flat", timeout: float = 3600, traced: bool = False) -> tuple:
+    """(peak RSS in MB, tracemalloc's peak in MB or None) of a process running the mine stage alone (the stages
+    before it reused); ``traced``: Python's and numpy's allocations traced from the mine stage on (slower)."""
+    shutil.rmtree(cache / "stages" / "mine", ignore_errors=True)
+    command = [sys.executable, "-c", MINE_ALONE, str(cache), MINED_SOURCE, index, "traced" if traced else "-"]
+    with tempfile.TemporaryFile("w+") as log, tempfile.TemporaryFile("w+") as out:
+        code, peak_mb = run_with_peak_rss(command, timeout=timeout, stdout=out, stderr=log, env=env)
+        if code != 0:
+            log.seek(0)
+            raise SystemExit(f"the mine stage alone failed:\n{log.read()[-3000:]}")
+        out.seek(0)
+        return peak_mb, json.loads(out.read())["traced_peak_mb"]
+
+
+def cache_chunks(planted: dict) -> int:
+    return len(list(Path(planted["cache"]).glob("*.keys.npy")))
+
+
+def vector_bytes(planted: dict, index: str) -> tuple[float, float]:
+    """MB of the query and pool matrices, and of the search index (none for the exact search: it reads the
+    memory-mapped pool itself; a faiss index holds a copy of the pool's vectors)."""
+    vectors = (planted["queries"] + planted["pool"]) * planted["dim"] * 4 / 2**20
+    return vectors, 0.0 if index == "flat" else planted["pool"] * planted["dim"] * 4 / 2**20
+
+
+def planted_build(work: Path, rows: int, index: str = "flat", timeout: float = 3600) -> dict:
+    """The mined uncapped source at ``rows`` rows: stages to select, planted vectors, then ``medi build`` (peak
+    RSS), then the mine stage alone (peak RSS); the vectors' and the index's bytes."""
+    env, cache, planted = plant(work, rows, timeout)
+    out, chunks = work / f"out-mined-{rows}", cache_chunks(planted)
+    shutil.rmtree(out, ignore_errors=True)
+    config = work / f"mined-{rows}.yaml"
+    config.write_text(f"sources: {MINED_SOURCE}\noptions:\n  eval_sets: none\n  mining:\n    index: {index}\n")
+    command = [sys.executable, "-m", "medi.cli", "build", "--config", str(config), "--out", str(out)]
+    command += ["--cache-dir", str(cache)]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        code, peak_mb = run_with_peak_rss(command, timeout=timeout, stdout=subprocess.DEVNULL, stderr=log, env=env)
+        if code != 0:
+            log.seek(0)
+            raise SystemExit(f"mined build failed:\n{log.read()[-3000:]}")
+    wall = time.perf_counter() - started
+    mine_mb, _ = mine_alone(env, cache, index, timeout)
+    source = json.loads((out / "manifest.json").read_text())["sources"][MINED_SOURCE]
+    vectors_mb, index_mb = vector_bytes(planted, index)
+    return {"rows": rows, "wall": wall, "rss_mb": peak_mb, "mine_mb": mine_mb, "vectors_mb": vectors_mb,
+            "index_mb": index_mb, "encoded": cache_chunks(planted) != chunks, "source": source,
+            "planted": planted}  # fmt: skip
+
+
+def mined_uncapped_rows(args, work: Path) -> list[dict]:
+    return [planted_build(work, rows, args.mined_index) for rows in args.mined_uncapped]
+
+
+def report_mined(results: list[dict]) -> None:
+    print(
+        "\nmined uncapped pair source, PLANTED vectors (seeded random unit vectors written into the cache under the "
+        "real keys before each build: the encoder never runs; this measures the miner's memory, not the encoder)"
+    )
+    print("| rows | pool | build | build peak RSS | mine stage alone: peak RSS | vectors | index "
+          "| mine peak - vectors - index | mined | encoder ran |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        rest = r["mine_mb"] - r["vectors_mb"] - r["index_mb"]
+        mined = r["source"]["mining"]["neg_origin"].get("mined", 0)
+        print(
+            f"| {r['rows']:,} | {r['planted']['pool']:,} | {r['wall']:.1f} s | {r['rss_mb']:,.0f} MB "
+            f"| {r['mine_mb']:,.0f} MB | {r['vectors_mb']:,.0f} MB | {r['index_mb']:,.0f} MB | {rest:,.0f} MB "
+            f"| {mined:,} | {'YES (not planted)' if r['encoded'] else 'no'} |"
+        )
+    if len(results) == 2:
+        small, large = results
+        grown = large["rows"] - small["rows"]
+        for what, key in (("the build", "rss_mb"), ("the mine stage alone", "mine_mb")):
+            rest = [r[key] - r["vectors_mb"] - r["index_mb"] for r in results]
+            print(
+                f"{what}, {large['rows']:,} vs {small['rows']:,} rows (x{large['rows'] / small['rows']:.1f}): peak "
+                f"RSS x{large[key] / small[key]:.3f}; peak - vectors - index x{rest[1] / rest[0]:.3f} "
+                f"({rest[1] - rest[0]:+,.0f} MB, {(rest[1] - rest[0]) * 2**20 / grown:+,.0f} bytes a row)"
+            )
 
 
 KILT_TASKS = {  # source -> task file, as the catalog names them
@@ -362,6 +535,8 @@ def main() -> None:
     parser.add_argument("--triplet-cap", type=int, default=100_000)
     sizes = lambda value: [int(n) for n in value.split(",")]  # noqa: E731
     parser.add_argument("--uncapped", type=sizes, default=[], help="row counts, e.g. 500000,2000000")
+    parser.add_argument("--mined-uncapped", type=sizes, default=[], help="row counts, e.g. 20000,80000")
+    parser.add_argument("--mined-index", default="flat", help="mining.index of the mined builds (flat, ivf, hnsw)")
     parser.add_argument("--kilt-gb", type=float, default=0, help="knowledge source size; 0: no KILT row")
     parser.add_argument("--kilt-rows", type=int, default=1000, help="rows of each KILT task file")
     parser.add_argument("--work", type=Path, default=Path("/tmp/medi-scale"))
@@ -372,12 +547,15 @@ def main() -> None:
     pairs = pair_rows(args, args.work) if args.rows else []
     uncapped = uncapped_rows(args, args.work) if args.uncapped else []
     kilt = kilt_row(args, args.work) if args.kilt_gb else None
+    mined = mined_uncapped_rows(args, args.work) if args.mined_uncapped else []
     if pairs or triplets:
         report(pairs, triplets)
     if uncapped:
         report_uncapped(uncapped)
     if kilt:
         report_kilt(kilt)
+    if mined:
+        report_mined(mined)
     print(f"\nload average at the end: {os.getloadavg()}")
 
 

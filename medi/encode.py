@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -194,6 +195,33 @@ class Encoder:
             return [matrix]
         position = {pair: i for i, pair in enumerate(unique)}
         return [matrix[[position[self._prompt(side), t] for t in texts]] for texts, side in groups]
+
+    def embed_mapped(self, groups: list[tuple[Iterable[list[str]], int, str]], folder: Path) -> list[np.ndarray]:
+        """``embed_many`` of (text chunks, texts in all, side) groups into memory-mapped ``.npy`` files under
+        ``folder`` (one a group), chunk by chunk: each chunk is looked up in the cache, its missing texts encoded
+        and stored, and its rows written to the file, so no group's matrix is ever held in memory. The vectors are
+        ``embed_many``'s (a vector is a function of its text alone: ``_encode_and_store``); a text met again in a
+        later chunk or group is found in the cache, never encoded twice."""
+        out = []
+        for number, (chunks, count, side) in enumerate(groups):
+            path, matrix, at = folder / f"embedded-{number}.npy", None, 0
+            for texts in chunks:
+                vectors = self.embed_many([(texts, side)])[0] if texts else None
+                if vectors is None:
+                    continue
+                if matrix is None:
+                    matrix = np.lib.format.open_memmap(
+                        path, mode="w+", dtype=np.float32, shape=(count, vectors.shape[1])
+                    )
+                matrix[at : at + len(texts)] = vectors
+                at += len(texts)
+            if at != count:
+                raise ValueError(f"embed_mapped: {at} texts arrived, {count} announced")
+            if matrix is None:
+                matrix = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(0, self.dim))
+            matrix.flush()
+            out.append(matrix)
+        return out
 
     def _prompt(self, side: str) -> str:
         return self.config.query_prompt if side == "query" else self.config.document_prompt

@@ -90,3 +90,23 @@ def test_more_negatives_than_given_are_mined(cache_dir, tmp_path):
     ctx = SourceContext(spec, runner)
     assert not _nothing_to_mine(ctx, outcome.output("select").batches(), mine_config(ctx), {})
     assert outcome.infos["mine"]["negatives_per_row"].get("2", 0) > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "mining"),
+    [
+        ("st/quora_duplicates", {}),
+        ("st/msmarco-triplets", {"negatives": 2}),
+        ("flagembedding/msmarco", {"negatives": 3}),
+    ],
+)
+def test_a_mined_source_streams_the_list_paths_bytes(name, mining, cache_dir, tmp_path):
+    """A pair source with rows to mine goes from the select checkpoint through ``mine_pairs_stream`` (rows on disk,
+    vectors memory-mapped, written a chunk at a time): the bytes and report of ``mine_pairs`` over every row held."""
+    runner = runner_with(cache_dir, tmp_path, **mining)
+    outcome = run_source(runner, runner.catalog.specs[name], (SAMPLE, CLEAN, SELECT, MINE))
+    selected, mined = outcome.output("select"), outcome.output("mine")
+    data, info = list_path_output(runner, name, selected.path, tmp_path / "list")
+    assert mined.path.read_bytes() == data
+    assert mined.info == info
+    assert info["kept"] == selected.rows and info["removed"]["margin"] + info["examined"] > 0

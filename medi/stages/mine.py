@@ -33,12 +33,17 @@ text, origin ``none``: in-batch negatives only). Positives are chosen as by defa
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import random
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
+from pathlib import Path
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -737,6 +742,19 @@ def _random_pick(size: int, ok: Callable[[int], bool], rng: random.Random, draws
 def mine_pairs(
     records: list[Record], encoder, cfg: MineConfig, report: MineReport, symmetric: bool, teacher=None, judgements=None
 ) -> list[Triple]:
+    """``mine_pairs_stream`` of a list of records, as a list."""
+    return list(mine_pairs_stream(lambda: records, encoder, cfg, report, symmetric, teacher, judgements))
+
+
+def mine_pairs_stream(
+    records: Callable[[], Iterable[Record]],
+    encoder,
+    cfg: MineConfig,
+    report: MineReport,
+    symmetric: bool,
+    teacher=None,
+    judgements=None,
+) -> Iterator[Triple]:
     """Keep given positives (and negatives unless replacing them); mine negatives where a row has fewer than
     ``cfg.negatives`` (a given negative that stays is the first). A given negative judged positive by a reviewer,
     or suspected by the teacher (``teacher_guards_given``), does not stay: it is listed in the row's suspects (or
@@ -746,66 +764,259 @@ def mine_pairs(
     (by default none) is embedded for the scores (and the quality report); the other rows carry no scores. A
     teacher scores every row's positive and given negative all the same; once it (or a reviewer) replaces one given
     negative, the source is mined, embedded whole, and every row is scored.
+
+    Bounded memory (issue 20): ``records()`` is one pass over the rows; their texts go to files on disk
+    (``RowStore``), read back by position; the pool is found by 128-bit digests (``Pool``), the query and pool
+    vectors are memory-mapped (``Encoder.embed_mapped``), and rows are walked, finished and yielded ROW_CHUNK
+    rows to mine at a time. What stays in memory per row: a few numpy arrays (offsets, digests, pool ids, scores:
+    ~120 bytes a row) and, in the report, each row's two scores. Held whole only where the work is small or needs
+    it: the random / none ablations, a teacher's or reviewers' guard of the given negatives, the rows of a source
+    with nothing to mine (``_given_triples``; the mine stage streams those itself), and bm25 / hybrid candidates
+    (their index holds the pool's texts).
     """
     report.mode, report.negatives_from = "pairs", cfg.negatives_from
-    if not records:
-        return []
-    guard = Guard(teacher, judgements, cfg, report)
+    with tempfile.TemporaryDirectory(prefix="medi-mine-") as scratch:
+        store = RowStore(Path(scratch), records())
+        try:
+            if len(store):
+                guard = Guard(teacher, judgements, cfg, report)
+                yield from _pairs_from_store(store, records, encoder, cfg, report, symmetric, guard)
+        finally:
+            store.close()
+
+
+def _pairs_from_store(
+    store: RowStore, records: Callable[[], Iterable[Record]], encoder, cfg: MineConfig, report: MineReport,
+    symmetric: bool, guard: Guard,
+) -> Iterator[Triple]:  # fmt: skip
     if cfg.negatives_from != "mined":
-        return _pairs_without_mining(records, encoder, cfg, report, symmetric, guard)
-    kept = [Record(r.row_id, r.query, r.pos) for r in records] if cfg.replace_negatives else records
-    teacher_scores = _teacher_pairs(kept, guard)
-    replaced = guard.replaced_given(records, teacher_scores)
-    need = [
-        i for i, r in enumerate(records) if r.neg is None or cfg.replace_negatives or cfg.negatives > 1 or i in replaced
-    ]
-    if not need and cfg.score_rows is not None and len(records) > cfg.score_rows:
-        return _given_triples(records, encoder, cfg, report, teacher_scores)
-    queries = [r.query for r in records]
-    pool = list(dict.fromkeys([r.pos for r in records] + [r.neg for r in records if r.neg is not None]))
-    if symmetric and need:
-        pool = list(dict.fromkeys(pool + queries))
-    # the pool holds every positive and given negative: one call embeds it with the queries (one cache lookup, and
-    # uncached texts of both sides share encode batches)
-    q, pool_vectors = encoder.embed_many([(queries, "query"), (pool, "document")])
-    rows = PairRows(records, pool, q, pool_vectors, cfg, guard)
-    rows.take_verdicts(teacher_scores, replaced)
-    walks = rows.mine(need, report) if need else {}
-    triples = []
-    for i in range(len(records)):
-        if (triple := rows.triple(i, walks.get(i), report)) is None:
-            report.dropped["no_negative"] += 1
-            continue
-        report.add(triple)
-        triples.append(triple)
-    return triples
+        yield from _pairs_without_mining(list(records()), encoder, cfg, report, symmetric, guard)
+        return
+    held, teacher_scores, replaced = None, None, {}
+    if guard.teacher is not None or guard.judgements:  # the guard of the given negatives: every row at once
+        held = list(records())
+        kept = [Record(r.row_id, r.query, r.pos) for r in held] if cfg.replace_negatives else held
+        teacher_scores = _teacher_pairs(kept, guard)
+        replaced = guard.replaced_given(held, teacher_scores)
+    need = store.need(cfg.replace_negatives or cfg.negatives > 1, replaced)
+    if not len(need) and cfg.score_rows is not None and len(store) > cfg.score_rows:
+        held = held if held is not None else list(records())
+        yield from _given_triples(held, encoder, cfg, report, teacher_scores or [(None, None)] * len(held))
+        return
+    del held
+    pool = Pool(store, symmetric and len(need) > 0)
+    # the pool holds every positive and given negative: embedded with the queries, into memory-mapped matrices
+    q, pool_vectors = encoder.embed_mapped(
+        [(store.column_chunks("query", EMBED_CHUNK), len(store), "query"),
+         (pool.text_chunks(EMBED_CHUNK), len(pool), "document")],
+        store.folder,
+    )  # fmt: skip
+    rows = PairRows(store, pool, q, pool_vectors, cfg, guard)
+    if teacher_scores is not None:
+        rows.take_verdicts(teacher_scores, replaced)
+    yield from rows.triples(need, report)
+
+
+EMBED_CHUNK = 8_192  # texts looked up in the cache (and embedded when missing) at a time: 12 MB of vectors
+STORE_CHUNK = 8_192  # rows written to a RowStore at a time
+DIGEST_BYTES = 16
+_DIGEST = np.dtype((np.void, DIGEST_BYTES))
+
+
+def digests(texts: Iterable[str | None]) -> np.ndarray:
+    """128-bit blake2b digests of ``texts`` (a ``_DIGEST`` array; zeros for None): equal texts, equal digests."""
+    empty = bytes(DIGEST_BYTES)
+    joined = b"".join(
+        hashlib.blake2b(t.encode(), digest_size=DIGEST_BYTES).digest() if t is not None else empty for t in texts
+    )
+    return np.frombuffer(joined, dtype=_DIGEST).copy()
+
+
+class TextColumn:
+    """One column of texts in a file (utf-8, back to back) and their offsets, read back by position with ``pread``:
+    not memory-mapped, so the pages read never stay in the process' memory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._out = path.open("wb")
+        self._ends: list[np.ndarray] = [np.zeros(1, np.int64)]
+        self._null: list[np.ndarray] = []
+        self._size = 0
+        self._fd: int | None = None
+
+    def extend(self, texts: list[str | None]) -> None:
+        data = [t.encode() if t is not None else b"" for t in texts]
+        lengths = np.fromiter(map(len, data), dtype=np.int64, count=len(data))
+        self._out.write(b"".join(data))
+        self._ends.append(self._size + np.cumsum(lengths))
+        self._size += int(lengths.sum())
+        self._null.append(np.fromiter((t is None for t in texts), dtype=bool, count=len(texts)))
+
+    def seal(self) -> None:
+        self._out.close()
+        self.offsets = np.concatenate(self._ends)
+        self.null = np.concatenate(self._null) if self._null else np.zeros(0, bool)
+        del self._ends, self._null
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if not self._out.closed:
+            self._out.close()
+
+    def __getitem__(self, i: int) -> str | None:
+        if self.null[i]:
+            return None
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return os.pread(self._fd, end - start, start).decode()
+
+    def span(self, start: int, stop: int) -> list[str | None]:
+        """The texts of rows ``start`` to ``stop`` (one read)."""
+        base = int(self.offsets[start])
+        blob = os.pread(self._fd, int(self.offsets[stop]) - base, base)
+        ends = (self.offsets[start : stop + 1] - base).tolist()
+        nulls = self.null[start:stop].tolist()
+        return [None if nulls[k] else blob[ends[k] : ends[k + 1]].decode() for k in range(stop - start)]
+
+
+class RowStore:
+    """A pair source's rows on disk (row_id, query, pos, neg: a ``TextColumn`` each), written in one pass, with
+    the digests of their queries, positives and given negatives."""
+
+    COLUMNS = ("row_id", "query", "pos", "neg")
+
+    def __init__(self, folder: Path, records: Iterable[Record]):
+        self.folder = folder
+        self.columns = {name: TextColumn(folder / f"{name}.txt") for name in self.COLUMNS}
+        found: dict[str, list[np.ndarray]] = {"query": [], "pos": [], "neg": []}
+        records = iter(records)
+        try:
+            while chunk := list(islice(records, STORE_CHUNK)):
+                for name, column in self.columns.items():
+                    texts = [getattr(r, name) for r in chunk]
+                    column.extend(texts)
+                    if name in found:
+                        found[name].append(digests(texts))
+        finally:
+            for column in self.columns.values():
+                column.seal()
+        self.digests = {n: np.concatenate(parts) if parts else np.empty(0, _DIGEST) for n, parts in found.items()}
+        self.has_neg = ~self.columns["neg"].null
+
+    def __len__(self) -> int:
+        return len(self.has_neg)
+
+    def close(self) -> None:
+        for column in self.columns.values():
+            column.close()
+
+    def record(self, i: int) -> Record:
+        return Record(*(self.columns[name][i] for name in self.COLUMNS))
+
+    def column_chunks(self, name: str, size: int) -> Iterator[list[str]]:
+        column = self.columns[name]
+        for start in range(0, len(self), size):
+            yield column.span(start, min(start + size, len(self)))
+
+    def need(self, every_row: bool, replaced: dict[int, str]) -> np.ndarray:
+        """The rows to mine: every row (replacing negatives, or more than one a row), else those without a given
+        negative or whose given negative does not stay (``replaced``)."""
+        if every_row:
+            return np.arange(len(self))
+        need = ~self.has_neg
+        need[list(replaced)] = True
+        return np.flatnonzero(need)
+
+
+class Pool:
+    """The candidate pool of a pair source: every distinct positive and given negative (and query, for a symmetric
+    source) in first-occurrence order — ``dict.fromkeys`` of the positives, then the given negatives, then the
+    queries — found by their digests; a text is read back from the row it first occurs in."""
+
+    def __init__(self, store: RowStore, with_queries: bool):
+        self.store, rows = store, len(store)
+        self.with_neg = np.flatnonzero(store.has_neg)
+        parts = [store.digests["pos"], store.digests["neg"][self.with_neg]]
+        if with_queries:
+            parts.append(store.digests["query"])
+        unique, first, inverse = np.unique(np.concatenate(parts), return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # pool id -> unique digest
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))  # unique digest -> pool id
+        self.first = first[order]  # the element (positives, negatives, queries) each pool id was first met as
+        ids = rank[inverse.ravel()]
+        self.pos_id = ids[:rows]
+        self.neg_id = np.full(rows, -1, dtype=np.int64)
+        self.neg_id[self.with_neg] = ids[rows : rows + len(self.with_neg)]
+        self._sorted, self._rank = unique, rank
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def __getitem__(self, pid: int) -> str:
+        element, rows, negs = int(self.first[pid]), len(self.store), len(self.with_neg)
+        if element < rows:
+            return self.store.columns["pos"][element]
+        if element < rows + negs:
+            return self.store.columns["neg"][int(self.with_neg[element - rows])]
+        return self.store.columns["query"][element - rows - negs]
+
+    def id_of(self, text: str) -> int | None:
+        """The pool id of ``text``, None when it is not in the pool."""
+        wanted = digests([text])
+        at = int(np.searchsorted(self._sorted, wanted[0]))
+        if at < len(self._sorted) and self._sorted[at] == wanted[0]:
+            return int(self._rank[at])
+        return None
+
+    def text_chunks(self, size: int) -> Iterator[list[str]]:
+        for start in range(0, len(self), size):
+            yield [self[pid] for pid in range(start, min(start + size, len(self)))]
+
+    def texts(self) -> list[str]:
+        """Every pool text, in memory (bm25 / hybrid candidates index them)."""
+        return [text for chunk in self.text_chunks(EMBED_CHUNK) for text in chunk]
+
+
+def _row_dots(q: np.ndarray, vectors: np.ndarray, ids: np.ndarray, block: int = EMBED_CHUNK) -> np.ndarray:
+    """q[i] . vectors[ids[i]] for every row, a block of rows at a time (never every gathered vector at once)."""
+    out = np.empty(len(ids), dtype=np.float32)
+    for start in range(0, len(ids), block):
+        rows = slice(start, start + block)
+        out[rows] = np.einsum("ij,ij->i", np.asarray(q[rows]), vectors[ids[rows]])
+    return out
 
 
 class PairRows:
-    """One pair source's rows, its candidate pool (every positive and given negative, and the queries of a
-    symmetric source) with their vectors, and the rules of its negatives."""
+    """One pair source's rows (on disk: ``RowStore``), its candidate pool (every positive and given negative, and
+    the queries of a symmetric source) with their memory-mapped vectors, and the rules of its negatives. What a
+    rule reads of a row or candidate (texts, canonical forms, own texts) is kept for the chunk of rows being
+    walked only (``forget``)."""
 
-    def __init__(self, records: list[Record], pool: list[str], q, pool_vectors, cfg: MineConfig, guard: Guard):
-        self.records, self.pool, self.q, self.pool_vectors, self.cfg, self.guard = (
-            records, pool, q, pool_vectors, cfg, guard
+    def __init__(self, store: RowStore, pool: Pool, q, pool_vectors, cfg: MineConfig, guard: Guard):
+        self.store, self.pool, self.q, self.pool_vectors, self.cfg, self.guard = (
+            store, pool, q, pool_vectors, cfg, guard
         )  # fmt: skip
-        self.in_pool = {text: i for i, text in enumerate(pool)}
-        self.dups = NearDuplicates(pool, cfg.near_duplicate)
-        self.pos_scores = np.einsum("ij,ij->i", q, pool_vectors[[self.in_pool[r.pos] for r in records]])
+        self.pos_scores = _row_dots(q, pool_vectors, pool.pos_id)
         if cfg.absolute_margin is not None:
             self.ceilings = self.pos_scores - cfg.absolute_margin
         else:
             self.ceilings = np.where(self.pos_scores > 0, self.pos_scores * (1 - cfg.relative_margin), self.pos_scores)
-        # every row sharing a query text: none of their positives (nor a reviewer's) is that query's negative
-        siblings: dict[str, set[str]] = {}
-        for r in records:
-            siblings.setdefault(r.query, set()).add(r.pos)
-        for query, texts in siblings.items():
-            texts.update(guard.extra_positives(query, set()))
-        self.siblings = siblings
+        # rows sharing a query text, by digest: none of their positives (nor a reviewer's) is that query's negative
+        self._by_query = np.argsort(store.digests["query"], kind="stable")
+        self._query_sorted = store.digests["query"][self._by_query]
         self.teacher_pos: dict[int, float] = {}
         self.teacher_given: dict[int, float] = {}
         self.replaced: dict[int, str] = {}
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop what was kept for the chunk of rows just walked."""
+        self._records: dict[int, Record] = {}
+        self._texts: dict[int, str] = {}
+        self._pool_forms: dict[int, str] = {}
         self._forms: dict[str, str] = {}
         self._own: dict[int, list[str]] = {}
 
@@ -817,16 +1028,27 @@ class PairRows:
             self.teacher_given = {i: neg for i, (_, neg) in enumerate(teacher) if neg is not None}
         self.replaced = replaced
 
+    def record(self, i: int) -> Record:
+        if (known := self._records.get(i)) is None:
+            known = self._records[i] = self.store.record(i)
+        return known
+
+    def text(self, cand: int) -> str:
+        """The pool text ``cand``."""
+        if (known := self._texts.get(cand)) is None:
+            known = self._texts[cand] = self.pool[cand]
+        return known
+
     def given_stays(self, i: int) -> bool:
         """Row ``i`` keeps its given negative as its first (not replaced by config, a reviewer or the teacher)."""
-        return self.records[i].neg is not None and not self.cfg.replace_negatives and i not in self.replaced
+        return bool(self.store.has_neg[i]) and not self.cfg.replace_negatives and i not in self.replaced
 
     def start_walk(self, i: int) -> RowWalk:
         """Row ``i``'s walk before any candidate: a given negative that did not stay is decided (never taken again;
         a teacher's suspect is listed among the row's suspects)."""
         walk = RowWalk()
         if (rule := self.replaced.get(i)) is not None:
-            given = self.in_pool[self.records[i].neg]
+            given = int(self.pool.neg_id[i])
             walk.decided.add(given)
             if rule != "judged_positive":  # a confirmed positive is an extra positive, not a suspect
                 score = float(self.q[i] @ self.pool_vectors[given])
@@ -835,24 +1057,42 @@ class PairRows:
 
     # --- forms and rules
 
+    def pool_form(self, cand: int) -> str:
+        if (known := self._pool_forms.get(cand)) is None:
+            known = self._pool_forms[cand] = canonical(self.text(cand))
+        return known
+
     def form_of(self, text: str) -> str:
-        if (at := self.in_pool.get(text)) is not None:
-            return self.dups.form(at)
         if (form := self._forms.get(text)) is None:
             form = self._forms[text] = canonical(text)
         return form
+
+    def same(self, a: int, b: int) -> bool:
+        """Pool texts ``a`` and ``b`` are near-duplicates."""
+        return _near(self.pool_form(a), self.pool_form(b), self.cfg.near_duplicate)
+
+    def siblings(self, i: int) -> set[str]:
+        """The positives of every row sharing row ``i``'s query text, and the texts reviewers judged positive
+        for it."""
+        record = self.record(i)
+        wanted = self.store.digests["query"][i]
+        start = int(np.searchsorted(self._query_sorted, wanted, side="left"))
+        stop = int(np.searchsorted(self._query_sorted, wanted, side="right"))
+        texts = {self.store.columns["pos"][int(r)] for r in self._by_query[start:stop]}
+        texts.update(self.guard.extra_positives(record.query, set()))
+        return texts
 
     def own_texts(self, i: int) -> list[str]:
         """The texts row ``i``'s negatives must differ from: its query, the positives of every row sharing it, and
         a given negative that stays first."""
         if (known := self._own.get(i)) is None:
-            record = self.records[i]
+            record = self.record(i)
             given = [record.neg] if self.given_stays(i) else []
-            known = self._own[i] = [record.query, *sorted(self.siblings[record.query]), *given]
+            known = self._own[i] = [record.query, *sorted(self.siblings(i)), *given]
         return known
 
     def cheap(self, i: int, cand: int, score: float, walk: RowWalk, margin: bool = True) -> str | None:
-        text, query = self.pool[cand], self.records[i].query
+        text, query = self.text(cand), self.record(i).query
         if margin and score >= self.ceilings[i]:
             return "margin"
         if self.guard.verdict(query, text) == "positive":
@@ -861,34 +1101,44 @@ class PairRows:
         own = self.own_texts(i)
         if text in own:
             return "self_or_duplicate"
-        form = self.dups.form(cand)
-        if any(self.dups.same_text(self.form_of(t), form) for t in own) or any(
-            self.dups.same(c, cand) for c in walk.taken
-        ):
+        form, threshold = self.pool_form(cand), self.cfg.near_duplicate
+        if any(_near(self.form_of(t), form, threshold) for t in own) or any(self.same(c, cand) for c in walk.taken):
             return "near_duplicate"
         return None
 
     def judge(self, batch: list[tuple[int, Found]]) -> None:
-        self.guard.judge([(self.records[i].query, self.pool[f.cand], self.teacher_pos[i], f) for i, f in batch])
+        self.guard.judge([(self.record(i).query, self.text(f.cand), self.teacher_pos[i], f) for i, f in batch])
 
     # --- mining
 
-    def mine(self, need: list[int], report: MineReport) -> dict[int, RowWalk]:
-        """{row: its walk} for the rows in ``need``, walked in chunks of ROW_CHUNK rows."""
-        cfg = self.cfg
-        fetch, limit, first_k = self._fetcher()
+    def triples(self, need: np.ndarray, report: MineReport) -> Iterator[Triple]:
+        """Every row's triple, in row order: the rows in ``need`` are walked ROW_CHUNK at a time, finished, and
+        each row up to the chunk's last is yielded before the next chunk is walked."""
+        fetch, limit, first_k = self._fetcher() if len(need) else (None, 0, None)
         judge = self.judge if self.teacher_pos else None
-        walker = Walker(fetch, limit, self.cheap, judge, cfg, report, first_k, self.start_walk)
-        walks: dict[int, RowWalk] = {}
+        walker = Walker(fetch, limit, self.cheap, judge, self.cfg, report, first_k, self.start_walk)
+        done = 0
         for start in range(0, len(need), ROW_CHUNK):
-            walks.update(walker.walk(need[start : start + ROW_CHUNK]))
-        for i in need:
-            self._finish(i, walks[i], report)
-        return walks
+            chunk = need[start : start + ROW_CHUNK].tolist()
+            walks = walker.walk(chunk)
+            for i in chunk:
+                self._finish(i, walks[i], report)
+            yield from self._rows(done, chunk[-1] + 1, walks, report)
+            done = chunk[-1] + 1
+            self.forget()
+        yield from self._rows(done, len(self.store), {}, report)
+
+    def _rows(self, start: int, stop: int, walks: dict[int, RowWalk], report: MineReport) -> Iterator[Triple]:
+        for i in range(start, stop):
+            if (triple := self.triple(i, walks.get(i), report)) is None:
+                report.dropped["no_negative"] += 1
+                continue
+            report.add(triple)
+            yield triple
 
     def _finish(self, i: int, walk: RowWalk, report: MineReport) -> None:
         """Sample the row's negatives from its survivors; a row left short gets fallbacks."""
-        cfg, record = self.cfg, self.records[i]
+        cfg, record = self.cfg, self.record(i)
         wanted = cfg.negatives - self.given_stays(i)
         if not walk.chosen:
             report.rows_without_candidate += 1
@@ -943,13 +1193,13 @@ class PairRows:
 
     def _lexical(self, searcher: Searcher | None) -> Fetch:
         """bm25 (medi.lexical) or hybrid candidates; their miner scores are the encoder's cosines (the margin rule
-        and the score column read them)."""
+        and the score column read them). The bm25 index holds every pool text."""
         from medi.lexical import Bm25Index, hybrid_merge
 
-        index = Bm25Index(self.pool)
+        index = Bm25Index(self.pool.texts())
 
         def fetch(rows: list[int], k: int) -> list[Candidates]:
-            texts = [self.records[i].query for i in rows]
+            texts = [self.record(i).query for i in rows]
             lexical = index.search(texts, k)
             if searcher is None:
                 ids, rules = lexical[1], np.full(lexical[1].shape, "bm25", dtype=object)
@@ -969,7 +1219,7 @@ class PairRows:
 
     def triple(self, i: int, walk: RowWalk | None, report: MineReport) -> Triple | None:
         """Row ``i`` with its negatives (a given one first, unless replaced), provenance and suspects."""
-        cfg, record = self.cfg, self.records[i]
+        cfg, record = self.cfg, self.record(i)
         picks = []
         if self.given_stays(i):
             picks.append(self._given_pick(i))
@@ -994,32 +1244,38 @@ class PairRows:
             neg_teacher_score=first["teacher_score"],
             extra_negs=picks[1:],
             extra_pos=self._extra_positives(i, report),
-            suspects=suspects_of(walk or RowWalk(), self.pool.__getitem__, lambda c: None, cfg.keep_suspects),
+            suspects=suspects_of(walk or RowWalk(), self.text, lambda c: None, cfg.keep_suspects),
         )
 
     def _given_pick(self, i: int) -> dict:
-        record = self.records[i]
-        score = float(self.q[i] @ self.pool_vectors[self.in_pool[record.neg]])
+        record = self.record(i)
+        score = float(self.q[i] @ self.pool_vectors[int(self.pool.neg_id[i])])
         return {"text": record.neg, "origin": "given", "rule": "given", "rank": None, "score": score,
                 "teacher_score": self.teacher_given.get(i), "ref": None}  # fmt: skip
 
     def _pick(self, i: int, found: Found) -> dict:
         origin = "fallback" if found.rule == "fallback" else "mined"
-        return {"text": self.pool[found.cand], "origin": origin, "rule": found.rule, "rank": found.rank,
+        return {"text": self.text(found.cand), "origin": origin, "rule": found.rule, "rank": found.rank,
                 "score": found.score, "teacher_score": found.teacher_score, "ref": None}  # fmt: skip
 
     def _extra_positives(self, i: int, report: MineReport) -> list[dict]:
-        record = self.records[i]
+        record = self.record(i)
         texts = self.guard.extra_positives(record.query, {record.query, record.pos})
         if not texts:
             return []
         report.judgements_applied += len(texts)
         teacher = self.guard.scores([record.query] * len(texts), texts) if texts else None
+        ids = [self.pool.id_of(t) for t in texts]
         return [
             {"text": t, "rule": "review", "teacher_score": teacher[n] if teacher else None, "ref": None,
-             "score": float(self.q[i] @ self.pool_vectors[self.in_pool[t]]) if t in self.in_pool else None}
+             "score": float(self.q[i] @ self.pool_vectors[ids[n]]) if ids[n] is not None else None}
             for n, t in enumerate(texts)
         ]  # fmt: skip
+
+
+def _near(a: str, b: str, threshold: float) -> bool:
+    """Two canonical forms are near-duplicates (``NearDuplicates.same_text``)."""
+    return a == b or fuzz.ratio(a, b, score_cutoff=threshold) > 0
 
 
 TeacherPairs = list[tuple[float | None, float | None]]  # each row's (teacher(q, pos), teacher(q, given neg))

@@ -48,7 +48,14 @@ from medi.stages.decontaminate import DecontamConfig, DecontamReport, EvalIndex,
 from medi.stages.dedup import DedupConfig, DedupReport, dedup_stream
 from medi.stages.filter import FilterConfig, FilterReport, apply_token_budget, filter_records
 from medi.stages.instruct import InstructionBook
-from medi.stages.mine import MineConfig, MineReport, given_only, given_triples_stream, mine_pairs, mine_task
+from medi.stages.mine import (
+    MineConfig,
+    MineReport,
+    given_only,
+    given_triples_stream,
+    mine_pairs_stream,
+    mine_task,
+)
 from medi.stages.normalize import NormalizeReport, normalize
 from medi.stages.sample import (
     GROWTH,
@@ -737,21 +744,21 @@ def _mine(ctx: SourceContext, batches: Iterator[pa.RecordBatch], write: Writer) 
 
 
 def _mine_rows(ctx: SourceContext, rows: Batches, write: Writer) -> dict:
-    """A pair source with nothing to mine streams (``given_triples_stream``); any other holds its rows to mine."""
+    """A pair source streams from the select checkpoint: with nothing to mine batch by batch
+    (``given_triples_stream``), else through ``mine_pairs_stream`` (rows on disk, vectors memory-mapped, mined and
+    written ROW_CHUNK rows at a time). A Super-NI task is small by nature (a task file holds at most ~6.5k
+    instances): its rows are held and mined at once (``mine_task``)."""
     report = MineReport()
     config = mine_config(ctx)
     guards = {"teacher": mine_teacher(ctx.runner, config), "judgements": mine_judgements(ctx)}
-    if _nothing_to_mine(ctx, rows, config, guards):
-        encoder = ctx.runner.encoder
-        triples = given_triples_stream(partial(_records_in, rows), rows.num_rows, encoder, config, report)
-        write_in_batches(write, triples, triples_batch)
-        return to_jsonable(report)
-    records = [r for batch in rows.again() for r in records_of(batch)]
     encoder = ctx.runner.encoder
-    if ctx.spec.adapter == SUPERNI:
+    if _nothing_to_mine(ctx, rows, config, guards):
+        triples = given_triples_stream(partial(_records_in, rows), rows.num_rows, encoder, config, report)
+    elif ctx.spec.adapter == SUPERNI:
+        records = [r for batch in rows.again() for r in records_of(batch)]
         triples = mine_task(records, encoder, config, report, **guards)
     else:
-        triples = mine_pairs(records, encoder, config, report, ctx.spec.symmetric, **guards)
+        triples = mine_pairs_stream(partial(_records_in, rows), encoder, config, report, ctx.spec.symmetric, **guards)
     write_in_batches(write, triples, triples_batch)
     return to_jsonable(report)
 
