@@ -36,6 +36,7 @@ BATCH_ROWS = 8192
 NOT_PIPELINE = {
     *("cli.py", "export.py", "verify.py", "stats.py", "publish.py", "review.py", "lint.py", "scaffold.py"),
     *("progress.py", "ray_engine.py", "outdir.py", "atomic.py"),  # where and how a build runs, not what it makes
+    "embed.py",  # lists the texts mine will embed, for a pool to embed first: the mine stage's vectors are its own
 }  # and medi/executors/: who runs the stages
 
 
