@@ -22,6 +22,7 @@ import numpy as np
 from medi.atomic import atomic_write, write_text
 from medi.catalog import user_cache_dir
 from medi.errors import MediError
+from medi.lanes import lane_map
 
 BUNDLED = "bundled:all-MiniLM-L6-v2"
 KEY_BYTES = 16
@@ -236,13 +237,17 @@ class Encoder:
         A text's batch shape — (``shape_rows(bucket)`` rows, ``bucket`` padded tokens) — depends on its own token
         length alone; a bucket's last batch is filled up with copies of its first text. Kernels round differently
         for other shapes, so this makes each vector a function of its text only: the same whatever else is
-        cached or encoded with it, cold or warm, killed and resumed, on one worker or many.
+        cached or encoded with it, cold or warm, killed and resumed, on one worker or many. On a CPU the batches
+        run on the process's lanes (``medi.lanes``: each batch single-threaded), as the kernels also round
+        differently with another thread count, and a worker's share of the cores is cores // workers.
         """
         vectors = np.empty((len(texts), self.dim), np.float32)
         batches = fixed_shape_batches(self._token_lengths(texts), keys, self.max_seq_length, self.config.batch_size)
+        run = lane_map if self.model.device.type == "cpu" else lambda work, items: [work(item) for item in items]
         for start in range(0, len(batches), FLUSH_BATCHES):
             group = batches[start : start + FLUSH_BATCHES]
-            fresh = np.vstack([self._encode([texts[i] for i in batch], bucket, rows) for batch, bucket, rows in group])
+            fresh = np.vstack(run(lambda b: self._encode([texts[i] for i in b[0]], b[1], b[2]), group))
+            self.texts_encoded += sum(len(batch) for batch, _, _ in group)
             block = [i for batch, _, _ in group for i in batch]
             self.cache.put([keys[i] for i in block], fresh)
             vectors[block] = fresh
@@ -256,7 +261,6 @@ class Encoder:
         """Unit vectors of ``texts`` from one forward pass of shape (``rows``, ``bucket``)."""
         import torch
 
-        self.texts_encoded += len(texts)
         model = self.model
         filled = texts + [texts[0]] * (rows - len(texts))
         features = model.tokenizer(

@@ -1,20 +1,29 @@
 """Nearest-neighbour search over unit vectors: exact inner product by default, faiss on GPU when present.
 
-Queries are searched in chunks so memory stays bounded (never N x N). A search may carry a per-query score
-ceiling (hard negatives must score below the positive): the exact CPU search applies it before taking the top
-k, in one pass; faiss indexes (GPU, HNSW, IVF) filter their top k afterwards, and the caller widens k.
+Queries are searched in chunks so memory stays bounded (never N x N); on a CPU the chunks run on the process's
+lanes (``medi.lanes``), each single-threaded, so the scores are the same bits whatever the number of workers and
+threads. A search may carry a per-query score ceiling (hard negatives must score below the positive): the exact CPU
+search applies it before taking the top k, in one pass; faiss indexes (GPU, HNSW, IVF) filter their top k
+afterwards, and the caller widens k.
 """
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from functools import cached_property
 
 import faiss
 import numpy as np
 
+from medi.lanes import lane_map
+
 GPU_MAX_K = 2048  # faiss-gpu's top-k limit for flat indexes
 MAX_RESULT_CELLS = 1 << 22  # queries x k per chunk
 EXACT_CHUNK_CELLS = 1 << 23  # queries x corpus rows per chunk of the exact search (32 MiB of scores)
+# queries per faiss call: blocks for the lanes (medi.lanes), cut the same way whatever their number, so each query's
+# results are the same bits with any number of lanes
+SEARCH_BLOCK_ROWS = 1024
 
 
 def gpu_count() -> int:
@@ -32,6 +41,7 @@ class Searcher:
         # exact CPU search can also mask by ceiling before its top k (search_below), from the same vectors
         self.corpus = corpus if index == "flat" and not self.on_gpu else None
         self._kind, self._vectors = index, corpus
+        self._lock = threading.Lock()  # the exact search's spare blocks, taken and given back by lanes
         if self.corpus is None:
             self.index  # noqa: B018 -- built now: an approximate index is what the caller asked for
 
@@ -59,8 +69,10 @@ class Searcher:
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(1, min(k, self.max_k))
-        step = max(1, MAX_RESULT_CELLS // k)
-        parts = [self.index.search(queries[i : i + step], k) for i in range(0, len(queries), step)]
+        step = max(1, min(SEARCH_BLOCK_ROWS, MAX_RESULT_CELLS // k))
+        index = self.index
+        run = _serial if self.on_gpu else lane_map  # blocks of the same queries whatever the lanes: the same bits
+        parts = run(lambda i: index.search(queries[i : i + step], k), range(0, len(queries), step))
         if not parts:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         scores, ids = np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
@@ -94,7 +106,7 @@ class Searcher:
         than k rows lie below the ceiling. ``above`` counts each query's corpus rows at or above its ceiling (they
         rank ahead of every row returned: the miner's ranks and its margin count start after them).
         """
-        import torch  # its matmul, element-wise passes and top-k are multi-threaded; numpy's argpartition is not
+        import torch
 
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         # a ceiling no score can reach leaves nothing out: lowered to one above the largest possible score, so that
@@ -105,14 +117,15 @@ class Searcher:
         k = max(1, min(k, self.ntotal))
         corpus = torch.from_numpy(self.corpus).T
         step = max(1, min(len(queries), EXACT_CHUNK_CELLS // max(self.ntotal, 1)))
-        block, ranks, at_or_above = self._blocks(step)
         scores, ids = torch.empty((len(queries), k)), torch.empty((len(queries), k), dtype=torch.int64)
         closeness = torch.empty((len(queries), k))
         above = torch.zeros(len(queries), dtype=torch.int64)
-        with torch.inference_mode():
-            for start in range(0, len(queries), step):
-                rows = slice(start, start + step)
-                size = len(queries[rows])
+
+        def one_block(start: int) -> None:
+            """Rows start..start+step, into their own rows of the outputs (blocks run on lanes at once)."""
+            rows = slice(start, start + step)
+            size = len(queries[rows])
+            with self._blocks(step) as (block, ranks, at_or_above), torch.inference_mode():
                 part = torch.matmul(queries[rows], corpus, out=block[:size])
                 rank = torch.sub(limits[rows], part, out=ranks[:size]).reciprocal_()
                 if k == 1:  # a max pass costs a third less than a top-k
@@ -124,20 +137,35 @@ class Searcher:
                 # numpy's count reduces in small buffers; torch's sum(dtype=int32) made a block-sized int32 copy
                 # each time, and those (tens of MB) fragmented the heap: resident memory grew call after call
                 above[rows] = torch.from_numpy(np.count_nonzero(flags.numpy(), axis=1))
+
+        lane_map(one_block, range(0, len(queries), step))  # each block single-threaded: the same bits on any lanes
+        with torch.inference_mode():
             ids[(closeness <= 0) | torch.isinf(closeness)] = -1  # at or above the ceiling
         return scores.numpy(), ids.numpy(), above.numpy()
 
+    @contextmanager
     def _blocks(self, rows: int):
-        """The exact search's (scores, ranks, flags) blocks of at least ``rows`` query rows, kept between calls: a
-        miner searches thousands of times, and blocks of tens of MB allocated and freed each time leave the
-        allocator's arenas fragmented (measured: resident memory grew by hundreds of MB over a few calls)."""
+        """A (scores, ranks, flags) set of blocks of at least ``rows`` query rows, lent to one lane at a time and
+        kept between calls: a miner searches thousands of times, and blocks of tens of MB allocated and freed each
+        time leave the allocator's arenas fragmented (measured: resident memory grew by hundreds of MB over a few
+        calls). At most one set per lane is ever made."""
         import torch
 
-        held = self.__dict__.get("_held")
+        with self._lock:
+            spare = self.__dict__.setdefault("_spare", [])
+            held = spare.pop() if spare else None
         if held is None or held[0].shape[0] < rows:
             shape = (rows, self.ntotal)
-            held = self._held = (torch.empty(shape), torch.empty(shape), torch.empty(shape, dtype=torch.bool))
-        return held
+            held = (torch.empty(shape), torch.empty(shape), torch.empty(shape, dtype=torch.bool))
+        try:
+            yield held
+        finally:
+            with self._lock:
+                self._spare.append(held)
+
+
+def _serial(work, items) -> list:
+    return [work(item) for item in items]
 
 
 def _make_index(kind: str, dim: int, corpus: np.ndarray):
