@@ -16,6 +16,8 @@ names, measured in the same run:
 - KILT in one pass (``--kilt-gb``): seven KILT tasks over a generated knowledge source of that many GB: the build
   of all seven against the build of one (target: wall <= 1.3x, and the file read once), each with a fresh index
   and fresh stages but the embeddings of a warm-up build, so the rest of each task's work is small next to the pass;
+  ``--kilt-cap N`` caps each task (``--max-per-source``) below its ``--kilt-rows``: the passages are joined after
+  the sample, so the pages read are those of the sampled rows alone;
 - mined uncapped growth (``--mined-uncapped``): an uncapped synthetic pair source without given negatives (every row
   mined) at two sizes. Embedding it on this CPU (~100 texts/s) is out of reach, so the vectors are PLANTED: the
   stages up to select run first, then seeded random unit vectors are written into the embedding cache under the
@@ -31,6 +33,7 @@ names, measured in the same run:
 
     python bench/scale.py --rows 1000000 --large 4000000 --triplets 1000000 [--work /tmp/medi-scale]
     python bench/scale.py --rows 0 --triplets 0 --uncapped 500000,2000000 --kilt-gb 2
+    python bench/scale.py --rows 0 --triplets 0 --kilt-gb 2 --kilt-rows 20000 --kilt-cap 1000
     python bench/scale.py --rows 0 --triplets 0 --mined-uncapped 20000,80000
 """
 
@@ -431,9 +434,11 @@ def kilt_row(args, work: Path) -> dict:
             for line in handle:
                 digest.update(line)
         bare = time.perf_counter() - started
-        warm_up = kilt_build(work, list(KILT_TASKS), "warm-up", [])  # embeds every text once (a cold build)
-        one = kilt_build(work, ["kilt/nq"], "one", ["--fresh"])
-        seven = kilt_build(work, list(KILT_TASKS), "seven", ["--fresh"])
+        # --kilt-cap: a cap below the task's rows, so the pages of the sampled rows alone are read
+        cap = ["--max-per-source", str(args.kilt_cap)] if args.kilt_cap else []
+        warm_up = kilt_build(work, list(KILT_TASKS), "warm-up", cap)  # embeds every text once (a cold build)
+        one = kilt_build(work, ["kilt/nq"], "one", ["--fresh", *cap])
+        seven = kilt_build(work, list(KILT_TASKS), "seven", ["--fresh", *cap])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     found = {"bytes": size, "pages": pages, "generated": generated, "bare": bare}
@@ -542,6 +547,7 @@ def main() -> None:
     parser.add_argument("--mined-index", default="flat", help="mining.index of the mined builds (flat, ivf, hnsw)")
     parser.add_argument("--kilt-gb", type=float, default=0, help="knowledge source size; 0: no KILT row")
     parser.add_argument("--kilt-rows", type=int, default=1000, help="rows of each KILT task file")
+    parser.add_argument("--kilt-cap", type=int, default=0, help="--max-per-source of the KILT builds (0: none)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/medi-scale"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
