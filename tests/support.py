@@ -162,3 +162,20 @@ def run_in_terminal(args: list[str], columns: int, timeout: float = 600, **popen
     os.close(main)
     controls = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours, and the cursor hidden and shown
     return code, controls.sub("", output.decode(errors="replace")).replace("\r\n", "\n")
+
+
+def single_reader_sample(rows, source_name: str, seed: int, size: int | None):
+    """What the sample stage's single reader keeps of an adapter's rows: (sample, or every row when ``size`` is
+    None; the sampler's report; the problems in order)."""
+    from medi.errors import Problem
+    from medi.stages.sample import Sampler
+
+    sampler, problems, every = Sampler(size, f"{seed}:{source_name}"), [], []
+    for item in rows:
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            sampler.offer(item)
+            every.append(item)
+    sample = sampler.finish()
+    return (sample if size is not None else every), sampler.report, problems

@@ -20,17 +20,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from git_stub import RawServer
-from support import plain, quiet_console, spec
+from support import plain, quiet_console, single_reader_sample, spec
 from test_split import SEED, assert_same, assert_same_release, in_splits, nq_with_duplicates_and_bad_lines, split_events
 
 import medi
 from medi.adapters import plan_source_splits, read_source
 from medi.build import BuildOptions
 from medi.catalog import Catalog
-from medi.errors import MediError, Problem, SourceError
+from medi.errors import MediError, SourceError
 from medi.fetch import fetch, sha256_file
 from medi.release import open_release
-from medi.stages.sample import Sampler
 
 CUTS = (7, 19)  # line numbers after which the whole file is cut: three parts, the bad lines in the second
 
@@ -71,15 +70,7 @@ def whole_and_parts(tmp_path: Path) -> tuple[Path, list[Path]]:
 
 def one_reader(source, fetched, size):
     """What the sample stage's single reader keeps of a source (``read_source``): (sample, report, problems)."""
-    sampler, problems, every = Sampler(size, f"{SEED}:{source.name}"), [], []
-    for item in read_source(source.adapter, fetched, source, SEED).rows:
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            sampler.offer(item)
-            every.append(item)
-    sample = sampler.finish()
-    return (sample if size is not None else every), sampler.report, problems
+    return single_reader_sample(read_source(source.adapter, fetched, source, SEED).rows, source.name, SEED, size)
 
 
 def texts(rows) -> list[tuple]:

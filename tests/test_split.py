@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support import BAD, DEMO_MIRROR, quiet_console, spec
+from support import BAD, DEMO_MIRROR, quiet_console, single_reader_sample, spec
 
 import medi
 from medi.adapters import Split, Stream, get_adapter, plan_splits, read_split
@@ -43,16 +43,7 @@ def nq_with_duplicates_and_bad_lines(folder: Path) -> Path:
 
 def one_reader(kind: str, path: Path, source, size: int | None):
     """What the sample stage's single reader keeps: (sample, report, problems)."""
-    sampler = Sampler(size, f"{SEED}:{source.name}")
-    problems, every = [], []
-    for item in get_adapter(kind, source.name)(path, source, SEED).rows:
-        if isinstance(item, Problem):
-            problems.append(item)
-        else:
-            sampler.offer(item)
-            every.append(item)
-    sample = sampler.finish()
-    return (sample if size is not None else every), sampler.report, problems
+    return single_reader_sample(get_adapter(kind, source.name)(path, source, SEED).rows, source.name, SEED, size)
 
 
 def in_splits(kind: str, path: Path, source, size: int | None, splits: list[Split]):
