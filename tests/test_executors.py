@@ -128,8 +128,13 @@ class Reports:
 
 
 def test_the_pool_survives_a_killed_worker(demo_release, own_cache, monkeypatch, tmp_path):
-    """A worker process SIGKILLed by this test when it starts mining a source: the pool breaks, the unfinished
-    sources run again in a new pool and the release is the serial build's, byte for byte."""
+    """A worker process SIGKILLed by this test when it reports mining a source: the pool breaks, the unfinished
+    sources run again in a new pool and the release is the serial build's, byte for byte.
+
+    The driver sees a worker's events a moment late (it polls), and a demo source mines from cached vectors in
+    milliseconds, so the kill lands either while that source mines (it is run again, counted against it) or after
+    the worker finished it and before it reported the next (nothing is counted: every unfinished source runs in
+    the new pool). Both must give the serial bytes."""
     reports = Reports(monkeypatch, kill_at="mine")
     console = quiet_console()
     monkeypatch.delenv("MEDI_HOME", raising=False)
@@ -137,7 +142,8 @@ def test_the_pool_survives_a_killed_worker(demo_release, own_cache, monkeypatch,
     assert reports.killed is not None, "no worker reported mining"
     assert not alive(reports.killed)
     assert_same_release(demo_release.out, tmp_path / "out")
-    assert any(stage.startswith("worker died; run again (1/3)") for _, stage, _ in reports.events)
+    rerun = any(stage.startswith("worker died; run again (1/3)") for _, stage, _ in reports.events)
+    assert rerun or "a worker process died between sources" in console.file.getvalue()
     assert "[19/19]" in console.file.getvalue()
 
 

@@ -97,12 +97,16 @@ class _Round:
         self.progress.finished(name, outcome_line(outcome))
 
     def _lost(self, names: list[str], done: dict[str, SourceOutcome]) -> list[str]:
-        """The sources a dead worker may have been running: every started, unfinished one."""
+        """The sources a dead worker may have been running: every started, unfinished one; none when it died
+        between sources (each source started in this round had finished: the next round runs the rest)."""
         self._drain()
         running = [name for name in names if name in self.started and name not in done]
-        if not running:
+        if running:
+            return running
+        if not any(name in done for name in names):  # nothing ever ran: a new pool would die the same way
             raise MediError("a worker process died before it ran any source (see the messages above)")
-        return running
+        self.progress.console.print("a worker process died between sources: the unfinished ones run in a new pool")
+        return []
 
     def _drain(self) -> None:
         while True:
