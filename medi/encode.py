@@ -22,7 +22,7 @@ import numpy as np
 from medi.atomic import atomic_write, write_text
 from medi.catalog import user_cache_dir
 from medi.errors import MediError
-from medi.lanes import lane_map
+from medi.lanes import lane_map, serial_map
 
 BUNDLED = "bundled:all-MiniLM-L6-v2"
 KEY_BYTES = 16
@@ -243,7 +243,7 @@ class Encoder:
         """
         vectors = np.empty((len(texts), self.dim), np.float32)
         batches = fixed_shape_batches(self._token_lengths(texts), keys, self.max_seq_length, self.config.batch_size)
-        run = lane_map if self.model.device.type == "cpu" else lambda work, items: [work(item) for item in items]
+        run = lane_map if self.model.device.type == "cpu" else serial_map
         for start in range(0, len(batches), FLUSH_BATCHES):
             group = batches[start : start + FLUSH_BATCHES]
             fresh = np.vstack(run(lambda b: self._encode([texts[i] for i in b[0]], b[1], b[2]), group))

@@ -64,6 +64,12 @@ def lane_map(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Resu
             return list(pool.map(lambda item: _in_lane(work, item), items))
 
 
+def serial_map(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
+    """``lane_map``'s signature, in this thread with the kernels as they are: for a GPU, where threads change no bits
+    and lanes would only contend for the device."""
+    return [work(item) for item in items]
+
+
 def _in_lane(work: Callable[[Item], Result], item: Item) -> Result:
     if not getattr(_lane_state, "limited", False):
         _limit_this_thread()

@@ -16,7 +16,7 @@ from functools import cached_property
 import faiss
 import numpy as np
 
-from medi.lanes import lane_map
+from medi.lanes import lane_map, serial_map
 
 GPU_MAX_K = 2048  # faiss-gpu's top-k limit for flat indexes
 MAX_RESULT_CELLS = 1 << 22  # queries x k per chunk
@@ -71,7 +71,7 @@ class Searcher:
         k = max(1, min(k, self.max_k))
         step = max(1, min(SEARCH_BLOCK_ROWS, MAX_RESULT_CELLS // k))
         index = self.index
-        run = _serial if self.on_gpu else lane_map  # blocks of the same queries whatever the lanes: the same bits
+        run = serial_map if self.on_gpu else lane_map  # blocks of the same queries whatever the lanes: the same bits
         parts = run(lambda i: index.search(queries[i : i + step], k), range(0, len(queries), step))
         if not parts:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
@@ -162,10 +162,6 @@ class Searcher:
         finally:
             with self._lock:
                 self._spare.append(held)
-
-
-def _serial(work, items) -> list:
-    return [work(item) for item in items]
 
 
 def _make_index(kind: str, dim: int, corpus: np.ndarray):

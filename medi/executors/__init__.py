@@ -12,6 +12,8 @@ and the progress lines. Each executor owns its own retries (a dead worker's sour
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,11 +118,13 @@ def threads_per_worker(workers: int) -> int:
 def limit_threads(threads: int) -> None:
     """This process works on ``threads`` cores: as many lanes (``medi.lanes``: the encoder's batches and the miner's
     query blocks, each computed single-threaded, so the vectors and scores are the same bits for any count), and
-    as many torch threads for torch work outside the lanes (a cross-encoder teacher)."""
-    import torch
-
+    as many torch threads for torch work outside the lanes (a cross-encoder teacher): set on torch if it is loaded,
+    else through the variable torch reads when it loads (a worker that never embeds never imports it)."""
     set_lanes(threads)
-    torch.set_num_threads(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def run_one(runner: Runner, name: str) -> SourceOutcome:
