@@ -182,7 +182,7 @@ class Encoder:
     def embed_many(self, groups: list[tuple[list[str], str]]) -> list[np.ndarray]:
         """``embed`` of several (texts, side) groups with one cache lookup and one encode: their uncached texts
         share length buckets, so fewer part-filled batches than one call per group."""
-        unique = list(dict.fromkeys((self._prompt(side), t) for texts, side in groups for t in texts))
+        unique = list(dict.fromkeys((self.prompt(side), t) for texts, side in groups for t in texts))
         keys = [text_key(prompt, t) for prompt, t in unique]
         matrix, missing = self.cache.lookup(keys)
         if missing:
@@ -195,7 +195,7 @@ class Encoder:
         if len(groups) == 1 and len(unique) == len(groups[0][0]):
             return [matrix]
         position = {pair: i for i, pair in enumerate(unique)}
-        return [matrix[[position[self._prompt(side), t] for t in texts]] for texts, side in groups]
+        return [matrix[[position[self.prompt(side), t] for t in texts]] for texts, side in groups]
 
     def embed_mapped(self, groups: list[tuple[Iterable[list[str]], int, str]], folder: Path) -> list[np.ndarray]:
         """``embed_many`` of (text chunks, texts in all, side) groups into memory-mapped ``.npy`` files under
@@ -224,7 +224,8 @@ class Encoder:
             out.append(matrix)
         return out
 
-    def _prompt(self, side: str) -> str:
+    def prompt(self, side: str) -> str:
+        """The prompt put before a text of ``side`` (query or document) when it is embedded and keyed."""
         return self.config.query_prompt if side == "query" else self.config.document_prompt
 
     @cached_property

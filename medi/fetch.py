@@ -127,7 +127,7 @@ def mirror_paths(spec: SourceSpec) -> list[str]:
 
 def locate_in_mirrors(spec: SourceSpec, data_dirs: list[Path]) -> tuple[Path, str] | None:
     """(file, its path relative to the data dir) for the first preferred path some data dir holds; of a source of
-    several files, the first file found (see ``mirror_files`` for all of them)."""
+    several files, the first file found (``local_files`` lists all of them)."""
     for relative in mirror_paths(spec):
         for data_dir in data_dirs:
             candidate = data_dir / relative

@@ -31,7 +31,7 @@ from medi.encode import EmbeddingCache, Encoder, cache_info, prune_cache
 from medi.errors import MediError
 from medi.executors.ray import BEFORE_MINE, FirstPassReused, plan_workers
 from medi.stages.checkpoint import Batches
-from medi.stages.embed import mine_texts, prompt_of
+from medi.stages.embed import mine_texts
 from medi.stages.units import Runner, SourceContext, run_source
 
 NO_RAY = "the ray extra is not installed: pip install -e '.[ray]' (the test extra includes it)"
@@ -169,7 +169,7 @@ def test_the_pool_is_asked_for_exactly_what_each_mine_stage_embeds(local_demo, s
     real = encoder.embed_many
 
     def recording(groups):
-        asked.update((prompt_of(encoder, side), t) for texts, side in groups for t in texts)
+        asked.update((encoder.prompt(side), t) for texts, side in groups for t in texts)
         return real(groups)
 
     encoder.embed_many = recording  # the real encoder, each call seen on its way through
@@ -179,7 +179,7 @@ def test_the_pool_is_asked_for_exactly_what_each_mine_stage_embeds(local_demo, s
     for spec in specs:
         first = run_source(runner, spec, BEFORE_MINE)
         groups = mine_texts(SourceContext(spec, runner), Batches(Path(first.outputs["select"])))
-        requested = {(prompt_of(encoder, side), text) for texts, side in groups for text in texts}
+        requested = {(encoder.prompt(side), text) for texts, side in groups for text in texts}
         asked.clear()
         run_source(runner, spec)
         assert requested == asked, spec.name

@@ -128,7 +128,7 @@ def write_requests(runner: Runner, spec: SourceSpec, select_output: Path, path: 
     writer: pq.ParquetWriter | None = None
     try:
         for texts, side in mine_texts(ctx, rows):
-            prompt = prompt_of(encoder, side)
+            prompt = encoder.prompt(side)
             distinct = {text_key(prompt, t): t for t in texts}
             keys = list(distinct)
             missing = [k for k, at in zip(keys, encoder.cache.places(keys)[:, 0].tolist(), strict=True) if at < 0]
@@ -144,11 +144,6 @@ def write_requests(runner: Runner, spec: SourceSpec, select_output: Path, path: 
         if writer is not None:
             writer.close()
     return {"texts": written, "cached": cached, "mine_stored": False}
-
-
-def prompt_of(encoder: Encoder, side: str) -> str:
-    """The prompt ``Encoder.embed_many`` puts before a text of ``side``."""
-    return encoder.config.query_prompt if side == "query" else encoder.config.document_prompt
 
 
 def requests_table(texts: list[str], side: str, prompt: str, source: str) -> pa.Table:
