@@ -160,13 +160,13 @@ def expand_files(spec: SourceSpec, key: str, base: Path, value: str | list[str])
             if not (base / pattern).is_file():
                 why = f"{spec.file}: {key}: {pattern} not found (looked in {base})"
                 raise SourceError(spec.name, "missing_file", why, base / pattern)
-            found.setdefault(pattern, base / pattern)
+            found.setdefault(os.path.relpath(base / pattern, base), base / pattern)
             continue
         matched = _glob(base, pattern)
         if not matched:
             raise SourceError(spec.name, "missing_file", f"{spec.file}: {key}: {pattern} matches no file in {base}")
-        for path in matched:
-            found.setdefault(str(path.relative_to(base)), path)
+        for path in matched:  # an absolute pattern may match outside base: named relative to it all the same
+            found.setdefault(os.path.relpath(path, base), path)
     return [(path, relative) for relative, path in sorted(found.items())]
 
 

@@ -195,6 +195,16 @@ def test_a_glob_matching_nothing_and_a_missing_listed_file_are_errors_naming_the
         fetch(catalog.specs["tests/local_nothing"], [], medi_home.root, remote=False, cache_dir=tmp_path / "cache")
 
 
+def test_a_local_glob_outside_the_project_reads_every_file_named_by_its_own_name(medi_home, tmp_path):
+    """``path: /abs/dir/nq-*.jsonl`` (files outside the project root): fetched, not a crash on a path outside the
+    root; the files named as anywhere else, relative to their common folder."""
+    _, parts = whole_and_parts(tmp_path)
+    medi_home.add_source("tests/absolute", {"adapter": "st_jsonl", "path": str(parts[0].parent / "nq-*.jsonl")})
+    fetched = fetch(Catalog.load().specs["tests/absolute"], [], medi_home.root, remote=False, cache_dir=tmp_path / "c")
+    assert [f.name for f in fetched.files] == sorted(p.name for p in parts)
+    assert [f.path for f in fetched.files] == sorted(parts)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
